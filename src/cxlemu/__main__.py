@@ -1,0 +1,5 @@
+import sys
+
+from cxlemu.cli.main import main
+
+sys.exit(main())

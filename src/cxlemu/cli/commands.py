@@ -1,0 +1,280 @@
+"""Implementations of the ``cxlemu`` subcommands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from cxlemu.machine.store import MachineError, Store
+from cxlemu.topology import presets
+
+
+def _store() -> Store:
+    return Store()
+
+
+def _topology_text(arg: str) -> str:
+    if arg in presets.names():
+        return presets.text(arg)
+    p = Path(arg)
+    if p.is_file():
+        return p.read_text()
+    raise MachineError(f"unknown topology {arg!r}: not a preset ({', '.join(presets.names())}) nor a file")
+
+
+def cmd_topologies(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="built-in topologies", show_lines=False)
+    t.add_column("name", style="bold")
+    t.add_column("devices", justify="right")
+    t.add_column("windows", justify="right")
+    t.add_column("description")
+    for name in presets.names():
+        topo = presets.load(name)
+        t.add_row(name, str(len(topo.devices)), str(len(topo.windows)), topo.description)
+    Console().print(t)
+    return 0
+
+
+def cmd_topology(args) -> int:
+    sys.stdout.write(_topology_text(args.preset))
+    return 0
+
+
+def cmd_create(args) -> int:
+    text = _topology_text(args.topology)
+    _store().create(args.name, text)
+    with _store().open(args.name, write=False) as m:
+        k = m.kernel
+        n_mem = len(k.cxl.memdevs)
+        n_rd = len(k.cxl.root_decoders())
+        regions = [r.name for r in k.cxl.regions.all()]
+    extra = f", auto-assembled {', '.join(regions)}" if regions else ""
+    print(f"created {args.name}: {n_mem} memdev(s), {n_rd} root decoder(s){extra}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    st = _store()
+    for name in st.names():
+        try:
+            with st.open(name, write=False) as m:
+                t = m.topology
+                print(f"{name:20} {t.name:20} {len(t.devices):5} device(s)  "
+                      f"{len(m.kernel.cxl.regions.all())} region(s)")
+        except Exception as e:  # a broken machine must not hide the others
+            print(f"{name:20} (unreadable: {e})")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    st = _store()
+    rc = 0
+    for name in args.names:
+        try:
+            st.remove(name)
+        except MachineError as e:
+            print(f"cxlemu: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def machine_summary(m) -> dict:
+    k = m.kernel
+    regions = []
+    for r in k.cxl.regions.all():
+        regions.append({
+            "region": r.name, "decoder": r.cxlrd.name, "mode": r.mode,
+            "resource": r.res.start if r.res else None, "size": r.size,
+            "interleave_ways": r.interleave_ways, "interleave_granularity": r.interleave_granularity,
+            "state": ["idle", "interleave_active", "active", "reset_pending", "commit"][r.state],
+            "enabled": r.driver is not None,
+            "targets": [{"position": i, "memdev": t.memdev.name, "decoder": t.name,
+                         "dpa_resource": t.dpa_start, "dpa_size": t.dpa_len}
+                        for i, t in enumerate(r.targets[: r.interleave_ways]) if t is not None],
+        })
+    devices = []
+    for md in k.cxl.memdevs:
+        hw = md.hw
+        devices.append({
+            "id": hw.topo.id, "memdev": md.name, "host": md.parent.name if md.parent else None,
+            "serial": hw.serial, "ram_size": hw.ram_size, "pmem_size": hw.pmem_size,
+            "lsa_size": hw.lsa_size, "media": str(m.media.path(hw)),
+            "endpoint": md.endpoint.name if md.endpoint else None, "enabled": md.driver is not None,
+        })
+    windows = []
+    for rd in k.cxl.root_decoders():
+        windows.append({"decoder": rd.name, "base": rd.start, "size": rd.size,
+                        "interleave_ways": rd.interleave_ways,
+                        "granularity": rd.hbig_granularity, "arithmetic": rd.arithmetic,
+                        "targets": [t.dev.name for t in rd.targets],
+                        "ram": rd.cap_ram, "pmem": rd.cap_pmem})
+    return {"machine": m.name, "topology": m.topology.name, "flavor": m.topology.flavor,
+            "kernel": m.topology.boot.kernel, "path": str(m.path), "devices": devices,
+            "windows": windows, "regions": regions}
+
+
+def cmd_show(args) -> int:
+    with _store().open(args.name, write=False) as m:
+        print(json.dumps(machine_summary(m), indent=2))
+    return 0
+
+
+def wrapper_dir(name: str) -> Path:
+    from cxlemu.machine.store import home
+    from cxlemu.tools.runner import TOOLS
+    d = home() / "bin" / name
+    d.mkdir(parents=True, exist_ok=True)
+    for tool in TOOLS:
+        p = d / tool
+        script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cxlemu exec "
+                  f"{shlex.quote(name)} -- {tool} \"$@\"\n")
+        if not p.exists() or p.read_text() != script:
+            p.write_text(script)
+            p.chmod(0o755)
+    return d
+
+
+def cmd_exec(args) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise MachineError("exec: nothing to run (cxlemu exec NAME -- COMMAND [ARGS...])")
+    from cxlemu.tools.runner import TOOLS, run_tool
+    tool = os.path.basename(argv[0])
+    if tool in TOOLS:
+        with _store().open(args.name) as m:
+            backend = m.backend()
+            fault = os.environ.get("CXLEMU_FAULT_AFTER_WRITES")
+            if fault:
+                backend.fault_after_writes = int(fault)
+            return run_tool(tool, argv[1:], backend, env=dict(os.environ))
+    if not _store().exists(args.name):
+        raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+    env = dict(os.environ)
+    env["PATH"] = f"{wrapper_dir(args.name)}:{env.get('PATH', '')}"
+    env["CXLEMU_MACHINE"] = args.name
+    try:
+        return subprocess.call(argv, env=env)
+    except FileNotFoundError:
+        print(f"cxlemu: exec: {argv[0]}: command not found", file=sys.stderr)
+        return 127
+
+
+def cmd_shell(args) -> int:
+    if not _store().exists(args.name):
+        raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+    env = dict(os.environ)
+    env["PATH"] = f"{wrapper_dir(args.name)}:{env.get('PATH', '')}"
+    env["CXLEMU_MACHINE"] = args.name
+    env["PS1"] = f"(cxlemu:{args.name}) " + env.get("PS1", r"\w\$ ")
+    shell = env.get("SHELL", "/bin/sh")
+    print(f"cxlemu: a shell for machine {args.name!r}: cxl, ndctl, daxctl, numactl, lspci, dd act on it; "
+          f"exit to leave", file=sys.stderr)
+    return subprocess.call([shell], env=env)
+
+
+def cmd_iomem(args) -> int:
+    with _store().open(args.name, write=False) as m:
+        sys.stdout.write(m.backend().read("/proc/iomem"))
+    return 0
+
+
+def cmd_dmesg(args) -> int:
+    with _store().open(args.name, write=False) as m:
+        for line in m.kernel.dmesg:
+            print(line)
+    return 0
+
+
+def cmd_acpi(args) -> int:
+    from cxlemu.hw.acpi.dump import dump_table
+    with _store().open(args.name, write=False) as m:
+        tables = m.platform.tables
+        name = args.table.upper()
+        if name == "FADT":
+            name = "FACP"
+        if name not in tables:
+            raise MachineError(f"no ACPI table {args.table!r} (have: {', '.join(sorted(tables))})")
+        if args.raw:
+            Path(args.raw).write_bytes(tables[name])
+            return 0
+        sys.stdout.write(dump_table(name, tables[name]))
+    return 0
+
+
+def cmd_sysfs(args) -> int:
+    from cxlemu.sysfs.backend import render
+    with _store().open(args.name, write=args.action == "write") as m:
+        b = m.backend()
+        if args.action == "render":
+            if len(args.args) != 1:
+                raise MachineError("sysfs render OUTDIR")
+            out = Path(args.args[0])
+            if out.exists() and any(out.iterdir()):
+                raise MachineError(f"{out} is not empty")
+            out.mkdir(parents=True, exist_ok=True)
+            n = render(b, str(out.resolve()))
+            print(f"rendered {n} entries of {args.name}'s /sys, /proc and /dev into {out}", file=sys.stderr)
+            return 0
+        if args.action == "read":
+            for p in args.args:
+                sys.stdout.write(b.read(p))
+            return 0
+        if args.action == "ls":
+            for p in args.args or ["/sys"]:
+                for n in b.listdir(p):
+                    print(n)
+            return 0
+        if len(args.args) != 2:
+            raise MachineError("sysfs write PATH VALUE")
+        try:
+            b.write(args.args[0], args.args[1] + "\n")
+        except OSError as e:
+            print(f"cxlemu: write {args.args[0]}: {os.strerror(e.errno)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_reboot(args) -> int:
+    with _store().open(args.name) as m:
+        m.reboot(power_loss=False)
+        regions = [r.name for r in m.kernel.cxl.regions.all()]
+    print(f"{args.name}: rebooted" + (f" (firmware regions: {', '.join(regions)})" if regions else ""))
+    return 0
+
+
+def cmd_power_fail(args) -> int:
+    with _store().open(args.name) as m:
+        eadr = m.topology.boot.persistent_cpu_caches
+        m.reboot(power_loss=True)
+    print(f"{args.name}: power failed and restored; "
+          + ("CPU caches are persistent (eADR): no store was lost" if eadr
+             else "stores not flushed from CPU caches were lost"))
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from cxlemu.kernel.cxl.translate_cli import translate
+    with _store().open(args.name, write=False) as m:
+        out = translate(m.kernel, args.kind, args.args)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_blocks(args) -> int:
+    from cxlemu.kernel.mm.lsmem import lsmem
+    with _store().open(args.name, write=False) as m:
+        sys.stdout.write(lsmem(m.backend()))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from cxlemu.demo import run_demo
+    return run_demo(keep=args.keep)

@@ -1,0 +1,95 @@
+"""The ``cxlemu`` command: create, inspect and drive emulated CXL machines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cxlemu import __version__
+
+EPILOG = """examples:
+  cxlemu demo
+  cxlemu create box --topology biscuitos-b
+  cxlemu exec box -- cxl list -vvv
+  cxlemu shell box
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cxlemu.cli import commands as c
+    p = argparse.ArgumentParser(prog="cxlemu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"cxlemu {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("topologies", c.cmd_topologies, "list the built-in topologies")
+    sp = add("topology", c.cmd_topology, "print a built-in topology as TOML")
+    sp.add_argument("preset")
+    sp = add("create", c.cmd_create, "create and boot a machine")
+    sp.add_argument("name")
+    sp.add_argument("--topology", "-t", required=True, help="a preset name or a TOML file")
+    add("ls", c.cmd_ls, "list machines")
+    sp = add("rm", c.cmd_rm, "remove machines and their media")
+    sp.add_argument("names", nargs="+")
+    sp = add("show", c.cmd_show, "machine summary as JSON (devices, media files, windows, regions)")
+    sp.add_argument("name")
+    sp = add("exec", c.cmd_exec, "run a tool (cxl, ndctl, daxctl, numactl, lspci, dd, cat, ls) on a machine")
+    sp.add_argument("name")
+    sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    sp = add("shell", c.cmd_shell, "a subshell whose PATH has the machine's tools")
+    sp.add_argument("name")
+    sp = add("iomem", c.cmd_iomem, "the machine's /proc/iomem")
+    sp.add_argument("name")
+    sp = add("dmesg", c.cmd_dmesg, "the machine's kernel log")
+    sp.add_argument("name")
+    sp = add("acpi", c.cmd_acpi, "decode the machine's ACPI tables (CEDT, SRAT, HMAT, FACP)")
+    sp.add_argument("name")
+    sp.add_argument("table", nargs="?", default="CEDT")
+    sp.add_argument("--raw", metavar="FILE", help="write the binary table to FILE")
+    sp = add("sysfs", c.cmd_sysfs, "render, read or write the machine's sysfs")
+    sp.add_argument("name")
+    sp.add_argument("action", choices=["render", "read", "write", "ls"])
+    sp.add_argument("args", nargs="*")
+    sp = add("reboot", c.cmd_reboot, "reboot: volatile memory is lost, persistent memory survives")
+    sp.add_argument("name")
+    sp = add("power-fail", c.cmd_power_fail, "cut the power: unflushed stores are lost unless eADR")
+    sp.add_argument("name")
+    sp = add("translate", c.cmd_translate, "translate HPA <-> (region, position, memdev, DPA)")
+    sp.add_argument("name")
+    sp.add_argument("kind", choices=["hpa", "dpa"])
+    sp.add_argument("args", nargs="+")
+    sp = add("blocks", c.cmd_blocks, "memory blocks: state, zone, node (like lsmem)")
+    sp.add_argument("name")
+    sp = add("demo", c.cmd_demo, "narrate the seed's DEVDAX walkthrough on topology B")
+    sp.add_argument("--keep", action="store_true", help="keep the demo machine")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(args_in)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 1
+    from cxlemu.machine.store import MachineError
+    from cxlemu.topology.schema import TopologyError
+    try:
+        return int(args.fn(args) or 0)
+    except TopologyError as e:
+        print(f"cxlemu: topology error: {e.field}: {e.reason}", file=sys.stderr)
+        return 2
+    except MachineError as e:
+        print(f"cxlemu: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""A CXL Type 3 memory device: capacity, partitions, LSA, poison, health,
+firmware slots, HDM decoders and its media.
+
+The media is a file, one per device, indexed by DPA (sparse, created on first
+use).  The device keeps no kernel state: what is persistent on real hardware
+(LSA, persistent media, poison list, firmware slots, health counters) survives
+a reboot here too; what is volatile (decoder registers, volatile media
+contents) does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cxlemu.hw.hdm import HdmDecoderUnit
+from cxlemu.topology.schema import Device
+
+POISON_SOURCE_UNKNOWN = 0
+POISON_SOURCE_EXTERNAL = 1
+POISON_SOURCE_INTERNAL = 2
+POISON_SOURCE_INJECTED = 3
+POISON_SOURCE_VENDOR = 7
+
+
+@dataclass
+class PoisonRecord:
+    dpa: int           # 64-byte aligned
+    length: int        # bytes, multiple of 64
+    source: int = POISON_SOURCE_INJECTED
+
+
+@dataclass
+class Health:
+    maintenance_needed: bool = False
+    performance_degraded: bool = False
+    hw_replacement_needed: bool = False
+    media_not_ready: bool = False
+    media_persistence_lost: bool = False
+    media_data_lost: bool = False
+    media_powerloss_persistence_loss: bool = False
+    media_shutdown_persistence_loss: bool = False
+    media_persistence_loss_imminent: bool = False
+    media_powerloss_data_loss: bool = False
+    media_shutdown_data_loss: bool = False
+    media_data_loss_imminent: bool = False
+    life_used_percent: int = 0
+    temperature: int = 25           # degrees C
+    dirty_shutdowns: int = 0
+    volatile_errors: int = 0
+    pmem_errors: int = 0
+
+
+@dataclass
+class AlertConfig:
+    life_used_prog_warn_threshold: int = 0
+    dev_over_temperature_prog_warn_threshold: int = 0
+    dev_under_temperature_prog_warn_threshold: int = 0
+    corrected_volatile_mem_err_prog_warn_threshold: int = 0
+    corrected_pmem_err_prog_warn_threshold: int = 0
+    valid_alerts: int = 0           # bit per alert: life, over temp, under temp, volatile, pmem
+
+
+@dataclass
+class Type3Device:
+    """Hardware state of one Type 3 device (a PCI function or a cxl_test platform device)."""
+
+    topo: Device
+    name: str                       # PCI BDF ("0000:0f:00.0") or "cxl_mem.N"
+    serial: int
+    vol_only: int
+    pmem_only: int
+    partitionable: int
+    partition_align: int
+    active_volatile: int            # bytes, including vol_only
+    next_volatile: int | None = None  # pending SET_PARTITION_INFO (applies at next reset)
+    lsa: bytearray = field(default_factory=bytearray)
+    hdm: HdmDecoderUnit | None = None
+    poison: list[PoisonRecord] = field(default_factory=list)
+    health: Health = field(default_factory=Health)
+    alert: AlertConfig = field(default_factory=AlertConfig)
+    fw_slots: list[str] = field(default_factory=list)
+    fw_active_slot: int = 1
+    fw_staged_slot: int = 0
+    security_state: str = "disabled"
+    media_file: str = ""            # file name inside the machine's media directory
+
+    @classmethod
+    def from_topology(cls, d: Device, name: str) -> "Type3Device":
+        slots = [d.firmware_version] + [""] * (d.fw_slots - 1)
+        return cls(
+            topo=d, name=name, serial=d.serial or 0,
+            vol_only=d.volatile, pmem_only=d.persistent, partitionable=d.partitionable,
+            partition_align=d.partition_align if d.partitionable else 0,
+            active_volatile=d.volatile + d.partition_volatile,
+            lsa=bytearray(d.lsa),
+            hdm=HdmDecoderUnit(count=d.hdm_decoders, target_count=0, caps=d.caps),
+            fw_slots=slots,
+            media_file=f"{d.serial or 0:016x}.media",
+        )
+
+    # ---- capacity ----------------------------------------------------------
+    @property
+    def total_capacity(self) -> int:
+        return self.vol_only + self.pmem_only + self.partitionable
+
+    @property
+    def ram_size(self) -> int:
+        """The active volatile partition, DPA [0, ram_size)."""
+        return self.active_volatile
+
+    @property
+    def pmem_size(self) -> int:
+        """The active persistent partition, DPA [ram_size, total)."""
+        return self.total_capacity - self.active_volatile
+
+    @property
+    def lsa_size(self) -> int:
+        return len(self.lsa)
+
+    @property
+    def payload_max(self) -> int:
+        return self.topo.payload_max
+
+    @property
+    def firmware_version(self) -> str:
+        return self.fw_slots[self.fw_active_slot - 1]
+
+    def partition_of(self, dpa: int) -> str:
+        return "ram" if dpa < self.ram_size else "pmem"
+
+    # ---- resets ------------------------------------------------------------
+    def conventional_reset(self) -> None:
+        """Power cycle / cold reset: decoders reset, pending partition applies."""
+        if self.hdm:
+            self.hdm.reset_all()
+        if self.next_volatile is not None:
+            self.active_volatile = self.next_volatile
+            self.next_volatile = None
+        if self.fw_staged_slot:
+            self.fw_active_slot = self.fw_staged_slot
+            self.fw_staged_slot = 0

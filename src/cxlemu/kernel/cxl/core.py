@@ -1,0 +1,279 @@
+"""The CXL core: the cxl bus, its drivers, and topology enumeration.
+
+Follows drivers/cxl/acpi.c (root, root decoders from CFMWS, host-bridge
+ports), drivers/cxl/pci.c (memdev creation), drivers/cxl/mem.c and
+core/port.c (``devm_cxl_enumerate_ports``: switch ports created top-down on
+first use, then the endpoint) and drivers/cxl/port.c (dport and decoder
+enumeration at port probe).  Teardown mirrors ``cxl_detach_ep``: when an
+endpoint goes away, switch ports that no longer lead to any endpoint are
+unregistered; host-bridge ports (children of the root) stay.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from cxlemu.kernel.base.device import Bus, ClassDriver, Device, Ida, KernelError, device_add, device_del, kstrtobool
+from cxlemu.kernel.cxl.hdm import Hdm
+from cxlemu.kernel.cxl.memdev import CxlMemdev
+from cxlemu.kernel.cxl.port import CxlPort, Dport, RootDecoder
+from cxlemu.kernel.resource import IORES_DESC_CXL, Resource, insert_resource
+
+if TYPE_CHECKING:
+    from cxlemu.hw.type3 import Type3Device
+    from cxlemu.kernel.kernel import Kernel
+
+
+class CxlCore:
+    def __init__(self, kernel: "Kernel"):
+        self.kernel = kernel
+        self.bus = Bus("cxl")
+        kernel.buses["cxl"] = self.bus
+        self.port_ida = Ida()
+        self.mem_ida = Ida()
+        self.bridge_ida = Ida()
+        self.root: CxlPort | None = None
+        self.memdevs: list[CxlMemdev] = []
+        self.hdm = Hdm(self)
+        from cxlemu.kernel.cxl.mbox import Mailbox
+        from cxlemu.kernel.cxl.poison import Poison
+        from cxlemu.kernel.cxl.region import RegionManager
+        self.regions = RegionManager(self)
+        self.mailbox = Mailbox(self)
+        self.poison = Poison(self)
+        self.bus.attrs["flush"] = (None, self._flush_store, 0o200)
+        from cxlemu.kernel.cxl.region import CxlRegion
+        for drv in (
+            ClassDriver("cxl_port", self.bus, CxlPort, self._port_probe, self._port_remove,
+                        predicate=self._is_switch_or_endpoint),
+            ClassDriver("cxl_mem", self.bus, CxlMemdev, self._mem_probe, self._mem_remove),
+            ClassDriver("cxl_region", self.bus, CxlRegion, self.regions.probe, self.regions.remove),
+        ):
+            self.bus.register_driver(drv)
+
+    @staticmethod
+    def _is_switch_or_endpoint(dev) -> bool:
+        return not dev.is_root
+
+    def _flush_store(self, buf: bytes) -> None:
+        kstrtobool(buf)
+
+    # ---- lookups ---------------------------------------------------------------------
+    def ports(self) -> list[CxlPort]:
+        return [d for d in self.bus.devices.values() if isinstance(d, CxlPort)]
+
+    def port_by_uport(self, uport: Device) -> CxlPort | None:
+        for p in self.ports():
+            if p.uport is uport:
+                return p
+        return None
+
+    def find(self, name: str) -> Device | None:
+        return self.bus.devices.get(name)
+
+    def root_decoders(self) -> list[RootDecoder]:
+        return [d for d in self.root.decoders if isinstance(d, RootDecoder)] if self.root else []
+
+    # ---- cxl_acpi ----------------------------------------------------------------------
+    def acpi_probe(self, host: Device) -> None:
+        """drivers/cxl/acpi.c cxl_acpi_probe."""
+        from cxlemu.hw.acpi import cedt as cedt_mod
+        k = self.kernel
+        plat = k.platform
+        root = CxlPort(self, self.port_ida.alloc(), host, host, None, "root", None)
+        device_add(root)
+        self.root = root
+
+        subtables = cedt_mod.decode_cedt(k.acpi_tables["CEDT"])
+        chbs = {}
+        for s in subtables:
+            if isinstance(s, cedt_mod.Chbs) and cedt_mod.chbs_is_usable(s) and s.uid not in chbs:
+                chbs[s.uid] = s
+        # add_host_bridge_dport, in ACPI namespace order
+        for hb in plat.host_bridges:
+            c = chbs.get(hb.uid)
+            if c is None:
+                k.log(f"{host.name}: No CHBS found for Host Bridge (UID {hb.uid})")
+                continue
+            root.dports[hb.uid] = Dport(root, hb.uid, k.devmap[hb.name], rch=(c.cxl_version == 0))
+        # cxl_parse_cfmws: one root decoder per valid window
+        window_id = 0
+        for s in subtables:
+            if not isinstance(s, cedt_mod.Cfmws):
+                continue
+            err = cedt_mod.validate_cfmws(s)
+            if err is None and s.interleave_arithmetic == 1:
+                maps = cedt_mod.cxims_for_window(subtables, s)
+                if isinstance(maps, cedt_mod.CedtError):
+                    err = maps
+                    xormaps: tuple[int, ...] = ()
+                else:
+                    xormaps = maps
+            else:
+                xormaps = ()
+            targets = []
+            if err is None:
+                for uid in s.targets:
+                    dp = root.dports.get(uid)
+                    if dp is None:
+                        err = cedt_mod.CedtError(errno.ENXIO, f"target {uid} not found")
+                        break
+                    targets.append(dp)
+            end = s.base_hpa + s.window_size - 1
+            if err is not None:
+                k.log(f"{host.name}: Failed to add decode range: [{s.base_hpa:#x} - {end:#x}] "
+                      f"({-err.errno}) {err.message}")
+                continue
+            res = Resource(s.base_hpa, end, f"CXL Window {window_id}", desc=IORES_DESC_CXL)
+            window_id += 1
+            insert_resource(k.iomem, res)
+            gran = 256 if len(targets) == 1 else 256 << s.hbig   # acpi.c: x1 advertises 256
+            idx = len(root.decoders)
+            rd = RootDecoder(root, idx, window_index=window_id - 1, start=s.base_hpa, size=s.window_size,
+                             targets=targets, granularity=gran, restrictions=s.restrictions,
+                             qos_class=s.qtg_id, arithmetic="xor" if s.interleave_arithmetic else "modulo",
+                             xormaps=xormaps, res=res)
+            rd.hbig_granularity = 256 << s.hbig
+            rd.hpa_tree = Resource(s.base_hpa, end, res.name)   # the private window tree (acpi.c cxl_res)
+            rd.region_id = self.kernel.memregion_ida.alloc()
+            root.decoders.append(rd)
+            device_add(rd)
+        # add_host_bridge_uport for every VH host bridge
+        for hb in plat.host_bridges:
+            dp = root.dports.get(hb.uid)
+            if dp is None or dp.rch:
+                continue
+            port = CxlPort(self, self.port_ida.alloc(), root, dp.dev, dp, "switch", hb.hdm)
+            port.hw_owner = hb
+            device_add(port)       # probes with cxl_port
+        if any(rd.cap_pmem for rd in self.root_decoders()):
+            self.kernel.nvdimm.add_bridge(root)
+
+    # ---- cxl_pci / cxl_mock_mem: memdev creation -------------------------------------------
+    def pci_probe(self, pdev: Device, hw: "Type3Device") -> None:
+        md = CxlMemdev(self, self.mem_ida.alloc(), pdev, hw)
+        self.memdevs.append(md)
+        self.kernel.register_chrdev(md)
+        device_add(md)
+
+    # ---- cxl_port driver ----------------------------------------------------------------------
+    def _port_probe(self, dev: Device) -> None:
+        port = dev
+        assert isinstance(port, CxlPort)
+        if port.is_endpoint:
+            if not port.decoders:
+                self.hdm.enumerate(port)
+                for d in port.decoders:
+                    device_add(d)
+            self.regions.discover_auto(port)
+            return
+        if not port.dports:
+            self._enumerate_dports(port)
+        if not port.decoders:
+            self.hdm.enumerate(port)
+            for d in port.decoders:
+                device_add(d)
+
+    def _port_remove(self, dev: Device) -> None:
+        pass
+
+    def _enumerate_dports(self, port: CxlPort) -> None:
+        owner = port.hw_owner
+        devmap = self.kernel.devmap
+        for dp in owner.ports:
+            port.dports[dp.port_id] = Dport(port, dp.port_id, devmap[dp.name])
+        if not port.dports:
+            raise KernelError(errno.ENXIO, f"{port.name}: no dports")
+
+    # ---- cxl_mem driver ---------------------------------------------------------------------------
+    def _mem_probe(self, dev: Device) -> None:
+        md = dev
+        assert isinstance(md, CxlMemdev)
+        if self.root is None:
+            raise KernelError(errno.ENXIO, f"{md.name}: CXL root not found")
+        plat = self.kernel.platform
+        devmap = self.kernel.devmap
+        path = plat.path_to(md.hw)
+        top = path[0].parent
+        root = self.root
+        if top.is_rch:  # type: ignore[union-attr]
+            parent_port = root
+            parent_dport = root.dports.get(top.uid)  # type: ignore[union-attr]
+            if parent_dport is None:
+                raise KernelError(errno.ENXIO, f"{md.name}: RCH dport not found")
+        else:
+            parent_port = self.port_by_uport(devmap[top.name])
+            if parent_port is None or not parent_port.enabled:
+                raise KernelError(errno.ENXIO, f"{md.name}: host bridge port not found")
+            for i in range(1, len(path)):
+                sw = path[i].parent
+                dp = parent_port.dport_for(devmap[path[i - 1].name])
+                if dp is None:
+                    raise KernelError(errno.ENXIO, f"{md.name}: dport {path[i - 1].name} not found")
+                uport = devmap[sw.name]
+                port = self.port_by_uport(uport)
+                if port is None:
+                    port = CxlPort(self, self.port_ida.alloc(), parent_port, uport, dp, "switch", sw.hdm)
+                    port.hw_owner = sw
+                    device_add(port)
+                if not port.enabled:
+                    raise KernelError(errno.ENXIO, f"{md.name}: {port.name} is disabled")
+                parent_port = port
+            parent_dport = parent_port.dport_for(devmap[path[-1].name])
+            if parent_dport is None:
+                raise KernelError(errno.ENXIO, f"{md.name}: no dport for {path[-1].name}")
+        ep = CxlPort(self, self.port_ida.alloc(), parent_port, md, parent_dport, "endpoint", md.hw.hdm)
+        ep.memdev = md
+        md.endpoint = ep
+        device_add(ep, probe=False)
+        try:
+            from cxlemu.kernel.base.device import driver_probe
+            driver_probe(self.bus.drivers["cxl_port"], ep)
+        except KernelError:
+            self._delete_endpoint(md)
+            raise
+        if md.hw.pmem_size and self.kernel.nvdimm.bridge is not None:
+            self.kernel.nvdimm.add_cxl_nvdimm(md)
+
+    def _mem_remove(self, dev: Device) -> None:
+        md = dev
+        assert isinstance(md, CxlMemdev)
+        self.kernel.nvdimm.remove_cxl_nvdimm(md)
+        self._delete_endpoint(md)
+
+    def _delete_endpoint(self, md: CxlMemdev) -> None:
+        ep = md.endpoint
+        if ep is None:
+            return
+        for d in ep.decoders:
+            if d.region is not None:
+                self.regions.kill_endpoint_decoder(d)
+        ep.dead = True
+        parent = ep.parent_port
+        self._unregister_port(ep)
+        md.endpoint = None
+        # cxl_detach_ep: drop switch ports that lead to no endpoint any more
+        while parent is not None and not parent.is_root and parent.parent_port is not None \
+                and not parent.parent_port.is_root:
+            if any(isinstance(c, CxlPort) for c in parent.children):
+                break
+            up = parent.parent_port
+            self._unregister_port(parent)
+            parent = up
+
+    def _unregister_port(self, port: CxlPort) -> None:
+        for d in list(port.decoders):
+            if d.region is not None and not port.is_endpoint:
+                pass
+        device_del(port)
+        self.port_ida.free(port.id)
+
+    def disable_port(self, port: CxlPort) -> None:
+        """Port driver unbind: endpoints and switch ports below are torn down
+        (their memdevs lose their driver, as ``/sys/bus/cxl/flush`` waits for)."""
+        for md in list(self.memdevs):
+            ep = md.endpoint
+            if ep is not None and port in ep.ancestors():
+                from cxlemu.kernel.base.device import device_release_driver
+                device_release_driver(md)

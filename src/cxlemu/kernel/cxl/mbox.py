@@ -1,0 +1,94 @@
+"""The kernel's mailbox ioctl path (drivers/cxl/core/mbox.c, core/memdev.c):
+CXL_MEM_QUERY_COMMANDS and CXL_MEM_SEND_COMMAND on /dev/cxl/memN.
+
+Commands are enabled from the device's Command Effects Log at probe; some are
+claimed for exclusive kernel use while the nvdimm side owns the label area
+(SET_PARTITION_INFO, SET_LSA, SET_SHUTDOWN_STATE), which makes the ioctl
+fail with EBUSY just as it does on Linux.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cxlemu.hw.mailbox import device as devmbox
+from cxlemu.hw.mailbox.opcodes import KERNEL_COMMANDS, VARIABLE, CxlMemCommandId
+from cxlemu.kernel.base.device import KernelError
+
+if TYPE_CHECKING:
+    from cxlemu.kernel.cxl.core import CxlCore
+    from cxlemu.kernel.cxl.memdev import CxlMemdev
+
+CXL_MEM_COMMAND_FLAG_ENABLED = 1 << 0
+CXL_MEM_COMMAND_FLAG_EXCLUSIVE = 1 << 1
+EXCLUSIVE_WITH_NVDIMM = (CxlMemCommandId.SET_PARTITION_INFO, CxlMemCommandId.SET_LSA,
+                         CxlMemCommandId.SET_SHUTDOWN_STATE)
+
+
+@dataclass(frozen=True)
+class QueryEntry:
+    id: int
+    flags: int
+    size_in: int
+    size_out: int
+
+
+class Mailbox:
+    def __init__(self, core: "CxlCore"):
+        self.core = core
+
+    def _specs(self):
+        return KERNEL_COMMANDS.values()
+
+    def enabled(self, md: "CxlMemdev") -> set[int]:
+        supported = set(devmbox.HANDLERS)
+        return {int(s.id) for s in self._specs()
+                if not s.deprecated and s.opcode in supported}
+
+    def exclusive(self, md: "CxlMemdev") -> set[int]:
+        return {int(c) for c in EXCLUSIVE_WITH_NVDIMM} if self.core.kernel.nvdimm.nvdimm_active(md) else set()
+
+    def query(self, md: "CxlMemdev") -> list[QueryEntry]:
+        en, ex = self.enabled(md), self.exclusive(md)
+        out = []
+        for s in self._specs():
+            if s.deprecated or int(s.id) == CxlMemCommandId.RAW:
+                continue
+            flags = (CXL_MEM_COMMAND_FLAG_ENABLED if int(s.id) in en else 0) | \
+                    (CXL_MEM_COMMAND_FLAG_EXCLUSIVE if int(s.id) in ex else 0)
+            out.append(QueryEntry(int(s.id), flags, s.size_in, s.size_out))
+        return out
+
+    def send(self, md: "CxlMemdev", cmd_id: int, payload_in: bytes, out_size: int,
+             flags: int = 0) -> tuple[int, bytes]:
+        """cxl_send_cmd: returns (mailbox return code, output) or raises KernelError."""
+        if cmd_id <= 0 or cmd_id >= int(CxlMemCommandId.MAX):
+            raise KernelError(errno.ENOTTY)
+        if len(payload_in) > md.hw.payload_max:
+            raise KernelError(errno.EINVAL)
+        if cmd_id == CxlMemCommandId.RAW:
+            raise KernelError(errno.EPERM, "raw commands are disabled (CONFIG_CXL_MEM_RAW_COMMANDS=n)")
+        spec = next((s for s in self._specs() if int(s.id) == cmd_id), None)
+        if spec is None or spec.deprecated:
+            raise KernelError(errno.ENOTTY)
+        if flags:
+            raise KernelError(errno.EINVAL)
+        if cmd_id not in self.enabled(md):
+            raise KernelError(errno.ENOTTY)
+        if cmd_id in self.exclusive(md):
+            raise KernelError(errno.EBUSY)
+        if spec.size_in != VARIABLE and spec.size_in != len(payload_in):
+            raise KernelError(errno.ENOMEM)
+        if spec.size_out != VARIABLE and out_size < spec.size_out:
+            raise KernelError(errno.ENOMEM)
+        rc, out = devmbox.execute(md.hw, spec.opcode, bytes(payload_in), self.core.kernel.media_access(md.hw))
+        self.core.kernel.dirty = True
+        return int(rc), out[:out_size]
+
+    def sanitize(self, md: "CxlMemdev") -> None:
+        from cxlemu.hw.mailbox.opcodes import Opcode
+        rc, _ = devmbox.execute(md.hw, Opcode.SANITIZE, b"", self.core.kernel.media_access(md.hw))
+        if rc:
+            raise KernelError(errno.EBUSY if rc == 6 else errno.ENXIO)

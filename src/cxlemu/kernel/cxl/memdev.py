@@ -1,0 +1,108 @@
+"""cxl_memdev: /sys/bus/cxl/devices/memN and /dev/cxl/memN
+(drivers/cxl/core/memdev.c, drivers/cxl/mem.c, drivers/cxl/core/mbox.c).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from cxlemu.hw.type3 import Type3Device
+from cxlemu.kernel.base.device import AttrGroup, Device, KernelError, RO, WO, kstrtobool
+
+if TYPE_CHECKING:
+    from cxlemu.kernel.cxl.core import CxlCore
+    from cxlemu.kernel.cxl.port import CxlPort
+
+CXL_MEM_MAJOR = 252
+
+
+class CxlMemdev(Device):
+    devtype = "cxl_memdev"
+
+    ATTR_GROUPS = (
+        AttrGroup(None, (RO("firmware_version"), RO("payload_max"), RO("label_storage_size"),
+                         RO("serial"), RO("numa_node"),
+                         WO("trigger_poison_list", visible="poison_visible"))),
+        AttrGroup("ram", (RO("size", show="ram_size_show"),
+                          RO("qos_class", show="ram_qos_show", visible="ram_qos_visible"))),
+        AttrGroup("pmem", (RO("size", show="pmem_size_show"),
+                           RO("qos_class", show="pmem_qos_show", visible="pmem_qos_visible"))),
+        AttrGroup("security", (RO("state", show="security_state_show"),
+                               WO("sanitize", store="sanitize_store"),
+                               WO("erase", store="erase_store"))),
+    )
+
+    def __init__(self, core: "CxlCore", mem_id: int, parent: Device, hw: Type3Device):
+        super().__init__(f"mem{mem_id}", parent, core.bus)
+        self.core = core
+        self.id = mem_id
+        self.hw = hw
+        self.devt = (CXL_MEM_MAJOR, mem_id)
+        self.devnode = f"cxl/mem{mem_id}"
+        self.endpoint: CxlPort | None = None
+        self.numa_node_id = parent.numa_node_id
+        self.sanitizing = False
+
+    def modalias(self) -> str | None:
+        return "cxl:t5"
+
+    # ---- attributes ------------------------------------------------------------
+    def firmware_version_show(self) -> str:
+        return f"{self.hw.firmware_version}\n"
+
+    def payload_max_show(self) -> str:
+        return f"{self.hw.payload_max}\n"
+
+    def label_storage_size_show(self) -> str:
+        return f"{self.hw.lsa_size}\n"
+
+    def serial_show(self) -> str:
+        return f"{self.hw.serial:#x}\n"
+
+    def numa_node_show(self) -> str:
+        n = self.numa_node_id
+        return f"{n if n is not None else -1}\n"
+
+    def ram_size_show(self) -> str:
+        return f"{self.hw.ram_size:#x}\n"
+
+    def pmem_size_show(self) -> str:
+        return f"{self.hw.pmem_size:#x}\n"
+
+    def _qos(self) -> int | None:
+        return self.hw.topo.qos_class
+
+    def ram_qos_show(self) -> str:
+        return f"{self._qos()}\n"
+
+    def pmem_qos_show(self) -> str:
+        return f"{self._qos()}\n"
+
+    def ram_qos_visible(self, _n: str) -> bool:
+        return self._qos() is not None and self.hw.ram_size > 0
+
+    def pmem_qos_visible(self, _n: str) -> bool:
+        return self._qos() is not None and self.hw.pmem_size > 0
+
+    def poison_visible(self, _n: str) -> bool:
+        return self.core.kernel.profile_at_least(6, 5)
+
+    def trigger_poison_list_store(self, buf: bytes) -> None:
+        if not kstrtobool(buf):
+            return
+        self.core.poison.trigger_list(self)
+
+    def security_state_show(self) -> str:
+        return "sanitize\n" if self.sanitizing else f"{self.hw.security_state}\n"
+
+    def sanitize_store(self, buf: bytes) -> None:
+        if not kstrtobool(buf):
+            raise KernelError(errno.EINVAL)
+        # drivers/cxl/core/mbox.c cxl_mem_sanitize: refuse while any decoder is committed
+        if self.endpoint is not None and self.endpoint.commit_end >= 0:
+            raise KernelError(errno.EBUSY, f"{self.name}: sanitize with active decoders")
+        self.core.mailbox.sanitize(self)
+
+    def erase_store(self, buf: bytes) -> None:
+        self.sanitize_store(buf)

@@ -1,0 +1,124 @@
+"""The kernel model: one object holding the device model, the resource tree
+and the subsystems, booted from a :class:`~cxlemu.hw.platform.Platform`.
+
+The whole kernel (with the platform it drives) is what a machine persists
+between commands; a reboot throws it away and boots a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cxlemu.hw.platform import Platform
+from cxlemu.kernel.base.device import Bus, Device, Driver, Ida, PlainDir, device_add
+from cxlemu.kernel.resource import IORES_DESC_SOFT_RESERVED, Resource, format_iomem, insert_resource
+
+PHYS_ADDR_BITS = 46
+TRACE_LIMIT = 10000
+
+
+class Kernel:
+    def __init__(self, platform: Platform):
+        from cxlemu.kernel.cxl.core import CxlCore
+        from cxlemu.kernel.dax.subsys import Dax
+        from cxlemu.kernel.mm.subsys import Mm
+        from cxlemu.kernel.nvdimm.subsys import Nvdimm
+        from cxlemu.kernel.perf import Perf
+
+        self.platform = platform
+        self.buses: dict[str, Bus] = {}
+        self.root = PlainDir("")
+        self.devmap: dict[str, Device] = {}
+        self.iomem = Resource(0, (1 << PHYS_ADDR_BITS) - 1, "PCI mem")
+        self.memregion_ida = Ida()
+        self.dmesg: list[str] = []
+        self.trace_events: list[tuple[str, Any]] = []
+        self.chrdevs: list[Device] = []
+        self.dirty = False
+        self.uptime_ticks = 0
+        for name in ("platform", "pci", "acpi", "cpu"):
+            self.buses[name] = Bus(name)
+        self.cxl = CxlCore(self)
+        self.nvdimm = Nvdimm(self)
+        self.dax = Dax(self)
+        self.mm = Mm(self)
+        self.perf = Perf(self)
+
+    # ---- profile -------------------------------------------------------------------------
+    @property
+    def version(self) -> tuple[int, int]:
+        return self.platform.topology.boot.kernel_version
+
+    def profile_at_least(self, major: int, minor: int) -> bool:
+        return self.version >= (major, minor)
+
+    @property
+    def acpi_tables(self) -> dict[str, bytes]:
+        return self.platform.tables
+
+    # ---- logging / tracing ------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        self.uptime_ticks += 1
+        self.dmesg.append(msg)
+        if len(self.dmesg) > TRACE_LIMIT:
+            del self.dmesg[: len(self.dmesg) - TRACE_LIMIT]
+
+    def trace(self, event: str, record: Any) -> None:
+        self.trace_events.append((event, record))
+        if len(self.trace_events) > TRACE_LIMIT:
+            del self.trace_events[: len(self.trace_events) - TRACE_LIMIT]
+
+    # ---- char devices ------------------------------------------------------------------------
+    def register_chrdev(self, dev: Device) -> None:
+        self.chrdevs.append(dev)
+
+    def char_devices(self) -> list[Device]:
+        return [d for d in self.chrdevs if d.registered and d.devt]
+
+    def classes(self) -> dict[str, Callable[[], list[Device]]]:
+        return {}
+
+    # ---- proc / sysfs extras -----------------------------------------------------------------
+    def proc_files(self) -> dict[str, Callable[[], str | bytes]]:
+        files: dict[str, Callable[[], str | bytes]] = {
+            "iomem": lambda: format_iomem(self.iomem),
+            "cmdline": lambda: self.cmdline() + "\n",
+            "version": lambda: f"Linux version {self.platform.topology.boot.kernel}.0-cxlemu "
+                               f"(cxlemu) #1 SMP PREEMPT_DYNAMIC\n",
+        }
+        files.update(self.mm.proc_files())
+        return files
+
+    def cmdline(self) -> str:
+        b = self.platform.topology.boot
+        parts = ["BOOT_IMAGE=/boot/vmlinuz", "root=/dev/vda", "console=ttyS0"]
+        parts.append(f"memhp_default_state={b.memhp_default_state}")
+        if b.online_policy != "contig-zones":
+            parts.append(f"memory_hotplug.online_policy={b.online_policy}")
+        if not b.soft_reserve:
+            parts.append("nosoftreserve")
+        if b.movable_node:
+            parts.append("movable_node")
+        return " ".join(parts)
+
+    def sysfs_kernel_dir(self):
+        from cxlemu.sysfs.vfs import StaticDir
+        return StaticDir(lambda: self.mm.sysfs_kernel_entries())
+
+    # ---- media (attached by the machine; not persisted) -----------------------------------------
+    media_store: Any = None
+
+    def media_access(self, hw):
+        if self.media_store is None:
+            return None
+        return self.media_store.access(hw)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("media_store", None)
+        return state
+
+    # ---- boot --------------------------------------------------------------------------------------
+    def boot(self) -> None:
+        from cxlemu.kernel import boot
+        boot.boot(self)

@@ -1,0 +1,255 @@
+"""Sysfs backends: what the tools read and write through.
+
+Like libcxl/libdaxctl, the tools only see paths: ``/sys/...``, ``/proc/...``
+and ``/dev/...``.  Two backends implement the same interface:
+
+* :class:`EmulatorBackend` serves a machine's kernel model in process;
+* :class:`DirectoryBackend` serves a real directory tree: a real Linux host
+  (root ``/``) or a tree rendered by ``cxlemu sysfs render``.
+
+Device nodes get a channel: ``open_memdev`` returns an object with
+``query()`` and ``send(cmd_id, payload, out_size) -> (retval, bytes)`` (the
+CXL_MEM_QUERY_COMMANDS / CXL_MEM_SEND_COMMAND ioctls).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from cxlemu.kernel.kernel import Kernel
+    from cxlemu.sysfs.vfs import Vfs
+
+
+class Backend(Protocol):
+    """The path-level API every tool uses."""
+
+    def read(self, path: str) -> str: ...
+    def read_bytes(self, path: str) -> bytes: ...
+    def write(self, path: str, data: str | bytes) -> None: ...
+    def listdir(self, path: str) -> list[str]: ...
+    def readlink(self, path: str) -> str: ...
+    def realpath(self, path: str) -> str: ...
+    def exists(self, path: str) -> bool: ...
+    def lexists(self, path: str) -> bool: ...
+    def isdir(self, path: str) -> bool: ...
+    def islink(self, path: str) -> bool: ...
+    def chardev(self, path: str) -> tuple[int, int] | None: ...
+    def open_memdev(self, path: str): ...
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+class EmulatorBackend:
+    """The machine's kernel model through its in-process VFS."""
+
+    def __init__(self, kernel: "Kernel", machine=None):
+        from cxlemu.sysfs.vfs import Vfs
+        self.kernel = kernel
+        self.vfs: Vfs = Vfs(kernel)
+        self.machine = machine
+        self.writes = 0
+        self.fault_after_writes: int | None = None
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.vfs.read(path)
+
+    def read(self, path: str) -> str:
+        return self.vfs.read(path).decode(errors="replace")
+
+    def write(self, path: str, data: str | bytes) -> None:
+        self.vfs.write(path, _as_bytes(data))
+        self.writes += 1
+        if self.fault_after_writes is not None and self.writes >= self.fault_after_writes:
+            # test hook: die like kill -9 right after this write
+            os.kill(os.getpid(), 9)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.vfs.listdir(path)
+
+    def readlink(self, path: str) -> str:
+        return self.vfs.readlink(path)
+
+    def realpath(self, path: str) -> str:
+        return self.vfs.realpath(path)
+
+    def exists(self, path: str) -> bool:
+        return self.vfs.exists(path)
+
+    def lexists(self, path: str) -> bool:
+        return self.vfs.lexists(path)
+
+    def isdir(self, path: str) -> bool:
+        return self.vfs.isdir(path)
+
+    def islink(self, path: str) -> bool:
+        return self.vfs.islink(path)
+
+    def chardev(self, path: str) -> tuple[int, int] | None:
+        dev = self.vfs.chardev(path)
+        return dev.devt if dev is not None else None
+
+    def open_memdev(self, path: str) -> "EmulatedMemdevChannel":
+        dev = self.vfs.chardev(path)
+        from cxlemu.kernel.cxl.memdev import CxlMemdev
+        if not isinstance(dev, CxlMemdev):
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
+        return EmulatedMemdevChannel(self.kernel, dev)
+
+    def dax_device(self, path: str):
+        return self.vfs.chardev(path)
+
+
+class EmulatedMemdevChannel:
+    def __init__(self, kernel: "Kernel", memdev):
+        self.kernel, self.memdev = kernel, memdev
+
+    def query(self):
+        return self.kernel.cxl.mailbox.query(self.memdev)
+
+    def send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
+        from cxlemu.kernel.base.device import KernelError
+        try:
+            return self.kernel.cxl.mailbox.send(self.memdev, cmd_id, payload_in, out_size)
+        except KernelError as e:
+            raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def close(self) -> None:
+        pass
+
+
+class DirectoryBackend:
+    """A real tree: ``root`` is prepended to every absolute path.
+
+    ``root="/"`` reads the running host.  For a rendered tree,
+    ``cxlemu sysfs render OUT`` writes ``OUT/sys``, ``OUT/proc`` and ``OUT/dev``
+    (device nodes as regular files holding ``major:minor``), and the backend
+    is created with ``root=OUT``.
+    """
+
+    def __init__(self, root: str = "/"):
+        self.root = os.path.abspath(root)
+
+    def _p(self, path: str) -> str:
+        if not path.startswith("/"):
+            raise OSError(errno.EINVAL, "relative path", path)
+        return self.root + path if self.root != "/" else path
+
+    def _unroot(self, path: str) -> str:
+        if self.root == "/":
+            return path
+        if path == self.root:
+            return "/"
+        if path.startswith(self.root + "/"):
+            return path[len(self.root):]
+        return path
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(self._p(path), "rb") as f:
+            return f.read(4096)
+
+    def read(self, path: str) -> str:
+        return self.read_bytes(path).decode(errors="replace")
+
+    def write(self, path: str, data: str | bytes) -> None:
+        fd = os.open(self._p(path), os.O_WRONLY)
+        try:
+            os.write(fd, _as_bytes(data))
+        finally:
+            os.close(fd)
+
+    def listdir(self, path: str) -> list[str]:
+        with os.scandir(self._p(path)) as it:
+            return [e.name for e in it]
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self._p(path))
+
+    def realpath(self, path: str) -> str:
+        return self._unroot(os.path.realpath(self._p(path)))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self._p(path))
+
+    def lexists(self, path: str) -> bool:
+        return os.path.lexists(self._p(path))
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(self._p(path))
+
+    def islink(self, path: str) -> bool:
+        return os.path.islink(self._p(path))
+
+    def chardev(self, path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._p(path))
+        except OSError:
+            return None
+        if stat.S_ISCHR(st.st_mode):
+            return os.major(st.st_rdev), os.minor(st.st_rdev)
+        if stat.S_ISREG(st.st_mode):
+            try:
+                with open(self._p(path)) as f:
+                    major, minor = f.read(32).strip().split(":")
+                return int(major), int(minor)
+            except (OSError, ValueError):
+                return (0, 0)
+        return None
+
+    def open_memdev(self, path: str):
+        from cxlemu.hw.mailbox.uapi import RealMemdevChannel
+        return RealMemdevChannel(self._p(path))
+
+    def dax_device(self, path: str):
+        return None
+
+
+def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev")) -> int:
+    """Write the backend's tree below ``out`` as real files, dirs and relative
+    symlinks (how sysfs links look).  Returns the number of entries written.
+
+    Attributes that cannot be read (write-only) become empty files with their
+    mode; device nodes become regular files holding ``major:minor``.
+    """
+    count = 0
+    for top in tops:
+        if not backend.exists(top):
+            continue
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            dst = out + path
+            if backend.islink(path):
+                os.symlink(backend.readlink(path), dst)
+                count += 1
+                continue
+            if backend.isdir(path):
+                os.makedirs(dst, exist_ok=True)
+                count += 1
+                for name in backend.listdir(path):
+                    stack.append(posixpath.join(path, name))
+                continue
+            dev = backend.chardev(path)
+            if dev is not None and path.startswith("/dev"):
+                with open(dst, "w") as f:
+                    f.write(f"{dev[0]}:{dev[1]}\n")
+                count += 1
+                continue
+            try:
+                data = backend.read_bytes(path)
+            except OSError:
+                data = b""
+            with open(dst, "wb") as f:
+                f.write(data)
+            mode = getattr(backend, "vfs", None)
+            if mode is not None:
+                m = backend.vfs.mode(path) & 0o777  # type: ignore[attr-defined]
+                os.chmod(dst, m if m else 0o200)
+            count += 1
+    return count

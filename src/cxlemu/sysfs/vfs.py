@@ -1,0 +1,389 @@
+"""An in-process kernfs: the machine's /sys, /proc and /dev as a filesystem.
+
+Directories are computed on demand from the kernel model (nothing is
+materialised), so the view is always current and costs nothing until read.
+Semantics follow kernfs/sysfs:
+
+* readdir returns entries in kernfs hash order (see util/kernfs_hash.py);
+* reading an attribute calls its ``show``; writing calls ``store`` with the
+  raw bytes (libcxl writes ``strlen+1`` bytes, so a trailing NUL arrives);
+  an attribute without ``store`` refuses writes with EACCES, without ``show``
+  refuses reads with EACCES;
+* symlinks are absolute inside the model and read back relative, like
+  sysfs links (``../../../devices/...``); path walks follow them.
+"""
+
+from __future__ import annotations
+
+import errno
+import posixpath
+from typing import TYPE_CHECKING, Callable
+
+from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Bus, Device, Driver, KernelError, bind_store, unbind_store
+from cxlemu.util.kernfs_hash import kernfs_order
+
+if TYPE_CHECKING:
+    from cxlemu.kernel.kernel import Kernel
+
+
+def _err(code: int, path: str) -> OSError:
+    return OSError(code, errno.errorcode.get(code, str(code)) if code else "", path)
+
+
+class VNode:
+    kind = "?"
+
+
+class VFile(VNode):
+    kind = "file"
+    mode = 0o444
+
+    def read(self) -> bytes:
+        raise KernelError(errno.EACCES)
+
+    def write(self, data: bytes) -> None:
+        raise KernelError(errno.EACCES)
+
+
+class FuncFile(VFile):
+    def __init__(self, read: Callable[[], "str | bytes"] | None = None,
+                 write: Callable[[bytes], None] | None = None, mode: int | None = None):
+        self._read, self._write = read, write
+        self.mode = mode if mode is not None else ((0o444 if read else 0) | (0o200 if write else 0))
+
+    def read(self) -> bytes:
+        if self._read is None:
+            raise KernelError(errno.EACCES)
+        v = self._read()
+        return v.encode() if isinstance(v, str) else v
+
+    def write(self, data: bytes) -> None:
+        if self._write is None:
+            raise KernelError(errno.EACCES)
+        self._write(data)
+
+
+class AttrFile(VFile):
+    def __init__(self, dev: object, spec: AttrSpec, mode: int):
+        self.dev, self.spec, self.mode = dev, spec, mode
+
+    def read(self) -> bytes:
+        fn = self.spec.show_fn(self.dev)
+        if fn is None:
+            raise KernelError(errno.EACCES)
+        v = fn()
+        return v.encode() if isinstance(v, str) else v
+
+    def write(self, data: bytes) -> None:
+        fn = self.spec.store_fn(self.dev)
+        if fn is None:
+            raise KernelError(errno.EACCES)
+        fn(data)
+
+
+class CharDevNode(VFile):
+    """A /dev character device node (only stat and open are meaningful)."""
+    kind = "chr"
+    mode = 0o600
+
+    def __init__(self, dev: Device):
+        self.dev = dev
+
+
+class VLink(VNode):
+    kind = "link"
+
+    def __init__(self, target: str):
+        self.target = target
+
+
+class VDir(VNode):
+    kind = "dir"
+
+    def entries(self) -> dict[str, VNode]:
+        return {}
+
+    def lookup(self, name: str) -> VNode | None:
+        return self.entries().get(name)
+
+
+class StaticDir(VDir):
+    def __init__(self, fn: Callable[[], dict[str, VNode]]):
+        self._fn = fn
+
+    def entries(self) -> dict[str, VNode]:
+        return self._fn()
+
+
+def dev_link(target: "Device | str") -> VLink:
+    return VLink(target.sysfs_path if isinstance(target, Device) else target)
+
+
+class GroupDir(VDir):
+    def __init__(self, dev: Device, group: AttrGroup):
+        self.dev, self.group = dev, group
+
+    def entries(self) -> dict[str, VNode]:
+        out: dict[str, VNode] = {}
+        for a in self.group.attrs:
+            mode = a.effective_mode(self.dev)
+            if mode:
+                out[a.name] = AttrFile(self.dev, a, mode)
+        return out
+
+
+class DeviceDir(VDir):
+    def __init__(self, dev: Device):
+        self.dev = dev
+
+    def entries(self) -> dict[str, VNode]:
+        dev = self.dev
+        out: dict[str, VNode] = {}
+        for g in dev.attr_groups():
+            if not g.is_visible(dev):
+                continue
+            if g.name is None:
+                for a in g.attrs:
+                    mode = a.effective_mode(dev)
+                    if mode:
+                        out[a.name] = AttrFile(dev, a, mode)
+            else:
+                out[g.name] = GroupDir(dev, g)
+        out["uevent"] = FuncFile(dev.uevent_show, lambda b: None, 0o644)
+        if dev.devt:
+            out["dev"] = FuncFile(lambda: f"{dev.devt[0]}:{dev.devt[1]}\n")
+        if dev.bus is not None:
+            out["subsystem"] = VLink(f"/sys/bus/{dev.bus.name}")
+        if dev.driver is not None and dev.bus is not None:
+            out["driver"] = VLink(f"/sys/bus/{dev.bus.name}/drivers/{dev.driver.name}")
+        for name, target in dev.sysfs_links().items():
+            out[name] = dev_link(target)
+        for c in dev.children:
+            out[c.name] = DeviceDir(c)
+        return out
+
+    def lookup(self, name: str) -> VNode | None:
+        for c in self.dev.children:   # fast path for deep walks in big fabrics
+            if c.name == name:
+                return DeviceDir(c)
+        return self.entries().get(name)
+
+
+class DriverDir(VDir):
+    def __init__(self, drv: Driver):
+        self.drv = drv
+
+    def entries(self) -> dict[str, VNode]:
+        drv = self.drv
+        out: dict[str, VNode] = {"uevent": FuncFile(None, lambda b: None)}
+        if not drv.suppress_bind_attrs:
+            out["bind"] = FuncFile(None, lambda b: bind_store(drv, b))
+            out["unbind"] = FuncFile(None, lambda b: unbind_store(drv, b))
+        for name, (show, store, mode) in drv.extra_attrs.items():
+            out[name] = FuncFile(show, store, mode)
+        for d in drv.bound_devices():
+            out[d.name] = VLink(d.sysfs_path)
+        return out
+
+
+class BusDir(VDir):
+    def __init__(self, bus: Bus):
+        self.bus = bus
+
+    def entries(self) -> dict[str, VNode]:
+        bus = self.bus
+        out: dict[str, VNode] = {
+            "devices": StaticDir(lambda: {n: VLink(d.sysfs_path) for n, d in bus.devices.items()}),
+            "drivers": StaticDir(lambda: {n: DriverDir(d) for n, d in bus.drivers.items()}),
+            "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", lambda b: None, 0o644),
+            "drivers_probe": FuncFile(None, lambda b: None),
+            "uevent": FuncFile(None, lambda b: None),
+        }
+        for name, (show, store, mode) in bus.attrs.items():
+            out[name] = FuncFile(show, store, mode)
+        return out
+
+
+class Vfs:
+    """Path-level access to the kernel model: what the tools' backend calls."""
+
+    MAX_LINKS = 40
+
+    def __init__(self, kernel: "Kernel"):
+        self.kernel = kernel
+        self.root = StaticDir(self._root_entries)
+
+    # ---- tree ------------------------------------------------------------------
+    def _root_entries(self) -> dict[str, VNode]:
+        k = self.kernel
+        return {
+            "sys": StaticDir(self._sys_entries),
+            "proc": StaticDir(lambda: {n: FuncFile(fn) for n, fn in k.proc_files().items()}),
+            "dev": StaticDir(self._dev_entries),
+        }
+
+    def _sys_entries(self) -> dict[str, VNode]:
+        k = self.kernel
+        return {
+            "devices": DeviceDir(k.root),
+            "bus": StaticDir(lambda: {n: BusDir(b) for n, b in k.buses.items()}),
+            "dev": StaticDir(lambda: {
+                "char": StaticDir(lambda: {f"{d.devt[0]}:{d.devt[1]}": VLink(d.sysfs_path)
+                                           for d in k.char_devices()}),
+                "block": StaticDir(dict)}),
+            "class": StaticDir(lambda: {n: StaticDir(lambda devs=devs: {d.name: VLink(d.sysfs_path) for d in devs()})
+                                        for n, devs in k.classes().items()}),
+            "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
+                lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
+            "kernel": k.sysfs_kernel_dir(),
+            "module": StaticDir(dict),
+        }
+
+    def _dev_entries(self) -> dict[str, VNode]:
+        out: dict[str, VNode] = {}
+        for d in self.kernel.char_devices():
+            if not d.devnode:
+                continue
+            parts = d.devnode.split("/")
+            cur = out
+            for p in parts[:-1]:
+                sub = cur.setdefault(p, _MutableDir())
+                assert isinstance(sub, _MutableDir)
+                cur = sub.items
+            cur[parts[-1]] = CharDevNode(d)
+        return out
+
+    # ---- path walking --------------------------------------------------------------
+    def _walk(self, path: str, follow_last: bool) -> tuple[VNode, str]:
+        if not path.startswith("/"):
+            raise _err(errno.EINVAL, path)
+        node: VNode = self.root
+        cur = "/"
+        parts = [p for p in path.split("/") if p and p != "."]
+        links = 0
+        i = 0
+        while i < len(parts):
+            name = parts[i]
+            if name == "..":
+                cur = posixpath.dirname(cur.rstrip("/")) or "/"
+                node, cur = self._walk(cur, True)
+                i += 1
+                continue
+            if not isinstance(node, VDir):
+                raise _err(errno.ENOTDIR, path)
+            child = node.lookup(name)
+            if child is None:
+                raise _err(errno.ENOENT, path)
+            nxt = posixpath.join(cur, name)
+            last = i == len(parts) - 1
+            if isinstance(child, VLink) and (not last or follow_last):
+                links += 1
+                if links > self.MAX_LINKS:
+                    raise _err(errno.ELOOP, path)
+                target = child.target
+                if not target.startswith("/"):
+                    target = posixpath.normpath(posixpath.join(cur, target))
+                rest = parts[i + 1:]
+                parts = [p for p in target.split("/") if p] + rest
+                node, cur, i = self.root, "/", 0
+                continue
+            node, cur = child, nxt
+            i += 1
+        return node, cur
+
+    def resolve(self, path: str, follow_last: bool = True) -> VNode:
+        return self._walk(path, follow_last)[0]
+
+    def realpath(self, path: str) -> str:
+        return self._walk(path, True)[1]
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._walk(path, True)
+            return True
+        except OSError:
+            return False
+
+    def lexists(self, path: str) -> bool:
+        try:
+            self._walk(path, False)
+            return True
+        except OSError:
+            return False
+
+    def isdir(self, path: str) -> bool:
+        try:
+            return isinstance(self.resolve(path), VDir)
+        except OSError:
+            return False
+
+    def islink(self, path: str) -> bool:
+        try:
+            return isinstance(self.resolve(path, follow_last=False), VLink)
+        except OSError:
+            return False
+
+    def listdir(self, path: str) -> list[str]:
+        node = self.resolve(path)
+        if not isinstance(node, VDir):
+            raise _err(errno.ENOTDIR, path)
+        return kernfs_order(node.entries().keys())
+
+    def readlink(self, path: str) -> str:
+        node, cur = self._walk(path, False)
+        if not isinstance(node, VLink):
+            raise _err(errno.EINVAL, path)
+        return posixpath.relpath(node.target, posixpath.dirname(cur))
+
+    def read(self, path: str) -> bytes:
+        node = self.resolve(path)
+        if isinstance(node, VDir):
+            raise _err(errno.EISDIR, path)
+        if isinstance(node, CharDevNode):
+            raise _err(errno.EINVAL, path)
+        assert isinstance(node, VFile)
+        try:
+            return node.read()
+        except KernelError as e:
+            raise _err(e.errno, path) from None
+
+    def write(self, path: str, data: bytes) -> int:
+        node = self.resolve(path)
+        if isinstance(node, VDir):
+            raise _err(errno.EISDIR, path)
+        assert isinstance(node, VFile)
+        if not node.mode & 0o222:
+            raise _err(errno.EACCES, path)
+        try:
+            node.write(data)
+        except KernelError as e:
+            self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
+            raise _err(e.errno, path) from None
+        self.kernel.dirty = True
+        return len(data)
+
+    def mode(self, path: str) -> int:
+        node = self.resolve(path, follow_last=False)
+        if isinstance(node, VDir):
+            return 0o040755
+        if isinstance(node, VLink):
+            return 0o120777
+        if isinstance(node, CharDevNode):
+            return 0o020600
+        assert isinstance(node, VFile)
+        return 0o100000 | node.mode
+
+    def chardev(self, path: str) -> Device | None:
+        try:
+            node = self.resolve(path)
+        except OSError:
+            return None
+        return node.dev if isinstance(node, CharDevNode) else None
+
+
+class _MutableDir(VDir):
+    def __init__(self) -> None:
+        self.items: dict[str, VNode] = {}
+
+    def entries(self) -> dict[str, VNode]:
+        return self.items
