@@ -67,7 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp = add("demo", c.cmd_demo, "narrate the seed's DEVDAX walkthrough on topology B")
     sp.add_argument("--keep", action="store_true", help="keep the demo machine")
+    # subcommands contributed by other modules: each has register(add) -> None
+    import importlib
+    for mod in PLUGINS:
+        try:
+            importlib.import_module(mod).register(add)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
     return p
+
+
+PLUGINS = (
+    "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
+    "cxlemu.cli.pmem_commands",    # persistent memory helpers
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from typing import Union
 
 from cxlemu.hw.hdm import HdmDecoderUnit
 from cxlemu.hw.type3 import Type3Device
-from cxlemu.topology.schema import FirmwareRegion, HostBridge, Switch, Topology, Window
+from cxlemu.topology.schema import FirmwareRegion, HostBridge, Switch, Topology, TopologyError, Window
 from cxlemu.util.units import GiB, MiB, SZ_256M, align_up
 
 CHBS_LEN_CXL20 = 0x10000
@@ -242,8 +242,8 @@ def build_platform(t: Topology) -> Platform:
 
     cxl_test = t.flavor == "cxl_test"
     hbs: list[HostBridgeHw] = []
-    next_bus = 0x0C
-    used_buses = {hb.bus for hb in t.host_bridges if hb.bus is not None}
+    next_bus: dict[int, int] = {}
+    used_buses = {(hb.segment, hb.bus) for hb in t.host_bridges if hb.bus is not None}
     switches: list[SwitchHw] = []
     devices: list[Type3Device] = []
     attach = t.attachments()
@@ -251,19 +251,25 @@ def build_platform(t: Topology) -> Platform:
     for (pid, port), child in attach.items():
         children.setdefault(pid, []).append((port, child))
 
-    cursor = {"bus": 0}
+    cursor = {"bus": 0, "seg": 0}
     counters = {"root_port": 0, "dsp": 0, "usp": 0, "mem": 0}
 
     def alloc_bus() -> int:
         cursor["bus"] += 1
+        if cursor["bus"] > 0xFF:
+            raise TopologyError("host_bridge", f"PCI segment {cursor['seg']:04x} ran out of bus numbers "
+                                               "(give host bridges their own segment)")
         return cursor["bus"]
+
+    def bdf(bus: int, dev: int) -> str:
+        return f"{cursor['seg']:04x}:{bus:02x}:{dev:02x}.0"
 
     def make_device(d, upstream_name_parent: DownstreamPort | HostBridgeHw, bus: int | None) -> Type3Device:
         if cxl_test:
             prefix = "cxl_rcd" if d.rcd else "cxl_mem"
             name = f"{prefix}.{d.pdev_id if d.pdev_id is not None else counters['mem']}"
         else:
-            name = f"0000:{bus:02x}:00.0"
+            name = bdf(bus, 0)
         counters["mem"] += 1
         dev = Type3Device.from_topology(d, name)
         devices.append(dev)
@@ -278,7 +284,7 @@ def build_platform(t: Topology) -> Platform:
                 name = f"cxl_root_port.{pid}" if kind == "root_port" else f"cxl_switch_dport.{pid}"
                 port_id = pid
             else:
-                name = f"0000:{bus:02x}:{k:02x}.0"
+                name = bdf(bus, k)
                 port_id = port_ids[k] if port_ids else k
             counters[kind] += 1
             dp = DownstreamPort(name=name, port_id=port_id, index=k, kind=kind, parent=owner)
@@ -293,7 +299,7 @@ def build_platform(t: Topology) -> Platform:
                     sname = f"cxl_switch_uport.{child.pdev_id if child.pdev_id is not None else counters['usp']}"
                     internal = None
                 else:
-                    sname = f"0000:{dp.secondary_bus:02x}:00.0"
+                    sname = bdf(dp.secondary_bus, 0)
                     internal = alloc_bus()
                 counters["usp"] += 1
                 hdm = None
@@ -313,14 +319,16 @@ def build_platform(t: Topology) -> Platform:
             acpi_name = name
             bus = None
         else:
+            seg = hbt.segment
+            cursor["seg"] = seg
             if hbt.bus is not None:
                 bus = hbt.bus
             else:
-                while next_bus in used_buses:
-                    next_bus += 1
-                bus = next_bus
-            used_buses.add(bus)
-            name = f"pci0000:{bus:02x}"
+                bus = next_bus.get(seg, 0x0C)
+                while (seg, bus) in used_buses:
+                    bus += 1
+            used_buses.add((seg, bus))
+            name = f"pci{seg:04x}:{bus:02x}"
             acpi_name = f"ACPI0016:{i:02x}"
         if hbt.chbs_base is not None:
             chbs = hbt.chbs_base
@@ -345,7 +353,7 @@ def build_platform(t: Topology) -> Platform:
         cursor["bus"] = bus if bus is not None else 0
         build_below(hb, hbt.id, hbt.root_ports, "root_port", bus, hbt.port_ids)
         if not cxl_test:
-            next_bus = cursor["bus"] + 1
+            next_bus[cursor["seg"]] = cursor["bus"] + 1
             if not t.boot.hypervisor:
                 for k, dp in enumerate(hb.ports):
                     dp.acpi_companion = f"device:{(i * 16 + k + 2):02x}"

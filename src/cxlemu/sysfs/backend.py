@@ -105,6 +105,66 @@ class EmulatorBackend:
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
 
+    def hpa_space(self):
+        """Physical address space of the machine (what /dev/mem addresses)."""
+        from cxlemu.data.datapath import HpaSpace
+        if self.machine is None:
+            raise OSError(errno.ENODEV, "no media attached to this kernel")
+        return HpaSpace(self.kernel.platform, self.machine.media)
+
+    def open_data(self, path: str, write: bool):
+        """A positional file for dd: /dev/mem (HPA), /dev/daxX.Y, or a host file."""
+        if path == "/dev/mem":
+            return HpaFile(self.hpa_space())
+        if path.startswith("/dev/dax"):
+            from cxlemu.data.dax_mapping import DaxFile
+            return DaxFile.open(self, path, write)
+        return HostFile(path, write)
+
+
+class HpaFile:
+    """/dev/mem: offsets are host physical addresses.  Mappings of CXL memory
+    through /dev/mem are uncached, so stores reach the device directly."""
+
+    def __init__(self, space):
+        self.space = space
+        self.size = None
+
+    def pread(self, n: int, off: int) -> bytes:
+        return self.space.read(off, n)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        self.space.write(off, data)
+        return len(data)
+
+    def truncate(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class HostFile:
+    def __init__(self, path: str, write: bool):
+        flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
+        self.fd = os.open(path, flags, 0o644)
+        st = os.fstat(self.fd)
+        self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self.is_regular = stat.S_ISREG(st.st_mode)
+
+    def pread(self, n: int, off: int) -> bytes:
+        return os.pread(self.fd, n, off)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        return os.pwrite(self.fd, data, off)
+
+    def truncate(self, n: int) -> None:
+        if self.is_regular:
+            os.ftruncate(self.fd, n)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
 
 class EmulatedMemdevChannel:
     def __init__(self, kernel: "Kernel", memdev):
@@ -208,6 +268,9 @@ class DirectoryBackend:
 
     def dax_device(self, path: str):
         return None
+
+    def open_data(self, path: str, write: bool):
+        return HostFile(self._p(path) if path.startswith("/dev/") else path, write)
 
 
 def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev")) -> int:

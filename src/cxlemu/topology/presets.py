@@ -32,7 +32,7 @@ def load(name: str) -> Topology:
     return loads(text(name))
 
 
-def large_fabric_toml(host_bridges: int = 4, root_ports: int = 4, fanout: int = 8,
+def large_fabric_toml(host_bridges: int = 8, root_ports: int = 2, fanout: int = 8,
                       device_size: str = "4G") -> str:
     """A fabric of host_bridges x root_ports x fanout x fanout Type 3 devices.
 
@@ -58,11 +58,9 @@ def large_fabric_toml(host_bridges: int = 4, root_ports: int = 4, fanout: int = 
         "",
         "[[numa]]", "node = 1", "cpus = 32", 'memory = "128G"',
     ]
-    bus = 0x10
     for h in range(host_bridges):
-        out += ["", "[[host_bridge]]", f'id = "hb{h}"', f"uid = {h}", f"bus = {bus:#x}",
+        out += ["", "[[host_bridge]]", f'id = "hb{h}"', f"uid = {h}", f"segment = {h}", "bus = 0x10",
                 f"root_ports = {root_ports}", f"numa_node = {h % 2}"]
-        bus += 0x40
     dev = 0
     for h in range(host_bridges):
         for r in range(root_ports):

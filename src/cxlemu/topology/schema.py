@@ -97,6 +97,7 @@ class HostBridge:
     cxl_version: str = "2.0"         # CHBS version; "1.1" is an RCH
     chbs_base: int | None = None
     bus: int | None = None           # PCI root bus number (_BBN)
+    segment: int = 0                 # PCI segment group (domain, _SEG)
     numa_node: int = 0
     caps: HdmCaps = HdmCaps()
     pdev_id: int | None = None       # cxl_test flavor: platform device id
@@ -417,6 +418,8 @@ def validate(t: Topology) -> None:
             raise TopologyError(f"{p}.numa_node", f"node {hb.numa_node} is not defined in [[numa]]")
         if hb.bus is not None and not 0 <= hb.bus <= 255:
             raise TopologyError(f"{p}.bus", "must be a PCI bus number 0..255")
+        if not 0 <= hb.segment <= 0xFFFF:
+            raise TopologyError(f"{p}.segment", "must be a PCI segment number 0..65535")
 
     nports = {hb.id: hb.root_ports for hb in t.host_bridges}
     for i, sw in enumerate(t.switches):

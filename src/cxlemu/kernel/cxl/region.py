@@ -365,22 +365,10 @@ class RegionManager:
         return p.parent_dport
 
     def calc_hb(self, rd: RootDecoder, pos: int) -> Dport | None:
-        """acpi.c cxl_hb_modulo / cxl_hb_xor."""
-        iw = rd.interleave_ways
-        if rd.arithmetic == "modulo" or iw in (1, 3):
-            return rd.targets[pos % iw]
-        ig = rd.interleave_granularity
-        hpa = rd.start + pos * ig
-        n = 0
-        i = 0
-        for i, m in enumerate(rd.xormaps[: il.ways_to_eiw(iw) if il.is_power_of_2(iw) else
-                                          il.ways_to_eiw(iw // 3)]):
-            n |= (bin(hpa & m).count("1") & 1) << i
-        if not il.is_power_of_2(iw):
-            eiw = il.ways_to_eiw(iw)
-            hpa &= ((1 << 52) - 1) & ~((1 << (eiw + il.granularity_to_eig(ig))) - 1)
-            n |= (hpa % 3) << (i + 1 if rd.xormaps else 0)
-        return rd.targets[n] if n < len(rd.targets) else None
+        """The host bridge serving region position ``pos``: ``target[pos % iw]``
+        for modulo and XOR windows alike (region.c cxl_region_attach_position;
+        XOR is an address transform, acpi.c cxl_xor_hpa_to_spa)."""
+        return rd.targets[pos % rd.interleave_ways]
 
     def attach(self, r: CxlRegion, cxled: EndpointDecoder, pos: int) -> None:
         """region.c cxl_region_attach(), checks in kernel order."""
