@@ -138,3 +138,45 @@ def run(b: EmulatorBackend, tool: str, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     rc = run_tool(tool, list(argv), b, stdout=out, stderr=err, isatty=False)
     return rc, out.getvalue(), err.getvalue()
+
+
+# ---- running the real Debian tools against a rendered tree -------------------------------
+
+_UNSHARE_SCRIPT = r'''
+set -e
+R=$0
+mount --bind "$R/sys" /sys
+D=$(mktemp -d)
+mount -t tmpfs none "$D"
+cp -a "$R/dev/." "$D/" 2>/dev/null || true
+for n in null zero urandom random; do touch "$D/$n"; mount --bind "/dev/$n" "$D/$n"; done
+mount --bind "$D" /dev
+exec "$@"
+'''
+
+
+def real_tools_available(*tools: str) -> str | None:
+    """None if the real binaries can be run in a private mount namespace, else why not."""
+    import os
+    import shutil
+    if os.geteuid() != 0:
+        return "needs root for unshare -m"
+    if not shutil.which("unshare"):
+        return "unshare is missing"
+    for t in tools:
+        if not shutil.which(t):
+            return f"{t} is not installed (apt-get install ndctl daxctl numactl pciutils)"
+    return None
+
+
+def render_machine(b: EmulatorBackend, out) -> str:
+    from cxlemu.sysfs.backend import render
+    render(b, str(out))
+    return str(out)
+
+
+def run_real(rendered: str, *argv: str):
+    """Run a real binary with ``rendered/sys`` as /sys and ``rendered/dev`` as /dev."""
+    import subprocess
+    return subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, rendered, *argv],
+                          capture_output=True, text=True, timeout=120)

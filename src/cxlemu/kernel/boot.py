@@ -150,6 +150,7 @@ def _build_devices(k: "Kernel") -> None:
                                 kind=dp.kind, label="CXL Root Port" if dp.kind == "root_port" else
                                 "CXL Switch Downstream Port", numa_node=node,
                                 secondary=dp.secondary_bus, subordinate=_subordinate(dp))
+                d.port_number = dp.port_id
                 if dp.acpi_companion:
                     comp = AcpiDevice(dp.acpi_companion, hb_acpi, acpi, "", f"{hb_acpi.acpi_path}.RP{dp.index:02X}")
                     device_add(comp)

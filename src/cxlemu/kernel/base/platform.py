@@ -5,7 +5,9 @@ functions and platform devices, with the sysfs attributes tools look at
 
 from __future__ import annotations
 
-from cxlemu.kernel.base.device import AttrGroup, Device, RO
+import struct
+
+from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Device, RO
 
 PCI_CLASS_BRIDGE_PCI = 0x060400
 PCI_CLASS_CXL_MEM = 0x050210       # memory controller, CXL memory device (prog-if 0x10)
@@ -56,6 +58,7 @@ class PciFunction(Device):
         RO("revision"), RO("numa_node"), RO("enable"), RO("current_link_speed"),
         RO("current_link_width"), RO("secondary_bus_number", visible="bridge_visible"),
         RO("subordinate_bus_number", visible="bridge_visible"),
+        AttrSpec("config", 0o644, show="config_show", store="config_store"),
     )),)
 
     def __init__(self, name: str, parent: Device, bus, *, vendor: int, device: int, pci_class: int,
@@ -104,6 +107,42 @@ class PciFunction(Device):
 
     def subordinate_bus_number_show(self) -> str:
         return f"{self.subordinate}\n"
+
+    # PCIe port types (PCI Express Capability, Device/Port Type field)
+    _PORT_TYPE = {"endpoint": 0x0, "root_port": 0x4, "usp": 0x5, "dsp": 0x6}
+
+    def config_show(self) -> bytes:
+        """4 KiB PCIe configuration space: header, PCI Express capability (port
+        number = the dport id), and the CXL DVSEC (vendor 1E98h) in extended
+        space, enough for lspci's tree and device listing."""
+        cfg = bytearray(4096)
+        bridge = self.secondary is not None
+        struct.pack_into("<HHHH", cfg, 0, self.vendor, self.device, 0x0006, 0x0010)
+        struct.pack_into("<I", cfg, 8, (self.pci_class << 8) | 0x00)
+        cfg[0x0E] = 0x01 if bridge else 0x00
+        if bridge:
+            cfg[0x18] = int(self.parent_bus())
+            cfg[0x19] = self.secondary or 0
+            cfg[0x1A] = self.subordinate or 0
+        else:
+            struct.pack_into("<HH", cfg, 0x2C, self.vendor, 0)
+        cfg[0x34] = 0x40
+        # PCI Express capability (ID 10h), version 2
+        flags = 2 | (self._PORT_TYPE.get(self.kind, 0) << 4) | ((1 << 8) if self.kind in ("root_port", "dsp") else 0)
+        struct.pack_into("<BBH", cfg, 0x40, 0x10, 0x00, flags)
+        port_no = getattr(self, "port_number", 0) or 0
+        struct.pack_into("<I", cfg, 0x4C, (port_no << 24) | (16 << 4) | 5)   # Link Cap: 32GT/s x16
+        struct.pack_into("<H", cfg, 0x52, (16 << 4) | 5)                     # Link Status
+        # CXL DVSEC in extended config space (ID 0023h), "PCIe DVSEC for CXL Devices"/ports
+        dvsec_id = 0x0000 if self.kind == "endpoint" else (0x0003 if self.kind in ("root_port", "dsp", "usp") else 0)
+        struct.pack_into("<IIH", cfg, 0x100, 0x0023 | (1 << 16), 0x1E98 | (2 << 16) | (0x3C << 20), dvsec_id)
+        return bytes(cfg)
+
+    def config_store(self, buf: bytes) -> None:
+        pass    # writes to config space are accepted and ignored
+
+    def parent_bus(self) -> int:
+        return int(self.name.split(":")[1], 16)
 
     def modalias(self) -> str | None:
         c = self.pci_class
