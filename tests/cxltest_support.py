@@ -41,7 +41,7 @@ def r(b: EmulatorBackend, path: str) -> str:
 
 def fabric_toml(root_ways: int, rps: int = 1, sw_ports: int = 0, *, gran: int = 256,
                 arithmetic: str = "modulo", xormaps: tuple[int, ...] = (), mode: str = "ram",
-                dev_size: str = "512M", kernel: str = "6.9") -> str:
+                dev_size: str = "512M", kernel: str = "6.9", hb_decoders: int | None = None) -> str:
     """``root_ways`` host bridges, each with ``rps`` root ports; below each root
     port a device, or a switch with ``sw_ports`` devices."""
     kind = "volatile" if mode == "ram" else "persistent"
@@ -49,6 +49,8 @@ def fabric_toml(root_ways: int, rps: int = 1, sw_ports: int = 0, *, gran: int = 
     n = 0
     for h in range(root_ways):
         out += ["[[host_bridge]]", f'id = "hb{h}"', f"uid = {h}", f"root_ports = {rps}"]
+        if hb_decoders is not None:
+            out.append(f"hdm_decoders = {hb_decoders}")
     for h in range(root_ways):
         for rp in range(rps):
             parent = f"hb{h}"

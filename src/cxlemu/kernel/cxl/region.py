@@ -325,7 +325,7 @@ class RegionManager:
         assert r.res is not None
         pub = Resource(r.res.start, r.res.end, r.name)
         try:
-            insert_resource(self.kernel.iomem, pub)
+            insert_resource(r.cxlrd.res, pub)     # below its "CXL Window N"
             r.iomem_res = pub
         except KernelError:
             self.kernel.log(f"{r.name}: cannot insert resource {r.res.start:#x}-{r.res.end:#x}")
@@ -841,7 +841,9 @@ class RegionManager:
                 d = next((x for x in parent.decoders if isinstance(x, SwitchDecoder)
                           and x.start == res.start and x.size == res.size), None)
                 if d is None:
-                    raise KernelError(errno.ENXIO, f"{parent.name}: no decoder for {r.name}")
+                    # region.c find_pos_and_ways(): a pass-through decoder has no range
+                    raise KernelError(errno.ENXIO, f"{port.uport.name}: failed to find decoder mapping "
+                                                   f"{res.start:#x}-{res.end:#x}")
                 targets = d.targets[: d.interleave_ways]
             if dport not in targets:
                 raise KernelError(errno.ENXIO, f"{parent.name}: dport not in target list")
