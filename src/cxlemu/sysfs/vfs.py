@@ -30,6 +30,19 @@ def _err(code: int, path: str) -> OSError:
     return OSError(code, errno.errorcode.get(code, str(code)) if code else "", path)
 
 
+def kernfs_target_path(link_dir: str, target: str) -> str:
+    """kernfs_get_target_path(): climb from the link's directory to the first
+    ancestor of the target's *parent*, then down to the target (a link to an
+    ancestor reads "../../../node0", not "../..")."""
+    tparent = posixpath.dirname(target)
+    base, up = link_dir, 0
+    while base != "/" and tparent != base and not tparent.startswith(base + "/"):
+        base = posixpath.dirname(base)
+        up += 1
+    rest = target[len(base):].lstrip("/") if base != "/" else target.lstrip("/")
+    return "../" * up + rest
+
+
 class VNode:
     kind = "?"
 
@@ -108,11 +121,21 @@ class VDir(VNode):
 
 
 class StaticDir(VDir):
-    def __init__(self, fn: Callable[[], dict[str, VNode]]):
+    """A directory computed by ``fn``; ``lookup_fn(name)``, when given,
+    finds one entry without building the whole listing (big buses)."""
+
+    def __init__(self, fn: Callable[[], dict[str, VNode]],
+                 lookup_fn: Callable[[str], VNode | None] | None = None):
         self._fn = fn
+        self._lookup_fn = lookup_fn
 
     def entries(self) -> dict[str, VNode]:
         return self._fn()
+
+    def lookup(self, name: str) -> VNode | None:
+        if self._lookup_fn is not None:
+            return self._lookup_fn(name)
+        return self._fn().get(name)
 
 
 def dev_link(target: "Device | str") -> VLink:
@@ -166,6 +189,11 @@ class DeviceDir(VDir):
         for c in self.dev.children:   # fast path for deep walks in big fabrics
             if c.name == name:
                 return DeviceDir(c)
+        link = getattr(self.dev, "sysfs_lookup_link", None)
+        if link is not None:          # fast path for directories with many links (node -> memoryN)
+            target = link(name)
+            if target is not None:
+                return dev_link(target)
         return self.entries().get(name)
 
 
@@ -193,7 +221,8 @@ class BusDir(VDir):
     def entries(self) -> dict[str, VNode]:
         bus = self.bus
         out: dict[str, VNode] = {
-            "devices": StaticDir(lambda: {n: VLink(d.sysfs_path) for n, d in bus.devices.items()}),
+            "devices": StaticDir(lambda: {n: VLink(d.sysfs_path) for n, d in bus.devices.items()},
+                                 lambda n: VLink(bus.devices[n].sysfs_path) if n in bus.devices else None),
             "drivers": StaticDir(lambda: {n: DriverDir(d) for n, d in bus.drivers.items()}),
             "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", lambda b: None, 0o644),
             "drivers_probe": FuncFile(None, lambda b: None),
@@ -219,7 +248,7 @@ class Vfs:
         return {
             "sys": StaticDir(self._sys_entries),
             "proc": StaticDir(lambda: {n: FuncFile(fn) for n, fn in k.proc_files().items()}),
-            "dev": StaticDir(self._dev_entries),
+            "dev": _DevTreeDir(k),
         }
 
     def _sys_entries(self) -> dict[str, VNode]:
@@ -238,20 +267,6 @@ class Vfs:
             "kernel": k.sysfs_kernel_dir(),
             "module": StaticDir(dict),
         }
-
-    def _dev_entries(self) -> dict[str, VNode]:
-        out: dict[str, VNode] = {}
-        for d in self.kernel.char_devices():
-            if not d.devnode:
-                continue
-            parts = d.devnode.split("/")
-            cur = out
-            for p in parts[:-1]:
-                sub = cur.setdefault(p, _MutableDir())
-                assert isinstance(sub, _MutableDir)
-                cur = sub.items
-            cur[parts[-1]] = CharDevNode(d)
-        return out
 
     # ---- path walking --------------------------------------------------------------
     def _walk(self, path: str, follow_last: bool) -> tuple[VNode, str]:
@@ -333,7 +348,7 @@ class Vfs:
         node, cur = self._walk(path, False)
         if not isinstance(node, VLink):
             raise _err(errno.EINVAL, path)
-        return posixpath.relpath(node.target, posixpath.dirname(cur))
+        return kernfs_target_path(posixpath.dirname(cur), node.target)
 
     def read(self, path: str) -> bytes:
         node = self.resolve(path)
@@ -379,6 +394,41 @@ class Vfs:
         except OSError:
             return None
         return node.dev if isinstance(node, CharDevNode) else None
+
+
+class _DevTreeDir(VDir):
+    """A directory of /dev (``prefix`` "" is /dev itself) computed from the
+    kernel's device nodes; a lookup does not build the whole listing."""
+
+    def __init__(self, kernel: "Kernel", prefix: str = ""):
+        self.kernel, self.prefix = kernel, prefix
+
+    def _nodes(self) -> list[tuple[str, Device]]:
+        return [(d.devnode, d) for d in self.kernel.char_devices() if d.devnode]
+
+    def entries(self) -> dict[str, VNode]:
+        pre = self.prefix + "/" if self.prefix else ""
+        out: dict[str, VNode] = {}
+        for node, d in self._nodes():
+            if not node.startswith(pre):
+                continue
+            head, sep, _ = node[len(pre):].partition("/")
+            if sep:
+                out.setdefault(head, _DevTreeDir(self.kernel, pre + head))
+            else:
+                out[head] = CharDevNode(d)
+        return out
+
+    def lookup(self, name: str) -> VNode | None:
+        full = f"{self.prefix}/{name}" if self.prefix else name
+        sub = full + "/"
+        found: VNode | None = None
+        for node, d in self._nodes():
+            if node == full:
+                found = CharDevNode(d)
+            elif found is None and node.startswith(sub):
+                found = _DevTreeDir(self.kernel, full)
+        return found
 
 
 class _MutableDir(VDir):

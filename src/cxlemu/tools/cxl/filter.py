@@ -1,0 +1,618 @@
+"""``cxl list`` filters and topology walk (cxl/filter.c v81).
+
+Filter strings: one identifier, a space separated list (when the string
+holds a space) or a comma separated list; identifiers of one option are
+OR'ed, options are AND'ed.  Numeric identifiers are parsed with C
+``sscanf("%d")``, so a host name such as ``0000:35:00.0`` also matches id 0
+(kept: it is what the real tool does).
+
+The walk (:func:`filter_walk`) reproduces ``cxl_filter_walk()`` control
+flow statement by statement, including its ``goto walk_children`` paths
+(an object that fails a filter still has its children walked; an idle
+port is skipped with its whole subtree) and the container logic: children
+nest under the nearest emitted ancestor as ``"<kind>:<parent>"`` arrays,
+and the nine top-level arrays are spliced into the result, wrapped in
+``{"<name>": [...]}`` objects only when more than one is non-empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from cxlemu.tools.common.log import Log
+from cxlemu.tools.common.parse_options import strtoull
+from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_DAX_DEVS,
+                                           UTIL_JSON_FIRMWARE, UTIL_JSON_HEALTH, UTIL_JSON_HUMAN,
+                                           UTIL_JSON_IDLE, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
+                                           UTIL_JSON_TARGETS)
+from cxlemu.tools.libcxl import Bus, CxlContext, Decoder, Dport, Endpoint, Memdev, Port, Region, Target
+from cxlemu.tools.libcxl.cnum import c_tokens, sscanf_int, sscanf_int_pair
+
+from . import json as cj
+
+__all__ = ["FilterParams", "PF_SINGLE", "PF_ANCESTRY", "filter_has", "filter_to_flags",
+           "filter_walk", "memdev_filter", "port_filter", "bus_filter", "endpoint_filter",
+           "decoder_filter", "region_filter"]
+
+PF_SINGLE = 0
+PF_ANCESTRY = 1
+
+
+@dataclass
+class FilterParams:
+    """``struct cxl_filter_params``."""
+
+    memdev_filter: str | None = None
+    serial_filter: str | None = None
+    bus_filter: str | None = None
+    port_filter: str | None = None
+    endpoint_filter: str | None = None
+    decoder_filter: str | None = None
+    region_filter: str | None = None
+    single: bool = False
+    endpoints: bool = False
+    decoders: bool = False
+    regions: bool = False
+    targets: bool = False
+    memdevs: bool = False
+    ports: bool = False
+    buses: bool = False
+    idle: bool = False
+    human: bool = False
+    health: bool = False
+    partition: bool = False
+    fw: bool = False
+    alert_config: bool = False
+    dax: bool = False
+    media_errors: bool = False
+    verbose: int = 0
+    log: Log = field(default_factory=lambda: Log("cxl list"))
+
+
+def filter_to_flags(p: FilterParams) -> int:
+    """``cxl_filter_to_flags()``."""
+    flags = 0
+    for on, bit in ((p.idle, UTIL_JSON_IDLE), (p.human, UTIL_JSON_HUMAN),
+                    (p.health, UTIL_JSON_HEALTH), (p.targets, UTIL_JSON_TARGETS),
+                    (p.partition, UTIL_JSON_PARTITION), (p.fw, UTIL_JSON_FIRMWARE),
+                    (p.alert_config, UTIL_JSON_ALERT_CONFIG),
+                    (p.dax, UTIL_JSON_DAX | UTIL_JSON_DAX_DEVS),
+                    (p.media_errors, UTIL_JSON_MEDIA_ERRORS)):
+        if on:
+            flags |= int(bit)
+    return flags
+
+
+def _sep(text: str) -> str:
+    """``which_sep()``."""
+    if " " in text:
+        return " "
+    if "," in text:
+        return ","
+    return " "
+
+
+def _args(text: str) -> list[str]:
+    return c_tokens(text, _sep(text))
+
+
+def filter_has(filt: str | None, needle: str | None) -> bool:
+    """``cxl_filter_has()``: some identifier contains ``needle``."""
+    if needle is None:
+        return True
+    if filt is None:
+        return False
+    return any(needle in a for a in _args(filt))
+
+
+def _id_is(arg: str, prefix: str, obj_id: int) -> bool:
+    """``(sscanf(arg, "%d") == 1 || sscanf(arg, "<prefix>%d") == 1) && id == obj_id``."""
+    v = sscanf_int(arg)
+    if v is None:
+        v = sscanf_int(arg, prefix)
+    return v is not None and v == obj_id
+
+
+# ---------------------------------------------------------------------------
+# single-object filters
+# ---------------------------------------------------------------------------
+
+def endpoint_filter(ep: Endpoint, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for arg in _args(ident):
+        if arg == "all" or _id_is(arg, "endpoint", ep.id) or arg == ep.devname or arg == ep.host:
+            return True
+    return False
+
+
+def _port_filter_one(port: Port, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for arg in _args(ident):
+        if arg == "all":
+            return True
+        if arg == "root" and port.is_root():
+            return True
+        if arg == "switch" and port.is_switch():
+            return True
+        if arg == "endpoint" and port.is_endpoint():
+            return True
+        if _id_is(arg, "port", port.id) or arg == port.devname or arg == port.host:
+            return True
+    return False
+
+
+def port_filter(port: Port, ident: str | None, mode: int) -> bool:
+    """``util_cxl_port_filter()``: the port, or (ANCESTRY) any ancestor."""
+    it: Port | None = port
+    while it is not None:
+        if _port_filter_one(it, ident):
+            return True
+        if mode == PF_SINGLE:
+            return False
+        it = it.parent
+    return False
+
+
+def endpoint_filter_by_port(ep: Endpoint, ident: str | None, mode: int) -> bool:
+    if port_filter(ep, ident, PF_SINGLE):
+        return True
+    if ep.parent is None:
+        return False
+    return port_filter(ep.parent, ident, mode)
+
+
+def decoder_filter_by_port(dec: Decoder, ident: str | None, mode: int) -> bool:
+    return port_filter(dec.port, ident, mode)
+
+
+def bus_filter(bus: Bus, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for arg in _args(ident):
+        if arg == "all" or _id_is(arg, "root", bus.id) or arg == bus.devname or arg == bus.provider:
+            return True
+    return False
+
+
+def port_filter_by_bus(port: Port, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    if port.is_root():
+        return bus_filter(port, ident)  # type: ignore[arg-type]
+    for bus in port.ctx.buses():
+        if not bus_filter(bus, ident):
+            continue
+        if bus is port.bus:
+            return True
+    return False
+
+
+def memdev_filter_by_bus(md: Memdev, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for bus in md.ctx.buses():
+        if not bus_filter(bus, ident):
+            continue
+        if bus is md.bus:
+            return True
+    return False
+
+
+def decoder_filter_by_bus(dec: Decoder, ident: str | None) -> bool:
+    return port_filter_by_bus(dec.port, ident)
+
+
+def memdev_serial_filter(md: Memdev, serials: str | None) -> bool:
+    if serials is None:
+        return True
+    for arg in _args(serials):
+        val, end = strtoull(arg, 0)
+        if not arg or end != len(arg):
+            continue
+        if md.serial == val:
+            return True
+    return False
+
+
+def memdev_filter(md: Memdev, ident: str | None, serials: str | None) -> bool:
+    """``util_cxl_memdev_filter()``."""
+    if ident is None:
+        return memdev_serial_filter(md, serials)
+    for arg in _args(ident):
+        if arg == "all" or _id_is(arg, "mem", md.id) or arg == md.devname or arg == md.host:
+            return memdev_serial_filter(md, serials)
+    return False
+
+
+def bus_filter_by_memdev(bus: Bus, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in bus.ctx.memdevs():
+        if memdev_filter(md, ident, serial) and md.bus is bus:
+            return True
+    return False
+
+
+def endpoint_filter_by_memdev(ep: Endpoint, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in ep.ctx.memdevs():
+        if memdev_filter(md, ident, serial) and md.endpoint is ep:
+            return True
+    return False
+
+
+def port_filter_by_memdev(port: Port, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in port.ctx.memdevs():
+        if memdev_filter(md, ident, serial) and port.hosts_memdev(md):
+            return True
+    return False
+
+
+def decoder_filter(dec: Decoder, ident: str | None) -> bool:
+    """``util_cxl_decoder_filter()``."""
+    if ident is None:
+        return True
+    port = dec.port
+    for arg in _args(ident):
+        if arg == "all":
+            return True
+        if arg == "root" and port.is_root():
+            return True
+        if arg == "switch" and port.is_switch():
+            return True
+        if arg == "endpoint" and port.is_endpoint():
+            return True
+        pair = sscanf_int_pair(arg)
+        if pair is None:
+            pair = sscanf_int_pair(arg, "decoder")
+        if pair is not None and pair == (port.id, dec.id):
+            return True
+        if arg == dec.devname:
+            return True
+    return False
+
+
+def decoder_filter_by_memdev(dec: Decoder, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in dec.ctx.memdevs():
+        if not memdev_filter(md, ident, serial):
+            continue
+        if dec.target_by_memdev(md) is not None:
+            return True
+        ep = dec.port.to_endpoint()
+        if ep is None:
+            continue
+        if ep.memdev is md:
+            return True
+    return False
+
+
+def target_filter_by_memdev(t: Target, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in t.decoder.ctx.memdevs():
+        if memdev_filter(md, ident, serial) and t.maps_memdev(md):
+            return True
+    return False
+
+
+def dport_filter_by_memdev(d: Dport, ident: str | None, serial: str | None) -> bool:
+    if ident is None and serial is None:
+        return True
+    for md in d.port.ctx.memdevs():
+        if memdev_filter(md, ident, serial) and d.maps_memdev(md):
+            return True
+    return False
+
+
+def _memdev_by_decoder_in(md: Memdev, port: Port, ident: str | None) -> bool:
+    for dec in port.decoders():
+        if decoder_filter(dec, ident) and dec.target_by_memdev(md) is not None:
+            return True
+    for ep in port.endpoints():
+        if _memdev_by_decoder_in(md, ep, ident):
+            return True
+    return False
+
+
+def memdev_filter_by_decoder(md: Memdev, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for bus in md.ctx.buses():
+        if _memdev_by_decoder_in(md, bus, ident):
+            return True
+        for port in bus.iter_all():
+            if _memdev_by_decoder_in(md, port, ident):
+                return True
+    return False
+
+
+def _memdev_by_port_in(md: Memdev, port: Port, ident: str | None) -> bool:
+    if port_filter(port, ident, PF_SINGLE) and port.get_dport_by_memdev(md) is not None:
+        return True
+    for ep in port.endpoints():
+        if _memdev_by_port_in(md, ep, ident):
+            return True
+    return False
+
+
+def memdev_filter_by_port(md: Memdev, bus_ident: str | None, port_ident: str | None) -> bool:
+    if bus_ident is None and port_ident is None:
+        return True
+    for bus in md.ctx.buses():
+        if bus_filter(bus, bus_ident) and _memdev_by_port_in(md, bus, bus.devname):
+            return True
+        if _memdev_by_port_in(md, bus, port_ident):
+            return True
+        for port in bus.iter_all():
+            if _memdev_by_port_in(md, port, port_ident):
+                return True
+    return False
+
+
+def region_filter(region: Region, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for arg in _args(ident):
+        if arg == "all" or _id_is(arg, "region", region.id) or arg == region.devname:
+            return True
+    return False
+
+
+def region_filter_by_bus(region: Region, ident: str | None) -> bool:
+    return decoder_filter_by_bus(region.decoder, ident)
+
+
+def region_filter_by_port(region: Region, ident: str | None) -> bool:
+    return port_filter(region.decoder.port, ident, PF_ANCESTRY)
+
+
+def region_filter_by_decoder(region: Region, ident: str | None) -> bool:
+    return decoder_filter(region.decoder, ident)
+
+
+def decoder_filter_by_region(dec: Decoder, ident: str | None) -> bool:
+    if ident is None:
+        return True
+    for r in dec.regions():
+        if region_filter(r, ident):
+            return True
+    region = dec.region
+    if region is None:
+        return False
+    return region_filter(region, ident)
+
+
+# ---------------------------------------------------------------------------
+# the walk
+# ---------------------------------------------------------------------------
+
+def _pf_mode(p: FilterParams) -> int:
+    return PF_SINGLE if p.single else PF_ANCESTRY
+
+
+def _pick(child: list | None, container: list | None) -> list | None:
+    return child if child is not None else container
+
+
+def _cond_add(jobj: dict | None, key: str, suffix: str, arr: list | None) -> None:
+    """``cond_add_put_array_suffix()``."""
+    if jobj is not None and arr:
+        jobj[f"{key}:{suffix}"] = arr
+
+
+@dataclass
+class _Walk:
+    p: FilterParams
+    flags: int
+    stderr: TextIO
+
+    def regions(self, dec: Decoder, jregions: list) -> None:
+        p = self.p
+        for region in dec.regions():
+            if not region_filter(region, p.region_filter):
+                continue
+            if not region_filter_by_bus(region, p.bus_filter):
+                continue
+            if not region_filter_by_port(region, p.port_filter):
+                continue
+            if not region_filter_by_decoder(region, p.decoder_filter):
+                continue
+            if not p.idle and not region.is_enabled():
+                continue
+            jregions.append(cj.region_to_json(region, self.flags, self.stderr))
+
+    def decoders(self, port: Port, jdecoders: list, jregions: list | None) -> None:
+        p = self.p
+        for dec in port.decoders():
+            devname = dec.devname
+            jchildregions: list | None = None
+            jdecoder: dict | None = None
+            if (p.decoders and decoder_filter(dec, p.decoder_filter)
+                    and decoder_filter_by_bus(dec, p.bus_filter)
+                    and decoder_filter_by_port(dec, p.port_filter, _pf_mode(p))
+                    and decoder_filter_by_memdev(dec, p.memdev_filter, p.serial_filter)
+                    and decoder_filter_by_region(dec, p.region_filter)):
+                if not p.idle and dec.size == 0:
+                    continue
+                jdecoder = cj.decoder_to_json(dec, self.flags)
+                cj.targets_append_json(jdecoder, dec, p.memdev_filter, p.serial_filter, self.flags)
+                if p.regions:
+                    jchildregions = []
+                jdecoders.append(jdecoder)
+            # walk_children:
+            if not p.regions:
+                continue
+            if not port.is_root():
+                continue
+            target = _pick(jchildregions, jregions)
+            assert target is not None
+            self.regions(dec, target)
+            _cond_add(jdecoder, "regions", devname, jchildregions)
+
+    def endpoints(self, port: Port, jeps: list, jdevs: list, jdecoders: list) -> None:
+        p = self.p
+        for ep in port.endpoints():
+            devname = ep.devname
+            jchilddecoders: list | None = None
+            jendpoint: dict | None = None
+            if not endpoint_filter(ep, p.endpoint_filter):
+                continue
+            if not port_filter_by_bus(ep, p.bus_filter):
+                continue
+            if not endpoint_filter_by_port(ep, p.port_filter, _pf_mode(p)):
+                continue
+            if not endpoint_filter_by_memdev(ep, p.memdev_filter, p.serial_filter):
+                continue
+            if not p.idle and not ep.is_enabled():
+                continue
+            if p.endpoints:
+                jendpoint = cj.endpoint_to_json(ep, self.flags)
+                jeps.append(jendpoint)
+            if p.memdevs:
+                md = ep.memdev
+                if md is None:
+                    continue
+                if not memdev_filter(md, p.memdev_filter, p.serial_filter):
+                    continue
+                if not memdev_filter_by_decoder(md, p.decoder_filter):
+                    continue
+                if not memdev_filter_by_port(md, p.bus_filter, p.port_filter):
+                    continue
+                if not p.idle and not md.is_enabled():
+                    continue
+                jobj = cj.memdev_to_json(md, self.flags, self.stderr)
+                if p.endpoints:
+                    assert jendpoint is not None
+                    jendpoint["memdev"] = jobj
+                else:
+                    jdevs.append(jobj)
+            if p.decoders and p.endpoints:
+                jchilddecoders = []
+            if not p.decoders:
+                continue
+            target = _pick(jchilddecoders, jdecoders)
+            assert target is not None
+            self.decoders(ep, target, None)
+            _cond_add(jendpoint, "decoders", devname, jchilddecoders)
+
+    def child_ports(self, parent: Port, jports: list, jportdecoders: list,
+                    jeps: list, jepdecoders: list, jdevs: list) -> None:
+        p = self.p
+        for port in parent.child_ports():
+            devname = port.devname
+            jport: dict | None = None
+            jchilddevs = jchildports = jchildeps = jchilddecoders = None
+            if not port_filter_by_memdev(port, p.memdev_filter, p.serial_filter):
+                continue
+            if (port_filter(port, p.port_filter, _pf_mode(p))
+                    and port_filter_by_bus(port, p.bus_filter)):
+                if not p.idle and not port.is_enabled():
+                    continue
+                if p.ports:
+                    jport = cj.port_to_json(port, self.flags)
+                    cj.dports_append_json(jport, port, p.memdev_filter, p.serial_filter, self.flags)
+                    jports.append(jport)
+                    jchildports = []
+                    if p.memdevs:
+                        jchilddevs = []
+                    if p.endpoints:
+                        jchildeps = []
+                    if p.decoders:
+                        jchilddecoders = []
+            # walk_children:
+            if p.endpoints or p.memdevs or p.decoders:
+                self.endpoints(port, _pick(jchildeps, jeps), _pick(jchilddevs, jdevs),
+                               _pick(jchilddecoders, jepdecoders))
+            self.decoders(port, _pick(jchilddecoders, jportdecoders), None)
+            self.child_ports(port, _pick(jchildports, jports), _pick(jchilddecoders, jportdecoders),
+                             _pick(jchildeps, jeps), _pick(jchilddecoders, jepdecoders),
+                             _pick(jchilddevs, jdevs))
+            _cond_add(jport, "ports", devname, jchildports)
+            _cond_add(jport, "endpoints", devname, jchildeps)
+            _cond_add(jport, "decoders", devname, jchilddecoders)
+            _cond_add(jport, "memdevs", devname, jchilddevs)
+
+
+_CONTAINERS = ("anon memdevs", "buses", "ports", "endpoints", "memdevs", "root decoders",
+               "port decoders", "endpoint decoders", "regions")
+
+
+def filter_walk(ctx: CxlContext, p: FilterParams, stderr: TextIO) -> list:
+    """``cxl_filter_walk()``: the JSON array ``cxl list`` prints."""
+    flags = filter_to_flags(p)
+    w = _Walk(p, flags, stderr)
+    log = p.log
+    top: dict[str, list] = {name: [] for name in _CONTAINERS}
+    janondevs, jbuses, jports = top["anon memdevs"], top["buses"], top["ports"]
+    jeps, jdevs, jbusdecoders = top["endpoints"], top["memdevs"], top["root decoders"]
+    jportdecoders, jepdecoders, jregions = top["port decoders"], top["endpoint decoders"], top["regions"]
+
+    log.dbg("cxl_filter_walk", "walk memdevs")
+    for md in ctx.memdevs():
+        if not memdev_filter(md, p.memdev_filter, p.serial_filter):
+            continue
+        if md.is_enabled():
+            continue
+        if not p.idle:
+            continue
+        if p.memdevs:
+            janondevs.append(cj.memdev_to_json(md, flags, stderr))
+
+    log.dbg("cxl_filter_walk", "walk buses")
+    for bus in ctx.buses():
+        jbus: dict | None = None
+        jchilddecoders = jchildports = jchilddevs = jchildeps = jchildregions = None
+        devname = bus.devname
+        if not bus_filter_by_memdev(bus, p.memdev_filter, p.serial_filter):
+            continue
+        if (bus_filter(bus, p.bus_filter) and port_filter(bus, p.port_filter, _pf_mode(p))
+                and p.buses):
+            jbus = cj.bus_to_json(bus, flags)
+            cj.dports_append_json(jbus, bus, p.memdev_filter, p.serial_filter, flags)
+            jbuses.append(jbus)
+            if p.ports:
+                jchildports = []
+            if p.endpoints:
+                jchildeps = []
+            if p.memdevs:
+                jchilddevs = []
+            if p.decoders:
+                jchilddecoders = []
+            if p.regions:
+                jchildregions = []
+        # walk_children:
+        log.dbg("cxl_filter_walk", "walk decoders")
+        w.decoders(bus, _pick(jchilddecoders, jbusdecoders), _pick(jchildregions, jregions))
+        log.dbg("cxl_filter_walk", "walk rch endpoints")
+        if p.endpoints or p.memdevs or p.decoders:
+            w.endpoints(bus, _pick(jchildeps, jeps), _pick(jchilddevs, jdevs),
+                        _pick(jchilddecoders, jepdecoders))
+        log.dbg("cxl_filter_walk", "walk ports")
+        w.child_ports(bus, _pick(jchildports, jports), _pick(jchilddecoders, jportdecoders),
+                      _pick(jchildeps, jeps), _pick(jchilddecoders, jepdecoders),
+                      _pick(jchilddevs, jdevs))
+        _cond_add(jbus, "ports", devname, jchildports)
+        _cond_add(jbus, "endpoints", devname, jchildeps)
+        _cond_add(jbus, "decoders", devname, jchilddecoders)
+        _cond_add(jbus, "regions", devname, jchildregions)
+        _cond_add(jbus, "memdevs", devname, jchilddevs)
+
+    nonempty = sum(1 for name in _CONTAINERS if top[name])
+    platform: list[Any] = []
+    for name in _CONTAINERS:
+        arr = top[name]
+        if not arr:
+            continue
+        if nonempty > 1:
+            platform.append({name: arr})
+        else:
+            platform.extend(arr)
+    return platform

@@ -1,0 +1,471 @@
+"""JSON objects of ``cxl list`` (cxl/json.c v81, daxctl/json.c for
+``daxregion``), built as insertion-ordered dicts for
+:mod:`cxlemu.tools.common.jsonc`.
+
+json-c keeps insertion order and replaces a repeated key *in place*, which
+is what a Python dict does; so the double ``alias`` of a dport whose only
+link is ``firmware_node`` ends up as one ``alias`` (the firmware node) at
+the position of the first.
+
+Values follow the C types of the real builders: ``json_object_new_int``
+takes an int32 (:func:`_int`), sizes go through ``util_json_object_size``
+(int64, or the ``-u`` text) and hex values through
+``util_json_object_hex``.  Two libcxl quirks are kept on purpose:
+``life_used_percent`` / ``temperature`` print -95 (``-EOPNOTSUPP``) when
+the device reports "not implemented", and temperatures are the raw
+unsigned 16-bit field (a negative temperature prints above 65000).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from cxlemu.hw.mailbox.payloads import AlertBits, HealthStatus, MediaStatus
+from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_DAX_DEVS,
+                                           UTIL_JSON_CONFIGURED, UTIL_JSON_FIRMWARE, UTIL_JSON_HEALTH,
+                                           UTIL_JSON_IDLE, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
+                                           UTIL_JSON_TARGETS, json_object_hex, json_object_size)
+from cxlemu.tools.libcxl import Bus, Decoder, DecoderMode, Endpoint, Memdev, Port, Region, mode_name
+from cxlemu.tools.libcxl.cnum import U32_MAX, U64_MAX, to_s32, to_u32
+from cxlemu.tools.libcxl.dax import DaxDev, DaxRegion
+from cxlemu.tools.libcxl.memdev import CXL_QOS_CLASS_NONE
+
+__all__ = [
+    "memdev_to_json", "bus_to_json", "port_to_json", "endpoint_to_json",
+    "decoder_to_json", "region_to_json", "dports_append_json",
+    "targets_append_json", "mappings_append_json", "daxctl_region_to_json",
+    "TRACEFS_FAILED",
+]
+
+EOPNOTSUPP = 95
+CXL_FW_MAX_SLOTS = 4
+#: what util_cxl_poison_list_to_json() prints when no tracefs instance can
+#: be created (libtracefs finds no tracing directory)
+TRACEFS_FAILED = "tracefs_instance_create() failed\n"
+
+JsonObj = dict[str, Any]
+
+
+def _int(v: int) -> int:
+    """``json_object_new_int()``: an int32."""
+    return to_s32(v)
+
+
+# ---------------------------------------------------------------------------
+# memdev
+# ---------------------------------------------------------------------------
+
+def _ext3(value: int) -> str:
+    return {0: "normal", 1: "warning", 2: "critical"}.get(value, "unknown")
+
+
+def _ext2(value: int) -> str:
+    return {0: "normal", 1: "warning"}.get(value, "unknown")
+
+
+def health_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
+    """``util_cxl_memdev_health_to_json()``."""
+    h = memdev.mailbox.health_info()
+    if h is None:
+        return None
+    hs, ms = h.health_status, h.media_status
+    out: JsonObj = {
+        "maintenance_needed": bool(hs & HealthStatus.MAINTENANCE_NEEDED),
+        "performance_degraded": bool(hs & HealthStatus.PERFORMANCE_DEGRADED),
+        "hw_replacement_needed": bool(hs & HealthStatus.HW_REPLACEMENT_NEEDED),
+        "media_normal": ms == MediaStatus.NORMAL,
+        "media_not_ready": ms == MediaStatus.NOT_READY,
+        "media_persistence_lost": ms == MediaStatus.PERSISTENCE_LOST,
+        "media_data_lost": ms == MediaStatus.DATA_LOST,
+        "media_powerloss_persistence_loss": ms == MediaStatus.POWERLOSS_PERSISTENCE_LOSS,
+        "media_shutdown_persistence_loss": ms == MediaStatus.SHUTDOWN_PERSISTENCE_LOSS,
+        "media_persistence_loss_imminent": ms == MediaStatus.PERSISTENCE_LOSS_IMMINENT,
+        "media_powerloss_data_loss": ms == MediaStatus.POWERLOSS_DATA_LOSS,
+        "media_shutdown_data_loss": ms == MediaStatus.SHUTDOWN_DATA_LOSS,
+        "media_data_loss_imminent": ms == MediaStatus.DATA_LOSS_IMMINENT,
+        "ext_life_used": _ext3(h.life_used_status),
+        "ext_temperature": _ext3(h.temperature_status),
+        "ext_corrected_volatile": _ext2(h.corrected_volatile_status),
+        "ext_corrected_persistent": _ext2(h.corrected_persistent_status),
+    }
+    # cxl_cmd_health_info_get_life_used()/get_temperature() return
+    # -EOPNOTSUPP for "not implemented"; json.c compares the u32 result
+    # with 0xff / 0xffff, so the negative errno is printed.
+    life = -EOPNOTSUPP if h.life_used is None else h.life_used
+    if to_u32(life) != 0xFF:
+        out["life_used_percent"] = _int(life)
+    temp = -EOPNOTSUPP if h.temperature is None else h.temperature_raw
+    if to_u32(temp) != 0xFFFF:
+        out["temperature"] = _int(temp)
+    out["dirty_shutdowns"] = h.dirty_shutdown_count & U32_MAX
+    out["volatile_errors"] = h.corrected_volatile_error_count & U32_MAX
+    out["pmem_errors"] = h.corrected_persistent_error_count & U32_MAX
+    return out
+
+
+_ALERTS = (
+    ("life_used", AlertBits.LIFE_USED_PROG_WARN),
+    ("dev_over_temperature", AlertBits.DEV_OVER_TEMPERATURE_PROG_WARN),
+    ("dev_under_temperature", AlertBits.DEV_UNDER_TEMPERATURE_PROG_WARN),
+    ("corrected_volatile_mem_err", AlertBits.CORRECTED_VOLATILE_MEM_ERR_PROG_WARN),
+    ("corrected_pmem_err", AlertBits.CORRECTED_PMEM_ERR_PROG_WARN),
+)
+
+
+def alert_config_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
+    """``util_cxl_memdev_alert_config_to_json()``."""
+    a = memdev.mailbox.alert_config()
+    if a is None:
+        return None
+    out: JsonObj = {}
+    for name, bit in _ALERTS:
+        out[f"{name}_prog_warn_threshold_valid"] = bool(a.valid_alerts & bit)
+    for name, bit in _ALERTS:
+        out[f"{name}_prog_warn_threshold_writable"] = bool(a.programmable_alerts & bit)
+    u16 = 0xFFFF  # libcxl reads the thresholds as unsigned le16/u8 fields
+    out["life_used_crit_alert_threshold"] = a.life_used_crit_alert_threshold & 0xFF
+    out["life_used_prog_warn_threshold"] = a.life_used_prog_warn_threshold & 0xFF
+    out["dev_over_temperature_crit_alert_threshold"] = a.dev_over_temperature_crit_alert_threshold & u16
+    out["dev_under_temperature_crit_alert_threshold"] = a.dev_under_temperature_crit_alert_threshold & u16
+    out["dev_over_temperature_prog_warn_threshold"] = a.dev_over_temperature_prog_warn_threshold & u16
+    out["dev_under_temperature_prog_warn_threshold"] = a.dev_under_temperature_prog_warn_threshold & u16
+    out["corrected_volatile_mem_err_prog_warn_threshold"] = \
+        a.corrected_volatile_mem_err_prog_warn_threshold & u16
+    out["corrected_pmem_err_prog_warn_threshold"] = a.corrected_pmem_err_prog_warn_threshold & u16
+    return out
+
+
+def partition_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
+    """``util_cxl_memdev_partition_to_json()``: IDENTIFY sizes, then (if the
+    partition alignment is non-zero) GET_PARTITION_INFO."""
+    ident = memdev.mailbox.identify()
+    if ident is None:
+        return None
+    out: JsonObj = {
+        "total_size": json_object_size(ident.total_capacity, flags),
+        "volatile_only_size": json_object_size(ident.volatile_only_capacity, flags),
+        "persistent_only_size": json_object_size(ident.persistent_only_capacity, flags),
+        "partition_alignment_size": json_object_size(ident.partition_align, flags),
+    }
+    if not ident.partition_align:
+        return out
+    part = memdev.mailbox.partition_info()
+    if part is None:
+        return out
+    out["active_volatile_size"] = json_object_size(part.active_volatile, flags)
+    out["active_persistent_size"] = json_object_size(part.active_persistent, flags)
+    out["next_volatile_size"] = json_object_size(part.next_volatile, flags)
+    out["next_persistent_size"] = json_object_size(part.next_persistent, flags)
+    return out
+
+
+def firmware_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
+    """``util_cxl_memdev_fw_to_json()``."""
+    fw = memdev.mailbox.fw_info()
+    if fw is None:
+        return None
+    out: JsonObj = {"num_slots": _int(fw.slots_supported), "active_slot": _int(fw.active_slot)}
+    if 0 < fw.staged_slot <= fw.slots_supported:
+        out["staged_slot"] = _int(fw.staged_slot)
+    out["online_activate_capable"] = bool(fw.online_activation_capable)
+    for slot in range(1, CXL_FW_MAX_SLOTS + 1):
+        rev = fw.revision(slot)
+        if rev:
+            out[f"slot_{slot}_version"] = rev[:16]
+    busy = memdev.fw_update_in_progress()
+    out["fw_update_in_progress"] = busy
+    if busy:
+        out["remaining_size"] = json_object_size(memdev.fw_update_get_remaining(), flags)
+    return out
+
+
+def poison_list_to_json(obj: Memdev | Region, stderr: TextIO, flags: int) -> list | None:
+    """``util_cxl_poison_list_to_json()`` (-L).
+
+    The real tool creates a tracefs instance named "cxl list", enables
+    ``cxl:cxl_poison``, writes ``trigger_poison_list`` and parses the
+    binary per-CPU ring buffers.  cxlemu models no tracefs yet (nothing
+    below ``/sys/kernel/tracing``), and the backend API cannot create an
+    instance directory, so for a memdev or a region ``obj`` this prints
+    what the real tool prints when libtracefs finds no tracing directory
+    and ``media_errors`` is omitted.
+    TODO: read cxl_poison records once the emulator exposes tracefs.
+    """
+    stderr.write(TRACEFS_FAILED)
+    return None
+
+
+def memdev_to_json(memdev: Memdev, flags: int, stderr: TextIO) -> JsonObj:
+    """``util_cxl_memdev_to_json()``."""
+    out: JsonObj = {"memdev": memdev.devname}
+    if memdev.pmem_size:
+        out["pmem_size"] = json_object_size(memdev.pmem_size, flags)
+        if memdev.pmem_qos_class != CXL_QOS_CLASS_NONE:
+            out["pmem_qos_class"] = _int(memdev.pmem_qos_class)
+    if memdev.ram_size:
+        out["ram_size"] = json_object_size(memdev.ram_size, flags)
+        if memdev.ram_qos_class != CXL_QOS_CLASS_NONE:
+            out["ram_qos_class"] = _int(memdev.ram_qos_class)
+    if flags & UTIL_JSON_HEALTH:
+        j = health_to_json(memdev, flags)
+        if j is not None:
+            out["health"] = j
+    if flags & UTIL_JSON_ALERT_CONFIG:
+        j = alert_config_to_json(memdev, flags)
+        if j is not None:
+            out["alert_config"] = j
+    if memdev.serial < U64_MAX:
+        out["serial"] = json_object_hex(memdev.serial, flags)
+    if memdev.numa_node >= 0:
+        out["numa_node"] = _int(memdev.numa_node)
+    out["host"] = memdev.host
+    if memdev.firmware_version is not None:
+        out["firmware_version"] = memdev.firmware_version
+    if not memdev.is_enabled():
+        out["state"] = "disabled"
+    if flags & UTIL_JSON_PARTITION:
+        j = partition_to_json(memdev, flags)
+        if j is not None:
+            out["partition_info"] = j
+    if flags & UTIL_JSON_FIRMWARE:
+        j = firmware_to_json(memdev, flags)
+        if j is not None:
+            out["firmware"] = j
+    if flags & UTIL_JSON_MEDIA_ERRORS:
+        j = poison_list_to_json(memdev, stderr, flags)
+        if j is not None:
+            out["media_errors"] = j
+    return out
+
+
+# ---------------------------------------------------------------------------
+# buses, ports, endpoints, dports
+# ---------------------------------------------------------------------------
+
+def bus_to_json(bus: Bus, flags: int) -> JsonObj:
+    return {"bus": bus.devname, "provider": bus.provider}
+
+
+def _alias_keys(out: JsonObj, phys: str | None, fw: str | None) -> None:
+    if phys is not None:
+        out["alias"] = phys
+    if fw is not None:
+        out["alias"] = fw
+
+
+def dports_append_json(jport: JsonObj, port: Port, ident: str | None,
+                       serial: str | None, flags: int) -> None:
+    """``util_cxl_dports_append_json()``: only with -T and some dports."""
+    from .filter import dport_filter_by_memdev
+    n = port.nr_dports
+    if not n or not flags & UTIL_JSON_TARGETS:
+        return
+    jport["nr_dports"] = _int(n)
+    arr = []
+    for dport in port.dports():
+        if not dport_filter_by_memdev(dport, ident, serial):
+            continue
+        j: JsonObj = {"dport": dport.devname}
+        _alias_keys(j, dport.physical_node, dport.firmware_node)
+        j["id"] = json_object_hex(dport.id, flags)
+        arr.append(j)
+    jport["dports"] = arr
+
+
+def _port_to_json(port: Port, name_key: str, flags: int) -> JsonObj:
+    out: JsonObj = {name_key: port.devname, "host": port.host}
+    dport = port.parent_dport
+    if dport is not None:
+        out["parent_dport"] = dport.devname
+    out["depth"] = _int(port.depth)
+    if not port.is_enabled():
+        out["state"] = "disabled"
+    out["decoders_committed"] = _int(port.decoders_committed)
+    return out
+
+
+def port_to_json(port: Port, flags: int) -> JsonObj:
+    return _port_to_json(port, "port", flags)
+
+
+def endpoint_to_json(endpoint: Endpoint, flags: int) -> JsonObj:
+    return _port_to_json(endpoint, "endpoint", flags)
+
+
+# ---------------------------------------------------------------------------
+# decoders and targets
+# ---------------------------------------------------------------------------
+
+def decoder_to_json(decoder: Decoder, flags: int) -> JsonObj:
+    """``util_cxl_decoder_to_json()``."""
+    port = decoder.port
+    out: JsonObj = {"decoder": decoder.devname}
+    size, start = decoder.size, decoder.start
+    if size and start < U64_MAX:
+        out["resource"] = json_object_hex(start, flags)
+    if size and size < U64_MAX:
+        out["size"] = json_object_size(size, flags)
+    ways = decoder.interleave_ways
+    if ways < U32_MAX:
+        out["interleave_ways"] = _int(ways)
+        if ways > 1 and decoder.interleave_granularity < U32_MAX:
+            out["interleave_granularity"] = _int(decoder.interleave_granularity)
+    region = decoder.region
+    if region is not None:
+        out["region"] = region.devname
+    if size == 0:
+        out["state"] = "disabled"
+    if port.is_endpoint():
+        mode = decoder.get_mode()
+        dsize, dres = decoder.get_dpa_size(), decoder.get_dpa_resource()
+        if dsize and dres < U64_MAX:
+            out["dpa_resource"] = json_object_hex(dres, flags)
+        if dsize and dsize < U64_MAX:
+            out["dpa_size"] = json_object_size(dsize, flags)
+        if mode > DecoderMode.NONE:
+            out["mode"] = mode_name(mode)
+    if port.is_root() and decoder.mem_capable:
+        if decoder.max_available_extent < U64_MAX:
+            out["max_available_extent"] = json_object_size(decoder.max_available_extent, flags)
+        if decoder.pmem_capable:
+            out["pmem_capable"] = True
+        if decoder.volatile_capable:
+            out["volatile_capable"] = True
+    if port.is_root() and decoder.accelmem_capable:
+        out["accelmem_capable"] = True
+    if port.is_root():
+        qos = decoder.root_qos_class()
+        if qos != CXL_QOS_CLASS_NONE:
+            out["qos_class"] = _int(qos)
+    return out
+
+
+def targets_append_json(jdecoder: JsonObj, decoder: Decoder, ident: str | None,
+                        serial: str | None, flags: int) -> None:
+    """``util_cxl_targets_append_json()``: ``nr_targets`` for every
+    non-endpoint decoder, ``targets`` with -T."""
+    from .filter import target_filter_by_memdev
+    if decoder.port.is_endpoint():
+        return
+    jdecoder["nr_targets"] = _int(decoder.nr_targets)
+    if not flags & UTIL_JSON_TARGETS or not decoder.nr_targets:
+        return
+    arr = []
+    for t in decoder.targets:
+        if not target_filter_by_memdev(t, ident, serial):
+            continue
+        j: JsonObj = {"target": t.devname}
+        _alias_keys(j, t.physical_node, t.firmware_node)
+        j["position"] = _int(t.position)
+        j["id"] = json_object_hex(t.id, flags)
+        arr.append(j)
+    jdecoder["targets"] = arr
+
+
+# ---------------------------------------------------------------------------
+# regions
+# ---------------------------------------------------------------------------
+
+def mappings_append_json(jregion: JsonObj, region: Region, flags: int) -> None:
+    """``util_cxl_mappings_append_json()``: with -T, even when empty."""
+    ways = region.interleave_ways
+    if not ways or ways == U32_MAX:
+        return
+    if not flags & UTIL_JSON_TARGETS:
+        return
+    arr = []
+    for m in region.mappings():
+        j: JsonObj = {"position": _int(m.position)}
+        md = m.decoder.memdev
+        if md is not None:
+            j["memdev"] = md.devname
+        j["decoder"] = m.decoder.devname
+        arr.append(j)
+    jregion["mappings"] = arr
+
+
+def region_to_json(region: Region, flags: int, stderr: TextIO) -> JsonObj:
+    """``util_cxl_region_to_json()``."""
+    out: JsonObj = {"region": region.devname}
+    if region.start < U64_MAX:
+        out["resource"] = json_object_hex(region.start, flags)
+    if region.size < U64_MAX:
+        out["size"] = json_object_size(region.size, flags)
+    if region.mode != DecoderMode.NONE:
+        out["type"] = mode_name(region.mode)
+    int_max = (1 << 31) - 1
+    if region.interleave_ways < int_max:
+        out["interleave_ways"] = _int(region.interleave_ways)
+    if region.interleave_granularity < int_max:
+        out["interleave_granularity"] = _int(region.interleave_granularity)
+    out["decode_state"] = "commit" if region.decode_is_committed() else "reset"
+    if not region.is_enabled():
+        out["state"] = "disabled"
+    if flags & UTIL_JSON_MEDIA_ERRORS:
+        j = poison_list_to_json(region, stderr, flags)
+        if j is not None:
+            out["media_errors"] = j
+    mappings_append_json(out, region, flags)
+    if flags & UTIL_JSON_DAX:
+        dax = region.dax_region
+        if dax is not None:
+            out["daxregion"] = daxctl_region_to_json(dax, flags)
+    if region.qos_class_mismatch():
+        out["qos_class_mismatch"] = True
+    return out
+
+
+# ---------------------------------------------------------------------------
+# daxctl region / device (daxctl/json.c)
+# ---------------------------------------------------------------------------
+
+def daxctl_dev_to_json(dev: DaxDev, flags: int) -> JsonObj:
+    """``util_daxctl_dev_to_json()`` (no ``mappings``: cxl list never asks)."""
+    mem = dev.memory
+    out: JsonObj = {"chardev": dev.devname, "size": json_object_size(dev.size, flags)}
+    if dev.target_node >= 0:
+        out["target_node"] = _int(dev.target_node)
+    align = to_s32(dev.align)
+    if align > 0:
+        out["align"] = json_object_size(align, flags)
+    out["mode"] = "system-ram" if mem is not None else "devdax"
+    if mem is not None and dev.resource != 0:
+        online = mem.num_online()
+        total = mem.num_sections()
+        out["online_memblocks"] = _int(online)
+        out["total_memblocks"] = _int(total)
+        movable = mem.is_movable()
+        if movable in (0, 1):
+            out["movable"] = bool(movable)
+    if not dev.is_enabled():
+        out["state"] = "disabled"
+    return out
+
+
+def daxctl_region_to_json(region: DaxRegion, flags: int) -> JsonObj:
+    """``util_daxctl_region_to_json(region, NULL, flags)``; ``path`` is
+    omitted because UTIL_JSON_DAX is set."""
+    out: JsonObj = {}
+    if not flags & UTIL_JSON_DAX:
+        path = region.path
+        out["path"] = path[len("/sys/devices"):] if path.startswith("/sys/devices") else path
+    out["id"] = _int(region.id)
+    if region.size < U64_MAX:
+        out["size"] = json_object_size(region.size, flags)
+    avail = region.available_size()
+    if avail:
+        out["available_size"] = json_object_size(avail, flags)
+    if region.align < U64_MAX:
+        out["align"] = region.align
+    if not flags & UTIL_JSON_DAX_DEVS:
+        return out
+    devs = None
+    for dev in region.devices():
+        if not flags & (UTIL_JSON_IDLE | UTIL_JSON_CONFIGURED) and not dev.size:
+            continue
+        if devs is None:
+            devs = []
+        devs.append(daxctl_dev_to_json(dev, flags))
+    if devs is not None:
+        out["devices"] = devs
+    return out
