@@ -176,7 +176,42 @@ class CxlCore:
                 device_add(d)
 
     def _port_remove(self, dev: Device) -> None:
-        pass
+        """cxl_port driver unbind: everything the port's devm context owns goes.
+
+        Child ports and endpoints were added with this port as their devm host
+        (core/port.c devm_cxl_add_port, devm_cxl_add_endpoint), so they are
+        unregistered and the memdevs below lose their driver (cxl_detach_ep);
+        the port's own decoders and dports are released and re-enumerated from
+        the hardware when the port is bound again."""
+        port = dev
+        assert isinstance(port, CxlPort)
+        if port.is_endpoint:
+            return
+        from cxlemu.kernel.base.device import device_release_driver
+        for md in list(self.memdevs):
+            ep = md.endpoint
+            if ep is not None and port in ep.ancestors():
+                device_release_driver(md)
+        for child in [c for c in port.children if isinstance(c, CxlPort)]:
+            self._unregister_tree(child)
+        for d in list(port.decoders):
+            if d.region is not None:
+                for ref_region in [d.region]:
+                    for t in ref_region.members():
+                        self.regions.kill_endpoint_decoder(t)
+            device_del(d)
+        port.decoders.clear()
+        port.dports.clear()
+        port.regions.clear()
+        port.commit_end = -1
+
+    def _unregister_tree(self, port: CxlPort) -> None:
+        for child in [c for c in port.children if isinstance(c, CxlPort)]:
+            self._unregister_tree(child)
+        if port.is_endpoint and port.memdev is not None:
+            port.memdev.endpoint = None
+        port.dead = True
+        self._unregister_port(port)
 
     def _enumerate_dports(self, port: CxlPort) -> None:
         owner = port.hw_owner
@@ -263,17 +298,6 @@ class CxlCore:
             parent = up
 
     def _unregister_port(self, port: CxlPort) -> None:
-        for d in list(port.decoders):
-            if d.region is not None and not port.is_endpoint:
-                pass
         device_del(port)
         self.port_ida.free(port.id)
 
-    def disable_port(self, port: CxlPort) -> None:
-        """Port driver unbind: endpoints and switch ports below are torn down
-        (their memdevs lose their driver, as ``/sys/bus/cxl/flush`` waits for)."""
-        for md in list(self.memdevs):
-            ep = md.endpoint
-            if ep is not None and port in ep.ancestors():
-                from cxlemu.kernel.base.device import device_release_driver
-                device_release_driver(md)
