@@ -223,14 +223,19 @@ def test_disabled_memdev_anon_pass_and_port_state():
     assert "mem1" not in [m["memdev"] for m in out[1]["memdevs"]]
     assert lst(b, "-m", "mem1") is None or lst(b, "-m", "mem1") == []
     assert lst(b, "-m", "mem1", "-i")[0]["state"] == "disabled"
-    # a disabled port hides its subtree without -i
+    # unbinding a switch port takes its endpoints away, and cxl_detach_ep then
+    # deletes the switch port itself (cxl-topology.sh: disable-port removes it)
     b.write("/sys/bus/cxl/devices/port8/driver/unbind", "port8\0")
     (port1,) = lst(b, "-P", "-p", "port1")
     assert [p["port"] for p in port1["ports:port1"]] == ["port4"]
-    (p8,) = lst(b, "-P", "-p", "port8", "-i")
-    assert p8["state"] == "disabled" and list(p8).index("state") == list(p8).index("depth") + 1
+    assert not lst(b, "-P", "-p", "port8", "-i")
     mems = [m["memdev"] for m in lst(b, "-M")]
     assert "mem2" not in mems and "mem6" not in mems
+    # a disabled host-bridge port stays (a root child) and hides its subtree without -i
+    b.write("/sys/bus/cxl/devices/port2/driver/unbind", "port2\0")
+    (p2,) = lst(b, "-P", "-p", "port2", "-i")
+    assert p2["state"] == "disabled" and list(p2).index("state") == list(p2).index("depth") + 1
+    assert not [p for p in lst(b, "-P") if p.get("port") == "port2"]
 
 
 def test_usage_errors_exit_129(cxltest):
