@@ -325,11 +325,16 @@ def test_port_disable_refuses_root_and_unbinds_switch():
     with pytest.raises(OSError) as e:
         Port.disable_invalidate(root)                # cxl_port_disable_invalidate() on a root
     assert e.value.errno == errno.EINVAL
-    port = next(p for p in root.iter_all() if p.host == "cxl_switch_uport.2")
+    # a host-bridge port stays registered when unbound and can be bound again
+    port = next(p for p in root.iter_all() if p.host == "cxl_host_bridge.1")
     port.disable_invalidate()
     assert not port.is_enabled()
     port.enable()
     assert port.is_enabled()
+    # a switch port loses its endpoints and is then deleted (core/port.c cxl_detach_ep)
+    sw = next(p for p in _ctx(b).buses()[0].iter_all() if p.host == "cxl_switch_uport.2")
+    sw.disable_invalidate()
+    assert not b.exists(f"/sys/bus/cxl/devices/{sw.devname}")
 
 
 # ---------------------------------------------------------------------------

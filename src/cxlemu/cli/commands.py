@@ -268,13 +268,6 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def cmd_blocks(args) -> int:
-    from cxlemu.kernel.mm.lsmem import lsmem
-    with _store().open(args.name, write=False) as m:
-        sys.stdout.write(lsmem(m.backend()))
-    return 0
-
-
 def cmd_demo(args) -> int:
     from cxlemu.demo import run_demo
     return run_demo(keep=args.keep)

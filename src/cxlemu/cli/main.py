@@ -63,8 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("kind", choices=["hpa", "dpa"])
     sp.add_argument("args", nargs="+")
-    sp = add("blocks", c.cmd_blocks, "memory blocks: state, zone, node (like lsmem)")
-    sp.add_argument("name")
     sp = add("demo", c.cmd_demo, "narrate the seed's DEVDAX walkthrough on topology B")
     sp.add_argument("--keep", action="store_true", help="keep the demo machine")
     # subcommands contributed by other modules: each has register(add) -> None

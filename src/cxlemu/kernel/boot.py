@@ -220,4 +220,5 @@ def boot(k: "Kernel") -> None:
     for host in memdev_hosts:                # cxl_pci / cxl_mock_mem: memN -> cxl_mem -> endpoints
         device_attach(host)
     k.mm.late_boot() if hasattr(k.mm, "late_boot") else None
+    k.nvdimm.late_boot() if hasattr(k.nvdimm, "late_boot") else None
     k.dirty = True

@@ -76,7 +76,13 @@ class Kernel:
         return [d for d in self.chrdevs if d.registered and d.devt]
 
     def classes(self) -> dict[str, Callable[[], list[Device]]]:
-        return {}
+        """/sys/class/<name>: each subsystem may contribute ``classes()``."""
+        out: dict[str, Callable[[], list[Device]]] = {}
+        for sub in (self.nvdimm, self.dax, self.mm):
+            fn = getattr(sub, "classes", None)
+            if callable(fn):
+                out.update(fn())
+        return out
 
     # ---- proc / sysfs extras -----------------------------------------------------------------
     def proc_files(self) -> dict[str, Callable[[], str | bytes]]:

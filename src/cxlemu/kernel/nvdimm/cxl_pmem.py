@@ -23,6 +23,7 @@ class NvdimmBridge(CxlDevice):
     devtype = "cxl_nvdimm_bridge"
     cxl_id = CXL_DEVICE_NVDIMM_BRIDGE
     ATTR_GROUPS = (AttrGroup(None, BASE_ATTRS),)
+    nvdimm_bus = None          # the ndbusN registered while bound
 
 
 class CxlNvdimm(CxlDevice):
@@ -33,6 +34,7 @@ class CxlNvdimm(CxlDevice):
     def __init__(self, name: str, md: "CxlMemdev"):
         super().__init__(name, md, md.core.bus)
         self.memdev = md
+        self.nvdimm = None     # nmemN while bound
 
 
 class CxlPmemRegion(CxlDevice):
@@ -43,3 +45,4 @@ class CxlPmemRegion(CxlDevice):
     def __init__(self, region: "CxlRegion"):
         super().__init__(f"pmem_region{region.id}", region, region.mgr.core.bus)
         self.region = region
+        self.nd_region = None  # nd regionN while bound

@@ -245,6 +245,44 @@ class DaxMemory:
             n += st.startswith("online")
         return n
 
+    def offline(self) -> int:
+        """``daxctl_memory_offline()``: write "offline" to the ``state`` of
+        every online block of the device.  Returns the number of blocks
+        offlined, or a negative errno (an unreadable state, a block whose
+        ``removable`` reads 0: -EOPNOTSUPP, a refused write)."""
+        blocks = self._blocks()
+        if isinstance(blocks, int):
+            return blocks
+        io, log, dev = self.dev.ctx.io, self.dev.ctx.log, self.dev
+        count = 0
+        for b in blocks:
+            st = self._state(b)
+            if st is None:
+                return -io.last_errno
+            if not st.startswith("online"):
+                continue                      # already offline: nothing to do
+            path = f"{self.node_path}/{b}/removable"
+            v = io.read_attr(path)
+            if v is None:
+                code = io.last_errno
+                log.err("memblock_is_removable", f"{dev.devname}: Failed to read {path}: {strerror(code)}")
+                return -code
+            if c_strtoull(v) == 0:
+                log.err("offline_one_memblock", f"{dev.devname}: {b} is unremovable")
+                return -95  # -EOPNOTSUPP
+            path = f"{self.node_path}/{b}/state"
+            try:
+                io.write_attr(path, "offline", quiet=True)
+            except OSError as e:
+                again = self._state(b)
+                if again is not None and not again.startswith("online"):
+                    continue                  # raced to offline
+                log.err("offline_one_memblock",
+                        f"{dev.devname}: Failed to offline {path}: {strerror(e.errno or 0)}")
+                return -(e.errno or 5)
+            count += 1
+        return count
+
     def is_movable(self) -> int:
         """1 movable, 0 not, negative when unknown (an offline block, a read
         error): ``daxctl_memory_is_movable()``."""
