@@ -333,7 +333,9 @@ def test_debug_and_other_commands(cxltest):
                           "cxl list: cxl_filter_walk: walk memdevs\n"
                           "libcxl: __sysfs_device_parse: base: '/sys/bus/cxl/devices' dev: 'mem'\n")
     assert run(cxltest, "version") == (0, "81\n", "")
-    assert run(cxltest, "create-region") == (1, "", "cxl: 'create-region' is not implemented by cxlemu\n")
+    assert run(cxltest, "create-region") == (1, "", "cxl region: parse_create_options: no root decoder "
+                                                   "specified\ncxl region: cmd_create_region: created 0 regions\n")
+    assert run(cxltest, "update-firmware") == (1, "", "cxl: 'update-firmware' is not implemented by cxlemu\n")
     rc, out, err = run(cxltest, "frobnicate")
     assert (rc, err) == (1, "Unknown command: 'frobnicate'\n")
 

@@ -30,9 +30,39 @@ def _lazy(module: str, func: str) -> CommandFn:
 
 def commands() -> dict[str, CommandFn]:
     """Implemented subcommands, by name (must be in the v81 table)."""
-    return {
+    region, memdev = "cxlemu.tools.cxl.region", "cxlemu.tools.cxl.memdev"
+    table = {
         "list": _lazy("cxlemu.tools.cxl.list", "cmd_list"),
+        "disable-memdev": _lazy(memdev, "cmd_disable_memdev"),
+        "enable-memdev": _lazy(memdev, "cmd_enable_memdev"),
+        "reserve-dpa": _lazy(memdev, "cmd_reserve_dpa"),
+        "free-dpa": _lazy(memdev, "cmd_free_dpa"),
+        "set-alert-config": _lazy(memdev, "cmd_set_alert_config"),
+        "wait-sanitize": _lazy(memdev, "cmd_wait_sanitize"),
+        "set-partition": _lazy(memdev, "cmd_set_partition"),
+        "disable-port": _lazy("cxlemu.tools.cxl.port", "cmd_disable_port"),
+        "enable-port": _lazy("cxlemu.tools.cxl.port", "cmd_enable_port"),
+        "disable-bus": _lazy("cxlemu.tools.cxl.bus", "cmd_disable_bus"),
+        "create-region": _lazy(region, "cmd_create_region"),
+        "enable-region": _lazy(region, "cmd_enable_region"),
+        "disable-region": _lazy(region, "cmd_disable_region"),
+        "destroy-region": _lazy(region, "cmd_destroy_region"),
     }
+    table.update(_label_commands())
+    return table
+
+
+def _label_commands() -> dict[str, CommandFn]:
+    """read-labels / write-labels / zero-labels from :mod:`.labels` (a
+    colleague's module), when it is present; imported on first use like the
+    others."""
+    import importlib.util
+    if importlib.util.find_spec("cxlemu.tools.cxl.labels") is None:
+        return {}
+    labels = "cxlemu.tools.cxl.labels"
+    return {"read-labels": _lazy(labels, "cmd_read_labels"),
+            "write-labels": _lazy(labels, "cmd_write_labels"),
+            "zero-labels": _lazy(labels, "cmd_zero_labels")}
 
 
 def build_tool() -> Tool:
