@@ -157,12 +157,17 @@ def test_disable_bus_force_unbinds_the_uport(b, monkeypatch):
     assert not b.exists("/sys/devices/platform/cxl_acpi.0/driver")
 
 
-@pytest.mark.xfail(reason="kernel model: the cxl_acpi driver has no remove, so unbinding it "
-                          "leaves root0 and the topology in place (Linux unregisters them)",
-                   strict=False)
 def test_disable_bus_removes_the_cxl_topology(b):
+    """drivers/cxl/acpi.c: unbinding cxl_acpi unregisters root0 and everything below."""
     assert cxl(b, "disable-bus", "-f", "root0")[0] == 0
     assert js(b, "list", "-B") == []
+    assert js(b, "list", "-M") == []
+    assert "CXL Window" not in b.read("/proc/iomem")
+    # binding cxl_acpi again enumerates the bus anew; memdevs come back with enable-memdev
+    b.write("/sys/bus/platform/drivers/cxl_acpi/bind", "cxl_acpi.0\0")
+    assert [x["bus"] for x in js(b, "list", "-B")] == ["root0"]
+    assert cxl(b, "enable-memdev", "all")[0] == 0
+    assert len(js(b, "list", "-M")) == 11
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,9 @@ class _Drivers:
     def acpi_probe(self, d) -> None:
         self.k.cxl.acpi_probe(d)
 
+    def acpi_remove(self, d) -> None:
+        self.k.cxl.acpi_remove(d)
+
     @staticmethod
     def has_type3(d) -> bool:
         return isinstance(getattr(d, "hw", None), Type3Device)
@@ -203,7 +206,7 @@ def boot(k: "Kernel") -> None:
     platform_bus, pci = k.buses["platform"], k.buses["pci"]
     drv = _Drivers(k)
     platform_bus.register_driver(ClassDriver("cxl_acpi", platform_bus, Device, drv.acpi_probe,
-                                             predicate=drv.is_cxl_host))
+                                             drv.acpi_remove, predicate=drv.is_cxl_host))
     memdev_hosts = [k.devmap[d.name] for d in k.platform.devices]
     if cxl_test:
         platform_bus.register_driver(ClassDriver("cxl_mock_mem", platform_bus, PlatformDevice, drv.mem_probe,

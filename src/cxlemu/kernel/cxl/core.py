@@ -150,6 +150,41 @@ class CxlCore:
         if any(rd.cap_pmem for rd in self.root_decoders()):
             self.kernel.nvdimm.add_bridge(root)
 
+    def acpi_remove(self, host: Device) -> None:
+        """cxl_acpi unbind: the devm actions registered on the host run in reverse.
+
+        Memdevs lose their endpoints (and are unbound), regions are unregistered
+        (committed decoders are reset on the way, region.c unregister_region),
+        host-bridge ports, root decoders and their "CXL Window" resources go,
+        and finally root0 itself."""
+        from cxlemu.kernel.base.device import device_release_driver
+        from cxlemu.kernel.resource import release_resource
+        root = self.root
+        if root is None:
+            return
+        for md in self.memdevs:
+            if md.driver is not None:
+                device_release_driver(md)
+        for rd in self.root_decoders():
+            for r in list(rd.regions):
+                self.regions.unregister(r)
+        bridge = self.kernel.nvdimm.bridge
+        if bridge is not None and bridge.registered:
+            device_del(bridge)
+            self.bridge_ida.free(int(bridge.name.rsplit("bridge", 1)[1]))
+            self.kernel.nvdimm.bridge = None
+        for port in [c for c in root.children if isinstance(c, CxlPort)]:
+            self._unregister_tree(port)
+        for rd in self.root_decoders():
+            if rd.res is not None and rd.res.parent is not None:
+                release_resource(rd.res)
+            self.kernel.memregion_ida.free(rd.region_id)
+            device_del(rd)
+        root.decoders.clear()
+        device_del(root)
+        self.port_ida.free(root.id)
+        self.root = None
+
     # ---- cxl_pci / cxl_mock_mem: memdev creation -------------------------------------------
     def pci_probe(self, pdev: Device, hw: "Type3Device") -> None:
         md = CxlMemdev(self, self.mem_ida.alloc(), pdev, hw)
