@@ -1,16 +1,25 @@
 """Helpers shared by the test suite: boot kernels in process, build custom
-fabrics, and drive the region ABI the way libcxl does (write order and
-formats of cxl/lib/libcxl.c, contract §2.1)."""
+fabrics, drive the region ABI the way libcxl does (write order and
+formats of cxl/lib/libcxl.c, contract §2.1), run the cxl commands, and run
+the real Debian binaries on a rendered tree."""
 
 from __future__ import annotations
 
+import functools
 import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
 import uuid as uuidlib
 from dataclasses import dataclass
 
+import pytest
+
 from cxlemu.hw.platform import build_platform
 from cxlemu.kernel.kernel import Kernel
-from cxlemu.sysfs.backend import EmulatorBackend
+from cxlemu.sysfs.backend import EmulatorBackend, render
 from cxlemu.topology import presets
 from cxlemu.topology.schema import loads
 
@@ -142,25 +151,75 @@ def run(b: EmulatorBackend, tool: str, *argv: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+# ---- cxl command helpers ------------------------------------------------------------------
+
+def cxl(b: EmulatorBackend, *argv: str) -> tuple[int, str, str]:
+    return run(b, "cxl", *argv)
+
+
+def cxl_json(b: EmulatorBackend, *argv: str):
+    """A cxl command that must succeed, its stdout parsed ([] when empty)."""
+    rc, out, err = cxl(b, *argv)
+    assert rc == 0, (argv, err)
+    return json.loads(out) if out.strip() else []
+
+
+def cxl_list_all(b: EmulatorBackend) -> str:
+    """Everything ``cxl list -vvv`` prints."""
+    rc, out, _ = cxl(b, "list", "-vvv")
+    assert rc == 0
+    return out
+
+
+def sorted_arrays(obj):
+    """``obj`` with every array sorted: array order follows readdir order,
+    which differs between kernfs and the filesystem a tree is rendered on."""
+    if isinstance(obj, list):
+        return sorted((sorted_arrays(x) for x in obj), key=lambda x: json.dumps(x, sort_keys=True))
+    if isinstance(obj, dict):
+        return {k: sorted_arrays(v) for k, v in obj.items()}
+    return obj
+
+
 # ---- running the real Debian tools against a rendered tree -------------------------------
+#
+# The real binary runs in ``unshare -m`` with RENDERED/sys bind-mounted over
+# /sys and a private tmpfs /dev (mounted on RENDERED/.devmnt) holding the
+# rendered device nodes plus the host's null, zero, urandom, random and tty.
+# The rendered nodes ("major:minor" files) are re-created with mknod, so that
+# st_rdev matches /sys/dev/char (libdaxctl compares them), unless the run is
+# compared with cxlemu reading the same rendered tree (DirectoryBackend):
+# then they stay the regular files cxlemu sees (``mknod=False``).
 
 _UNSHARE_SCRIPT = r'''
 set -e
 R=$0
+NODES=$1
+shift
 mount --bind "$R/sys" /sys
-D=$(mktemp -d)
+D="$R/.devmnt"
+mkdir -p "$D"
 mount -t tmpfs none "$D"
-cp -a "$R/dev/." "$D/" 2>/dev/null || true
-for n in null zero urandom random; do touch "$D/$n"; mount --bind "/dev/$n" "$D/$n"; done
+if [ "$NODES" = files ]; then
+  cp -a "$R/dev/." "$D/" 2>/dev/null || true
+elif [ -d "$R/dev" ]; then
+  (cd "$R/dev" && find . -mindepth 1 -type d -exec mkdir -p "$D/{}" \; &&
+   find . -type f | while read -r f; do mm=$(cat "$f"); mknod "$D/$f" c "${mm%%:*}" "${mm##*:}"; done)
+fi
+for n in null zero urandom random tty; do touch "$D/$n"; mount --bind "/dev/$n" "$D/$n"; done
 mount --bind "$D" /dev
 exec "$@"
 '''
 
 
+@functools.lru_cache(maxsize=None)
+def _unshare_refused() -> str | None:
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"unshare -m is not permitted here: {probe.stderr.strip()}"
+
+
 def real_tools_available(*tools: str) -> str | None:
     """None if the real binaries can be run in a private mount namespace, else why not."""
-    import os
-    import shutil
     if os.geteuid() != 0:
         return "needs root for unshare -m"
     if not shutil.which("unshare"):
@@ -168,17 +227,39 @@ def real_tools_available(*tools: str) -> str | None:
     for t in tools:
         if not shutil.which(t):
             return f"{t} is not installed (apt-get install ndctl daxctl numactl pciutils)"
-    return None
+    return _unshare_refused()
+
+
+def require_real_tools(*tools: str) -> None:
+    """Skip the calling test unless :func:`real_tools_available`."""
+    why = real_tools_available(*tools)
+    if why:
+        pytest.skip(why)
 
 
 def render_machine(b: EmulatorBackend, out) -> str:
-    from cxlemu.sysfs.backend import render
     render(b, str(out))
     return str(out)
 
 
-def run_real(rendered: str, *argv: str):
+def run_real(rendered: str, *argv: str, mknod: bool = True) -> subprocess.CompletedProcess:
     """Run a real binary with ``rendered/sys`` as /sys and ``rendered/dev`` as /dev."""
-    import subprocess
-    return subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, rendered, *argv],
+    nodes = "mknod" if mknod else "files"
+    return subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, rendered, nodes, *argv],
                           capture_output=True, text=True, timeout=120)
+
+
+def run_real_many(b: EmulatorBackend, argvs: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Render ``b`` once and run each ``argv`` (a real binary) against it;
+    skips the test when the binaries cannot run here."""
+    require_real_tools(*dict.fromkeys(argv[0] for argv in argvs))
+    with tempfile.TemporaryDirectory(prefix="cxlemu-real-") as out:
+        render(b, out)
+        return [run_real(out, *argv) for argv in argvs]
+
+
+def real_and_ours(b: EmulatorBackend, tool: str, argvs, ours):
+    """``(argv, real, ours(b, *argv))`` for each argv of ``tool``: the real
+    binary on a render of ``b``, ours on ``b`` itself."""
+    reals = run_real_many(b, [[tool, *argv] for argv in argvs])
+    return [(argv, real, ours(b, *argv)) for argv, real in zip(argvs, reals)]

@@ -84,7 +84,7 @@ def test_sysfs_render_real_tree(tmp_path):
     assert root0.is_symlink()
     assert os.readlink(root0) == "../../../devices/platform/ACPI0017:00/root0"
     assert (out / "sys/bus/cxl/devices/mem0/serial").read_text() == "0x0\n"
-    assert (out / "dev/cxl/mem0").read_text() == "252:0\n"
+    assert (out / "dev/cxl/mem0").read_text() == "60:0\n"
     assert (out / "proc/iomem").read_text().count("CXL Window 0") == 1
 
 

@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 
-from cxltest_support import boot
-from cxlemu.sysfs.backend import DirectoryBackend, render
+from cxltest_support import boot, render_machine, require_real_tools, run_real
+from cxlemu.sysfs.backend import DirectoryBackend
 from cxlemu.tools.runner import run_tool
 
 pytestmark = pytest.mark.conformance
@@ -50,21 +47,6 @@ V81_ONLY_HELP = ("    -X, --dax ", "    -F, --firmware ", "    -L, --media-error
 NAME_KEYS = ("bus", "port", "endpoint", "memdev", "decoder", "region", "dport", "target",
              "position")
 
-# mount recipe of /tmp/realcxl.sh: the render's sys over /sys, a tmpfs /dev
-# holding the render's device nodes plus the few real nodes a program needs
-_NS_SCRIPT = r"""
-set -e
-R=$0
-mount --bind "$R/sys" /sys
-D="$R/.devmnt"
-mkdir -p "$D"
-mount -t tmpfs none "$D"
-cp -a "$R/dev/." "$D/" 2>/dev/null || true
-for n in null zero urandom random tty; do touch "$D/$n"; mount --bind "/dev/$n" "$D/$n"; done
-mount --bind "$D" /dev
-exec "$@"
-"""
-
 OPTIONS = [
     "", "-M", "-Mu", "-u", "-Mi", "-BPEDT", "-R -T", "-vv", "-vvv", "-m mem0", "-m 1 -M -E",
     "-p port1", "-P -p root", "-E -M -p endpoint", "-d root", "-D -d switch -T",
@@ -74,30 +56,15 @@ USAGE_ERRORS = ["-S", "foo bar", "-x"]
 PRESETS = ["biscuitos-a", "biscuitos-b", "biscuitos-c", "cxl-test"]
 
 
-def _require_real() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for unshare -m and bind mounts")
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare is missing")
-    if not os.access(REAL_CXL, os.X_OK):
-        pytest.skip("the real cxl binary is missing")
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("unshare -m is not permitted here")
-
-
 @pytest.fixture(scope="module", params=PRESETS)
 def machine(request, tmp_path_factory):
-    _require_real()
+    require_real_tools(REAL_CXL)
     b = boot(request.param)
-    out = tmp_path_factory.mktemp(f"render-{request.param}")
-    render(b, str(out))
-    return request.param, b, str(out)
+    return request.param, b, render_machine(b, tmp_path_factory.mktemp(f"render-{request.param}"))
 
 
 def real_cxl(root: str, args: list[str]) -> tuple[int, str, str]:
-    p = subprocess.run(["unshare", "-m", "bash", "-c", _NS_SCRIPT, root, REAL_CXL, *args],
-                       capture_output=True, text=True, timeout=120)
+    p = run_real(root, REAL_CXL, *args, mknod=False)     # ours reads the same rendered files
     return p.returncode, p.stdout, p.stderr
 
 

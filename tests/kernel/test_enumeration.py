@@ -23,7 +23,7 @@ def test_biscuitos_b_names_match_the_seed():
     assert realname(b, "/sys/bus/cxl/devices/root0/dport0") == "pci0000:0c"
     assert realname(b, "/sys/bus/cxl/devices/root0/dport0/firmware_node") == "ACPI0016:00"
     assert realname(b, "/sys/bus/cxl/devices/root0/uport") == "ACPI0017:00"
-    assert b.chardev("/dev/cxl/mem0") == (252, 0)
+    assert b.chardev("/dev/cxl/mem0") == (60, 0)
 
 
 def test_biscuitos_a_endpoint_directly_below_host_bridge():

@@ -1,6 +1,6 @@
 """Helpers for the persistent-memory tests (nvdimm, ndctl, cxl labels, dax
 mappings): in-process kernels with media, pmem regions, tool runs and an
-in-process reboot.  The real binaries run through tests/tools/realtools.py."""
+in-process reboot.  The real binaries run through tests/cxltest_support.py."""
 
 from __future__ import annotations
 

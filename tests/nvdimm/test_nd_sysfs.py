@@ -47,7 +47,7 @@ def test_nmem_attributes(b):
     assert rd(b, "nmem0/state") == "active\n"
     assert rd(b, "nmem0/cxl/provider") == "pmem0\n"
     assert rd(b, "nmem0/cxl/id") == "0\n"               # biscuitos-b: serial 0
-    assert rd(b, "nmem0/dev") == "249:0\n"
+    assert rd(b, "nmem0/dev") == "63:0\n"
     assert int(rd(b, "nmem0/available_slots")) > 0
 
 

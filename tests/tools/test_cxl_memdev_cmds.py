@@ -11,33 +11,13 @@ import sys
 
 import pytest
 
-from cxltest_support import boot, r, run
+from cxltest_support import cxl, r, run
+from cxltest_support import cxl_json as js, cxl_list_all as snapshot
 from cxlemu.tools.cxl import memdev as mdc
 
 SZ_256M = 256 << 20
 SZ_1G = 1 << 30
 ULLONG_MAX = (1 << 64) - 1
-
-
-@pytest.fixture
-def b():
-    return boot("cxl-test")
-
-
-def cxl(b, *argv):
-    return run(b, "cxl", *argv)
-
-
-def js(b, *argv):
-    rc, out, err = cxl(b, *argv)
-    assert rc == 0, (argv, err)
-    return json.loads(out) if out.strip() else []
-
-
-def snapshot(b) -> str:
-    rc, out, _ = cxl(b, "list", "-vvv")
-    assert rc == 0
-    return out
 
 
 def state(b, mem: str) -> str | None:

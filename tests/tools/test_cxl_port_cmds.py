@@ -4,35 +4,12 @@ port/memdev/bus part of ndctl's test/cxl-topology.sh as a Python flow."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
-import pytest
-
-from cxltest_support import boot, run
-
-
-@pytest.fixture
-def b():
-    return boot("cxl-test")
-
-
-def cxl(b, *argv):
-    return run(b, "cxl", *argv)
-
-
-def js(b, *argv):
-    rc, out, err = cxl(b, *argv)
-    assert rc == 0, (argv, err)
-    return json.loads(out) if out.strip() else []
-
-
-def snapshot(b) -> str:
-    rc, out, _ = cxl(b, "list", "-vvv")
-    assert rc == 0
-    return out
+from cxltest_support import cxl, run
+from cxltest_support import cxl_json as js, cxl_list_all as snapshot
 
 
 def record_writes(b, monkeypatch) -> list[tuple[str, bytes]]:

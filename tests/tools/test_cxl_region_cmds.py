@@ -17,34 +17,18 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cxltest_support import boot, r, run
+from cxltest_support import boot, cxl, cxl_list_all, r, run
+from cxltest_support import cxl_json as js
 from cxlemu.tools.cxl import region as reg
 
 SZ_256M = 256 << 20
 SZ_1G = 1 << 30
 
 
-@pytest.fixture
-def b():
-    return boot("cxl-test")
-
-
-def cxl(b, *argv):
-    return run(b, "cxl", *argv)
-
-
-def js(b, *argv):
-    rc, out, err = cxl(b, *argv)
-    assert rc == 0, (argv, err)
-    return json.loads(out) if out.strip() else []
-
-
 def snapshot(b) -> str:
     """Everything `cxl list -vvv` shows (regions, decoders with DPA and mode,
     ports, memdevs, mailbox info) plus the iomem map."""
-    rc, out, _ = cxl(b, "list", "-vvv")
-    assert rc == 0
-    return out + b.read("/proc/iomem")
+    return cxl_list_all(b) + b.read("/proc/iomem")
 
 
 def record_writes(b, monkeypatch) -> list[tuple[str, bytes]]:
@@ -411,11 +395,11 @@ def test_disable_region_offlines_kmem_memory_first(b):
 
 
 def test_disable_region_offline_failure_needs_force(b, monkeypatch):
-    from cxlemu.tools.libcxl.dax import DaxMemory
+    from cxlemu.tools.libdaxctl.lib import DaxctlMemory
     if not b.exists("/sys/bus/dax"):
         pytest.skip("no dax bus in this kernel model")
     _online_dax_memory(b, "region0")
-    monkeypatch.setattr(DaxMemory, "offline", lambda self: -16)
+    monkeypatch.setattr(DaxctlMemory, "offline", lambda self: -16)
     rc, _, err = cxl(b, "disable-region", "region0")
     assert rc == 1
     assert err == ("cxl region: disable_region: region0: unable to offline dax0.0: Device or resource busy\n"

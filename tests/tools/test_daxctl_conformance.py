@@ -10,33 +10,22 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cxltest_support import real_and_ours, run_real_many, sorted_arrays  # noqa: E402
 from mm.support import MiB, boot, boot_text, daxctl, ram_region, topo  # noqa: E402
-
-from .realtools import run_real_many  # noqa: E402
 
 pytestmark = pytest.mark.conformance
 
 LISTS = (["list"], ["list", "-RDM"], ["list", "-i", "-u"], ["list", "-R", "-r", "0"], ["list", "-D", "-d", "0.1", "-i"])
 
 
-def normalized(obj):
-    """Array order follows readdir order, which differs between kernfs and the
-    filesystem the tree is rendered on: compare arrays as sorted lists."""
-    if isinstance(obj, list):
-        return sorted((normalized(x) for x in obj), key=lambda x: json.dumps(x, sort_keys=True))
-    if isinstance(obj, dict):
-        return {k: normalized(v) for k, v in obj.items()}
-    return obj
-
-
 def compare(b, argvs=LISTS):
-    reals = run_real_many(b, [["daxctl", *argv] for argv in argvs])
-    for argv, real in zip(argvs, reals):
-        ours = daxctl(b, *argv)
+    """Same exit code, stderr and JSON (arrays compared sorted: their order
+    follows readdir order, which differs between kernfs and the rendered tree)."""
+    for argv, real, ours in real_and_ours(b, "daxctl", argvs, daxctl):
         assert real.returncode == ours.rc, (argv, real.stderr)
         assert real.stderr == ours.err, argv
         if ours.out:
-            assert normalized(json.loads(real.stdout)) == normalized(json.loads(ours.out)), argv
+            assert sorted_arrays(json.loads(real.stdout)) == sorted_arrays(json.loads(ours.out)), argv
             if ours.out.count('"chardev"') <= 1:
                 assert real.stdout == ours.out, argv          # byte for byte (key order, json-c layout)
 
@@ -83,9 +72,7 @@ def test_real_daxctl_error_paths_that_only_read():
              ["online-memory", dev],                              # already online
              ["reconfigure-device", "-m", "devdax"], ["reconfigure-device", dev], ["enable-device"],
              ["disable-device", dev], ["destroy-device", dev], ["list", "bogus"]]
-    reals = run_real_many(b, [["daxctl", *c] for c in cases])
-    for argv, real in zip(cases, reals):
-        ours = daxctl(b, *argv)
+    for argv, real, ours in real_and_ours(b, "daxctl", cases, daxctl):
         assert (real.returncode, real.stdout, real.stderr) == (ours.rc, ours.out, ours.err), argv
 
 

@@ -12,9 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nvdimm"))
 
+from cxltest_support import real_and_ours, run_real_many, sorted_arrays  # noqa: E402
 from pmem_support import backend, fabric, ndctl, pmem_region, tool  # noqa: E402
-
-from .realtools import run_real_many  # noqa: E402
 
 pytestmark = pytest.mark.conformance
 
@@ -22,22 +21,12 @@ LISTS = (["list"], ["list", "-vvv"], ["list", "-BDRNi"], ["list", "-R", "-u"], [
          ["list", "-D", "-d", "nmem0"], ["list", "-R", "-r", "region0", "-N", "-i"])
 
 
-def normalized(obj):
-    if isinstance(obj, list):
-        return sorted((normalized(x) for x in obj), key=lambda x: json.dumps(x, sort_keys=True))
-    if isinstance(obj, dict):
-        return {k: normalized(v) for k, v in obj.items()}
-    return obj
-
-
 def compare(b, argvs=LISTS):
-    reals = run_real_many(b, [["ndctl", *argv] for argv in argvs])
-    for argv, real in zip(argvs, reals):
-        rc, out, err = ndctl(b, *argv)
+    for argv, real, (rc, out, err) in real_and_ours(b, "ndctl", argvs, ndctl):
         assert real.returncode == rc, (argv, real.stderr)
         assert real.stderr == err, argv
         if out:
-            assert normalized(json.loads(real.stdout)) == normalized(json.loads(out)), argv
+            assert sorted_arrays(json.loads(real.stdout)) == sorted_arrays(json.loads(out)), argv
         else:
             assert real.stdout == "", argv
 
@@ -64,6 +53,19 @@ def test_real_ndctl_disabled_region(tmp_path):
     assert ndctl(b, "create-namespace", "-m", "raw", "-s", "64M")[0] == 0
     assert ndctl(b, "disable-region", "all")[0] == 0
     compare(b, (["list", "-Ri"], ["list", "-vvv", "-i"], ["list", "-D"]))
+
+
+def test_real_ndctl_devdax_namespace_in_system_ram_mode(tmp_path):
+    """ndctl embeds daxctl's device JSON (daxctl/json.c
+    util_daxctl_dev_to_json): a device in system-ram mode lists its memory
+    blocks under the namespace's daxregion too."""
+    b = backend(tmp_path)
+    pmem_region(b)
+    assert ndctl(b, "create-namespace", "--mode=dax", "-f")[0] == 0
+    assert tool(b, "daxctl", "reconfigure-device", "-m", "system-ram", "all")[0] == 0
+    compare(b, (["list", "-X"], ["list", "-vvv"]))
+    dev = json.loads(ndctl(b, "list", "-X")[1])[0]["daxregion"]["devices"][0]
+    assert dev["mode"] == "system-ram" and dev["online_memblocks"] == dev["total_memblocks"] > 0
 
 
 def test_real_daxctl_on_a_devdax_namespace(tmp_path):

@@ -12,8 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mm.support import MiB, boot, boot_text, daxctl, ram_region, tool, topo  # noqa: E402
 
 from cxlemu.tools.numactl import available_line  # noqa: E402
-
-from .realtools import run_real_many  # noqa: E402
+from cxltest_support import run_real_many  # noqa: E402
 
 GOLDEN_CXL_TEST_ONLINE = """\
 available: 3 nodes (0-2)

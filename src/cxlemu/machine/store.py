@@ -71,16 +71,17 @@ class State:
         return self.kernel.platform
 
 
-def _dumps(obj) -> bytes:
-    # the device graph is deep; pickle it on a thread with a large stack
-    out: list[bytes] = []
+def _deep(fn, *args):
+    """``fn(*args)`` on a thread with a 512 MiB stack and a high recursion
+    limit: the pickled device graph is deep."""
+    out: list = []
     err: list[BaseException] = []
 
     def run() -> None:
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old, 200000))
         try:
-            out.append(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            out.append(fn(*args))
         except BaseException as e:  # pragma: no cover - re-raised below
             err.append(e)
         finally:
@@ -96,28 +97,12 @@ def _dumps(obj) -> bytes:
     return out[0]
 
 
+def _dumps(obj) -> bytes:
+    return _deep(pickle.dumps, obj, pickle.HIGHEST_PROTOCOL)
+
+
 def _loads(data: bytes):
-    out: list = []
-    err: list[BaseException] = []
-
-    def run() -> None:
-        old = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old, 200000))
-        try:
-            out.append(pickle.loads(data))
-        except BaseException as e:  # pragma: no cover
-            err.append(e)
-        finally:
-            sys.setrecursionlimit(old)
-
-    threading.stack_size(512 << 20)
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    threading.stack_size(0)
-    if err:
-        raise err[0]
-    return out[0]
+    return _deep(pickle.loads, data)
 
 
 class Machine:

@@ -8,7 +8,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError, kstrip, kstrtoull
-from cxlemu.kernel.cxl.port import (MODE_NONE, MODE_PMEM, MODE_RAM, CxlDecoder, CxlPort, EndpointDecoder,
+from cxlemu.kernel.cxl.port import (MODE_PMEM, MODE_RAM, CxlDecoder, CxlPort, EndpointDecoder,
                                     SwitchDecoder)
 from cxlemu.util.units import SZ_256M
 
@@ -48,13 +48,7 @@ class Hdm:
                 d = EndpointDecoder(port, i, i)
                 regs = unit.decoders[i]
                 if regs.committed:
-                    self._check_in_order(port, i)
-                    ways = eiw_to_ways(regs.iw)
-                    d.start, d.size = regs.base, regs.size
-                    d.interleave_ways, d.interleave_granularity = ways, eig_to_gran(regs.ig)
-                    d.enabled_flag = True
-                    d.locked_flag = regs.lock_on_commit
-                    port.commit_end = i
+                    ways = self._decode_committed(port, i, d, regs)
                     length = regs.size // ways
                     start = dpa_base + regs.dpa_skip
                     d.dpa_start, d.dpa_len, d.skip = start, length, regs.dpa_skip
@@ -78,13 +72,7 @@ class Hdm:
             d = SwitchDecoder(port, i, i, unit.target_count)
             regs = unit.decoders[i]
             if regs.committed:
-                self._check_in_order(port, i)
-                ways = eiw_to_ways(regs.iw)
-                d.start, d.size = regs.base, regs.size
-                d.interleave_ways, d.interleave_granularity = ways, eig_to_gran(regs.ig)
-                d.enabled_flag = True
-                d.locked_flag = regs.lock_on_commit
-                port.commit_end = i
+                ways = self._decode_committed(port, i, d, regs)
                 for k, pid in enumerate(regs.targets[:ways]):
                     dp = port.find_dport(pid)
                     if dp is None:
@@ -107,6 +95,19 @@ class Hdm:
     def _check_in_order(self, port: CxlPort, i: int) -> None:
         if i != port.commit_end + 1:
             raise KernelError(errno.ENXIO, f"{port.name}: decoder{port.id}.{i}: Committed out of order")
+
+    def _decode_committed(self, port: CxlPort, i: int, d: CxlDecoder, regs) -> int:
+        """init_hdm_decoder() for a decoder firmware left committed (switch
+        or endpoint): in-order check, HPA range, interleave, enabled/locked
+        flags, ``commit_end``.  Returns the interleave ways."""
+        self._check_in_order(port, i)
+        ways = eiw_to_ways(regs.iw)
+        d.start, d.size = regs.base, regs.size
+        d.interleave_ways, d.interleave_granularity = ways, eig_to_gran(regs.ig)
+        d.enabled_flag = True
+        d.locked_flag = regs.lock_on_commit
+        port.commit_end = i
+        return ways
 
     # ---- endpoint mode / DPA (cxl_dpa_set_mode, cxl_dpa_alloc, cxl_dpa_free) ---------
     def set_mode(self, d: EndpointDecoder, buf: bytes) -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore
     from cxlemu.kernel.cxl.port import CxlPort
 
-CXL_MEM_MAJOR = 252
+CXL_MEM_MAJOR = 60      # char majors 60-63 are LOCAL/EXPERIMENTAL USE (devices.txt): see docs/fidelity.md
 
 
 class CxlMemdev(Device):

@@ -45,7 +45,7 @@ from cxlemu.kernel.resource import Resource, request_resource
 if TYPE_CHECKING:
     from cxlemu.kernel.dax.subsys import Dax
 
-DAX_MAJOR = 251
+DAX_MAJOR = 61          # local/experimental major, see docs/fidelity.md
 PAGE_SIZE = 4096
 PMD_SIZE = 2 << 20
 PUD_SIZE = 1 << 30

@@ -37,8 +37,8 @@ DIMM_CMD_NAMES = {1: "smart", 2: "smart_thresh", 3: "flags", 4: "get_size", 5: "
 
 #: Character device majors.  Linux allocates them dynamically
 #: (register_chrdev(0, ...)); these are what a typical x86 guest gets.
-NVDIMM_BUS_MAJOR = 250   # /dev/ndctlN
-NVDIMM_MAJOR = 249       # /dev/nmemN
+NVDIMM_BUS_MAJOR = 62    # /dev/ndctlN (local/experimental major, see docs/fidelity.md)
+NVDIMM_MAJOR = 63        # /dev/nmemN
 
 NUMA_NO_NODE = -1
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, KernelError, RO, RW, kstr, kstrip
 from cxlemu.kernel.nvdimm import infoblock as ib
 from cxlemu.kernel.nvdimm.bus import ND_DEVICE_DAX_PMEM, NdDevice
-from cxlemu.kernel.nvdimm.namespace import parse_uuid, size_select_show
+from cxlemu.kernel.nvdimm.namespace import NdRegionChild, parse_choice, parse_uuid, size_select_show
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.namespace import NdNamespacePmem
@@ -38,53 +38,14 @@ SZ_16M = 16 << 20
 BTT_SECTOR_SIZES = (512, 520, 528, 4096, 4104, 4160, 4224)
 
 
-class NdPfn(NdDevice):
-    type_name = "nd_pfn"
-    sig = ib.PFN_SIG
-    prefix = "pfn"
-    ATTR_GROUPS = (
-        AttrGroup(None, (RW("mode"), RW("namespace"), RW("uuid"), RW("align"), AttrSpec("resource", 0o400),
-                         RO("size"), RO("supported_alignments"))),
-        NdDevice.ND_GROUP,
-        NdDevice.NUMA_GROUP,
-    )
+class _NdClaimDevice(NdRegionChild):
+    """What pfn/dax and btt devices share: ``namespace`` (the claim, through
+    claim.c nd_namespace_store) and ``uuid`` (fixed while bound)."""
 
-    def __init__(self, region: "NdRegion", dev_id: int):
-        super().__init__(f"{self.prefix}{region.id}.{dev_id}", region, region.bus)
-        self.region = region
-        self.id = dev_id
+    def __init__(self, prefix: str, region: "NdRegion", dev_id: int):
+        super().__init__(prefix, region, dev_id)
         self.uuid: uuidlib.UUID | None = None
-        self.mode = ib.PFN_MODE_NONE
-        self.align = ib.DEFAULT_ALIGNMENT
         self.ndns: "NdNamespacePmem | None" = None
-        self.sb: ib.PfnSuperblock | None = None
-        self.iomem_res = None
-
-    def nd_type(self) -> int:
-        return self.region.nstype()
-
-    def numa_node(self) -> int:
-        return self.region.numa_node()
-
-    def target_node(self) -> int:
-        return self.region.target_node()
-
-    @property
-    def nv(self):
-        return self.region.nv
-
-    # ---- attributes -------------------------------------------------------------------
-    def mode_show(self) -> str:
-        return {ib.PFN_MODE_RAM: "ram\n", ib.PFN_MODE_PMEM: "pmem\n"}.get(self.mode, "none\n")
-
-    def mode_store(self, buf: bytes) -> None:
-        if self.driver is not None:
-            raise KernelError(errno.EBUSY)
-        s = kstrip(buf)
-        modes = {"pmem": ib.PFN_MODE_PMEM, "ram": ib.PFN_MODE_RAM, "none": ib.PFN_MODE_NONE}
-        if s not in modes:
-            raise KernelError(errno.EINVAL)
-        self.mode = modes[s]
 
     def namespace_show(self) -> str:
         return f"{self.ndns.name if self.ndns else ''}\n"
@@ -100,19 +61,45 @@ class NdPfn(NdDevice):
             raise KernelError(errno.EBUSY)
         self.uuid = parse_uuid(buf)
 
+
+class NdPfn(_NdClaimDevice):
+    type_name = "nd_pfn"
+    sig = ib.PFN_SIG
+    prefix = "pfn"
+    ATTR_GROUPS = (
+        AttrGroup(None, (RW("mode"), RW("namespace"), RW("uuid"), RW("align"), AttrSpec("resource", 0o400),
+                         RO("size"), RO("supported_alignments"))),
+        NdDevice.ND_GROUP,
+        NdDevice.NUMA_GROUP,
+    )
+
+    def __init__(self, region: "NdRegion", dev_id: int):
+        super().__init__(self.prefix, region, dev_id)
+        self.mode = ib.PFN_MODE_NONE
+        self.align = ib.DEFAULT_ALIGNMENT
+        self.sb: ib.PfnSuperblock | None = None
+        self.iomem_res = None
+
+    # ---- attributes -------------------------------------------------------------------
+    def mode_show(self) -> str:
+        return {ib.PFN_MODE_RAM: "ram\n", ib.PFN_MODE_PMEM: "pmem\n"}.get(self.mode, "none\n")
+
+    def mode_store(self, buf: bytes) -> None:
+        if self.driver is not None:
+            raise KernelError(errno.EBUSY)
+        s = kstrip(buf)
+        modes = {"pmem": ib.PFN_MODE_PMEM, "ram": ib.PFN_MODE_RAM, "none": ib.PFN_MODE_NONE}
+        if s not in modes:
+            raise KernelError(errno.EINVAL)
+        self.mode = modes[s]
+
     def align_show(self) -> str:
         return f"{self.align}\n"
 
     def align_store(self, buf: bytes) -> None:
         if self.driver is not None:
             raise KernelError(errno.EBUSY)
-        try:
-            val = int(kstrip(buf), 10)
-        except ValueError:
-            raise KernelError(errno.EINVAL) from None
-        if val not in ib.SUPPORTED_ALIGNMENTS:
-            raise KernelError(errno.EINVAL)
-        self.align = val
+        self.align = parse_choice(buf, ib.SUPPORTED_ALIGNMENTS)
 
     def resource_show(self) -> str:
         if self.driver is None or self.sb is None or self.ndns is None:
@@ -157,7 +144,7 @@ class NdDax(NdPfn):
         return ND_DEVICE_DAX_PMEM
 
 
-class NdBtt(NdDevice):
+class NdBtt(_NdClaimDevice):
     type_name = "nd_btt"
     ATTR_GROUPS = (
         AttrGroup(None, (RW("sector_size"), RW("namespace"), RW("uuid"), RO("size"), RO("log_zero_flags"))),
@@ -166,26 +153,9 @@ class NdBtt(NdDevice):
     )
 
     def __init__(self, region: "NdRegion", dev_id: int):
-        super().__init__(f"btt{region.id}.{dev_id}", region, region.bus)
-        self.region = region
-        self.id = dev_id
-        self.uuid: uuidlib.UUID | None = None
+        super().__init__("btt", region, dev_id)
         self.lbasize = 0
-        self.ndns: "NdNamespacePmem | None" = None
         self.size = 0
-
-    def nd_type(self) -> int:
-        return self.region.nstype()
-
-    def numa_node(self) -> int:
-        return self.region.numa_node()
-
-    def target_node(self) -> int:
-        return self.region.target_node()
-
-    @property
-    def nv(self):
-        return self.region.nv
 
     def sector_size_show(self) -> str:
         return size_select_show(self.lbasize, BTT_SECTOR_SIZES)
@@ -193,27 +163,7 @@ class NdBtt(NdDevice):
     def sector_size_store(self, buf: bytes) -> None:
         if self.driver is not None:
             raise KernelError(errno.EBUSY)
-        try:
-            val = int(kstrip(buf), 10)
-        except ValueError:
-            raise KernelError(errno.EINVAL) from None
-        if val not in BTT_SECTOR_SIZES:
-            raise KernelError(errno.EINVAL)
-        self.lbasize = val
-
-    def namespace_show(self) -> str:
-        return f"{self.ndns.name if self.ndns else ''}\n"
-
-    def namespace_store(self, buf: bytes) -> None:
-        self.nv.namespace_store(self, buf)
-
-    def uuid_show(self) -> str:
-        return f"{self.uuid}\n" if self.uuid else "\n"
-
-    def uuid_store(self, buf: bytes) -> None:
-        if self.driver is not None:
-            raise KernelError(errno.EBUSY)
-        self.uuid = parse_uuid(buf)
+        self.lbasize = parse_choice(buf, BTT_SECTOR_SIZES)
 
     def size_show(self) -> str:
         if self.driver is None:

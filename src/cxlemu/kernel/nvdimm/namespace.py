@@ -63,6 +63,18 @@ def size_select_show(current: int, supported: tuple[int, ...]) -> str:
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+def parse_choice(buf: bytes, supported: tuple[int, ...]) -> int:
+    """A decimal value that must be one of ``supported`` (the sector_size
+    and align stores): EINVAL otherwise."""
+    try:
+        val = int(kstrip(buf), 10)
+    except ValueError:
+        raise KernelError(errno.EINVAL) from None
+    if val not in supported:
+        raise KernelError(errno.EINVAL)
+    return val
+
+
 def parse_uuid(buf: bytes) -> uuidlib.UUID:
     """nd_uuid_parse(): 16 hex byte pairs, each optionally followed by one
     separator ('-', ':', newline or NUL)."""
@@ -79,29 +91,15 @@ def parse_uuid(buf: bytes) -> uuidlib.UUID:
     return uuidlib.UUID(bytes=bytes(out))
 
 
-class NdNamespacePmem(NdDevice):
-    type_name = "nd_namespace_pmem"
-    ATTR_GROUPS = (
-        NdDevice.ND_GROUP,
-        AttrGroup(None, (RO("nstype"), RW("size"), RO("mode"), RW("uuid"), RO("holder"),
-                         AttrSpec("resource", 0o400), RW("alt_name"), RW("force_raw"),
-                         RW("sector_size"), RO("dpa_extents"), RW("holder_class"))),
-        NdDevice.NUMA_GROUP,
-    )
+class NdRegionChild(NdDevice):
+    """A device a region hosts (``<prefix><region>.<id>``: namespaces and the
+    btt/pfn/dax personalities): its nd type, NUMA nodes and nvdimm core are
+    the region's."""
 
-    def __init__(self, region: "NdRegion", ns_id: int):
-        super().__init__(f"namespace{region.id}.{ns_id}", region, region.bus)
+    def __init__(self, prefix: str, region: "NdRegion", dev_id: int):
+        super().__init__(f"{prefix}{region.id}.{dev_id}", region, region.bus)
         self.region = region
-        self.id = ns_id
-        self.uuid: uuidlib.UUID | None = None
-        self.alt_name: str | None = None
-        self.lbasize = 0
-        self.res_start = region.ndr_start
-        self.res_size = 0
-        self.claim: NdDevice | None = None
-        self.claim_class = NVDIMM_CCLASS_NONE
-        self.force_raw = False
-        self.iomem_res = None
+        self.id = dev_id
 
     def nd_type(self) -> int:
         return self.region.nstype()
@@ -115,6 +113,29 @@ class NdNamespacePmem(NdDevice):
     @property
     def nv(self):
         return self.region.nv
+
+
+class NdNamespacePmem(NdRegionChild):
+    type_name = "nd_namespace_pmem"
+    ATTR_GROUPS = (
+        NdDevice.ND_GROUP,
+        AttrGroup(None, (RO("nstype"), RW("size"), RO("mode"), RW("uuid"), RO("holder"),
+                         AttrSpec("resource", 0o400), RW("alt_name"), RW("force_raw"),
+                         RW("sector_size"), RO("dpa_extents"), RW("holder_class"))),
+        NdDevice.NUMA_GROUP,
+    )
+
+    def __init__(self, region: "NdRegion", ns_id: int):
+        super().__init__("namespace", region, ns_id)
+        self.uuid: uuidlib.UUID | None = None
+        self.alt_name: str | None = None
+        self.lbasize = 0
+        self.res_start = region.ndr_start
+        self.res_size = 0
+        self.claim: NdDevice | None = None
+        self.claim_class = NVDIMM_CCLASS_NONE
+        self.force_raw = False
+        self.iomem_res = None
 
     # ---- attributes -----------------------------------------------------------------
     def nstype_show(self) -> str:
@@ -176,13 +197,7 @@ class NdNamespacePmem(NdDevice):
     def sector_size_store(self, buf: bytes) -> None:
         if self.claim is not None or self.driver is not None:
             raise KernelError(errno.EBUSY)
-        try:
-            val = int(kstrip(buf), 10)
-        except ValueError:
-            raise KernelError(errno.EINVAL) from None
-        if val not in PMEM_LBASIZE_SUPPORTED:
-            raise KernelError(errno.EINVAL)
-        self.lbasize = val
+        self.lbasize = parse_choice(buf, PMEM_LBASIZE_SUPPORTED)
         self.nv.namespace_label_update(self)
 
     def dpa_extents_show(self) -> str:

@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import errno
-
 from cxlemu.tools.common.command import CommandContext
-from cxlemu.tools.common.log import LOG_DEBUG, LOG_INFO, Log
+from cxlemu.tools.common.log import Log
 from cxlemu.tools.common.parse_options import OPT_BOOLEAN, OPT_END, parse_options, usage_with_options
 from cxlemu.tools.libcxl import Bus, CxlContext
 from cxlemu.tools.libcxl.cnum import sscanf_int
 
+from .action import finish, rc_of, refuse_active_memdevs, set_debug
 from .filter import bus_filter
 
 __all__ = ["cmd_disable_bus", "DISABLE_OPTIONS"]
@@ -41,16 +40,8 @@ def _action_disable(bus: Bus, bl: Log, opts: dict) -> int:
     devname = bus.devname
     active = sum(1 for md in bus.ctx.memdevs() if md.bus is bus)
     if active and not opts.get("force"):
-        s = "s" if active > 1 else ""
-        bl.err("action_disable", f"{devname} hosts {active} memdev{s} which "
-                                 f"{'are' if active > 1 else 'is'} part of an active region")
-        bl.err("action_disable", f"See 'cxl list -M -b {devname}' to see impacted device{s}")
-        return -errno.EBUSY
-    try:
-        bus.disable_invalidate()
-    except OSError as e:
-        return -(e.errno or errno.EIO)
-    return 0
+        return refuse_active_memdevs(bl, devname, active, "-b")
+    return rc_of(bus.disable_invalidate)
 
 
 def cmd_disable_bus(argv: list[str], ctx: CommandContext) -> int:
@@ -72,11 +63,7 @@ def cmd_disable_bus(argv: list[str], ctx: CommandContext) -> int:
         err += 1
     if err == len(args):
         usage_with_options([USAGE], DISABLE_OPTIONS)
-    if o.get("debug"):
-        lib.set_log_priority(LOG_DEBUG)
-        bl.priority = LOG_DEBUG
-    else:
-        bl.priority = LOG_INFO
+    set_debug(lib, bl, bool(o.get("debug")))
     count = err = 0
     for a in args:
         bus = next((b for b in lib.buses() if bus_filter(b, a)), None)
@@ -89,6 +76,4 @@ def cmd_disable_bus(argv: list[str], ctx: CommandContext) -> int:
             count += 1
         elif not err:
             err = rc
-    count = count if count > 0 else err
-    bl.info("cmd_disable_bus", f"disabled {count if count >= 0 else 0} bus{'s' if count > 1 else ''}")
-    return 0 if count >= 0 else 1
+    return finish(count if count > 0 else err, bl, "cmd_disable_bus", lambda n, s: f"disabled {n} bus{s}")

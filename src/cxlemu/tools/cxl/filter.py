@@ -118,30 +118,48 @@ def _id_is(arg: str, prefix: str, obj_id: int) -> bool:
 # single-object filters
 # ---------------------------------------------------------------------------
 
-def endpoint_filter(ep: Endpoint, ident: str | None) -> bool:
+def _names(ident: str | None, prefix: str, obj_id: int, *names: str | None) -> bool:
+    """Some identifier of ``ident`` is "all", the object's id (``N`` or
+    ``<prefix>N``) or one of ``names`` (no ``ident``: everything matches)."""
     if ident is None:
         return True
-    for arg in _args(ident):
-        if arg == "all" or _id_is(arg, "endpoint", ep.id) or arg == ep.devname or arg == ep.host:
-            return True
-    return False
+    return any(arg == "all" or _id_is(arg, prefix, obj_id) or arg in names for arg in _args(ident))
+
+
+def _port_kind(arg: str, port: Port) -> bool:
+    """The keywords port and decoder filters share: all, root, switch, endpoint."""
+    return (arg == "all" or (arg == "root" and port.is_root()) or (arg == "switch" and port.is_switch())
+            or (arg == "endpoint" and port.is_endpoint()))
+
+
+def _any_memdev(ctx: CxlContext, ident: str | None, serial: str | None, pred) -> bool:
+    """The ``*_filter_by_memdev()`` loop: no memdev filter passes; else some
+    memdev that passes :func:`memdev_filter` satisfies ``pred(md)``."""
+    if ident is None and serial is None:
+        return True
+    return any(memdev_filter(md, ident, serial) and pred(md) for md in ctx.memdevs())
+
+
+def _self_or_endpoints(port: Port, test) -> bool:
+    """``test(port)``, else the same on every endpoint below, depth first."""
+    return test(port) or any(_self_or_endpoints(ep, test) for ep in port.endpoints())
+
+
+def _bus_or_ports(bus: Bus, test) -> bool:
+    """:func:`_self_or_endpoints` on the bus, then on each port below it
+    (``cxl_port_foreach_all``)."""
+    return _self_or_endpoints(bus, test) or any(_self_or_endpoints(p, test) for p in bus.iter_all())
+
+
+def endpoint_filter(ep: Endpoint, ident: str | None) -> bool:
+    return _names(ident, "endpoint", ep.id, ep.devname, ep.host)
 
 
 def _port_filter_one(port: Port, ident: str | None) -> bool:
     if ident is None:
         return True
-    for arg in _args(ident):
-        if arg == "all":
-            return True
-        if arg == "root" and port.is_root():
-            return True
-        if arg == "switch" and port.is_switch():
-            return True
-        if arg == "endpoint" and port.is_endpoint():
-            return True
-        if _id_is(arg, "port", port.id) or arg == port.devname or arg == port.host:
-            return True
-    return False
+    return any(_port_kind(arg, port) or _id_is(arg, "port", port.id) or arg in (port.devname, port.host)
+               for arg in _args(ident))
 
 
 def port_filter(port: Port, ident: str | None, mode: int) -> bool:
@@ -169,12 +187,7 @@ def decoder_filter_by_port(dec: Decoder, ident: str | None, mode: int) -> bool:
 
 
 def bus_filter(bus: Bus, ident: str | None) -> bool:
-    if ident is None:
-        return True
-    for arg in _args(ident):
-        if arg == "all" or _id_is(arg, "root", bus.id) or arg == bus.devname or arg == bus.provider:
-            return True
-    return False
+    return _names(ident, "root", bus.id, bus.devname, bus.provider)
 
 
 def port_filter_by_bus(port: Port, ident: str | None) -> bool:
@@ -182,23 +195,13 @@ def port_filter_by_bus(port: Port, ident: str | None) -> bool:
         return True
     if port.is_root():
         return bus_filter(port, ident)  # type: ignore[arg-type]
-    for bus in port.ctx.buses():
-        if not bus_filter(bus, ident):
-            continue
-        if bus is port.bus:
-            return True
-    return False
+    return any(bus_filter(bus, ident) and bus is port.bus for bus in port.ctx.buses())
 
 
 def memdev_filter_by_bus(md: Memdev, ident: str | None) -> bool:
     if ident is None:
         return True
-    for bus in md.ctx.buses():
-        if not bus_filter(bus, ident):
-            continue
-        if bus is md.bus:
-            return True
-    return False
+    return any(bus_filter(bus, ident) and bus is md.bus for bus in md.ctx.buses())
 
 
 def decoder_filter_by_bus(dec: Decoder, ident: str | None) -> bool:
@@ -219,39 +222,21 @@ def memdev_serial_filter(md: Memdev, serials: str | None) -> bool:
 
 def memdev_filter(md: Memdev, ident: str | None, serials: str | None) -> bool:
     """``util_cxl_memdev_filter()``."""
-    if ident is None:
-        return memdev_serial_filter(md, serials)
-    for arg in _args(ident):
-        if arg == "all" or _id_is(arg, "mem", md.id) or arg == md.devname or arg == md.host:
-            return memdev_serial_filter(md, serials)
-    return False
+    if not _names(ident, "mem", md.id, md.devname, md.host):
+        return False
+    return memdev_serial_filter(md, serials)
 
 
 def bus_filter_by_memdev(bus: Bus, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in bus.ctx.memdevs():
-        if memdev_filter(md, ident, serial) and md.bus is bus:
-            return True
-    return False
+    return _any_memdev(bus.ctx, ident, serial, lambda md: md.bus is bus)
 
 
 def endpoint_filter_by_memdev(ep: Endpoint, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in ep.ctx.memdevs():
-        if memdev_filter(md, ident, serial) and md.endpoint is ep:
-            return True
-    return False
+    return _any_memdev(ep.ctx, ident, serial, lambda md: md.endpoint is ep)
 
 
 def port_filter_by_memdev(port: Port, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in port.ctx.memdevs():
-        if memdev_filter(md, ident, serial) and port.hosts_memdev(md):
-            return True
-    return False
+    return _any_memdev(port.ctx, ident, serial, port.hosts_memdev)
 
 
 def decoder_filter(dec: Decoder, ident: str | None) -> bool:
@@ -260,13 +245,7 @@ def decoder_filter(dec: Decoder, ident: str | None) -> bool:
         return True
     port = dec.port
     for arg in _args(ident):
-        if arg == "all":
-            return True
-        if arg == "root" and port.is_root():
-            return True
-        if arg == "switch" and port.is_switch():
-            return True
-        if arg == "endpoint" and port.is_endpoint():
+        if _port_kind(arg, port):
             return True
         pair = sscanf_int_pair(arg)
         if pair is None:
@@ -279,91 +258,50 @@ def decoder_filter(dec: Decoder, ident: str | None) -> bool:
 
 
 def decoder_filter_by_memdev(dec: Decoder, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in dec.ctx.memdevs():
-        if not memdev_filter(md, ident, serial):
-            continue
+    def maps(md: Memdev) -> bool:
         if dec.target_by_memdev(md) is not None:
             return True
         ep = dec.port.to_endpoint()
-        if ep is None:
-            continue
-        if ep.memdev is md:
-            return True
-    return False
+        return ep is not None and ep.memdev is md
+    return _any_memdev(dec.ctx, ident, serial, maps)
 
 
 def target_filter_by_memdev(t: Target, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in t.decoder.ctx.memdevs():
-        if memdev_filter(md, ident, serial) and t.maps_memdev(md):
-            return True
-    return False
+    return _any_memdev(t.decoder.ctx, ident, serial, t.maps_memdev)
 
 
 def dport_filter_by_memdev(d: Dport, ident: str | None, serial: str | None) -> bool:
-    if ident is None and serial is None:
-        return True
-    for md in d.port.ctx.memdevs():
-        if memdev_filter(md, ident, serial) and d.maps_memdev(md):
-            return True
-    return False
-
-
-def _memdev_by_decoder_in(md: Memdev, port: Port, ident: str | None) -> bool:
-    for dec in port.decoders():
-        if decoder_filter(dec, ident) and dec.target_by_memdev(md) is not None:
-            return True
-    for ep in port.endpoints():
-        if _memdev_by_decoder_in(md, ep, ident):
-            return True
-    return False
+    return _any_memdev(d.port.ctx, ident, serial, d.maps_memdev)
 
 
 def memdev_filter_by_decoder(md: Memdev, ident: str | None) -> bool:
     if ident is None:
         return True
-    for bus in md.ctx.buses():
-        if _memdev_by_decoder_in(md, bus, ident):
-            return True
-        for port in bus.iter_all():
-            if _memdev_by_decoder_in(md, port, ident):
-                return True
-    return False
+
+    def decodes(port: Port) -> bool:
+        return any(decoder_filter(dec, ident) and dec.target_by_memdev(md) is not None
+                   for dec in port.decoders())
+    return any(_bus_or_ports(bus, decodes) for bus in md.ctx.buses())
 
 
-def _memdev_by_port_in(md: Memdev, port: Port, ident: str | None) -> bool:
-    if port_filter(port, ident, PF_SINGLE) and port.get_dport_by_memdev(md) is not None:
-        return True
-    for ep in port.endpoints():
-        if _memdev_by_port_in(md, ep, ident):
-            return True
-    return False
+def _routes_memdev(md: Memdev, ident: str | None):
+    """A port matching ``ident`` (PF_SINGLE) with a dport leading to ``md``."""
+    return lambda port: port_filter(port, ident, PF_SINGLE) and port.get_dport_by_memdev(md) is not None
 
 
 def memdev_filter_by_port(md: Memdev, bus_ident: str | None, port_ident: str | None) -> bool:
     if bus_ident is None and port_ident is None:
         return True
     for bus in md.ctx.buses():
-        if bus_filter(bus, bus_ident) and _memdev_by_port_in(md, bus, bus.devname):
+        if bus_filter(bus, bus_ident) and _self_or_endpoints(bus, _routes_memdev(md, bus.devname)):
             return True
-        if _memdev_by_port_in(md, bus, port_ident):
+        if _bus_or_ports(bus, _routes_memdev(md, port_ident)):
             return True
-        for port in bus.iter_all():
-            if _memdev_by_port_in(md, port, port_ident):
-                return True
     return False
 
 
 def region_filter(region: Region, ident: str | None) -> bool:
-    if ident is None:
-        return True
-    for arg in _args(ident):
-        if arg == "all" or _id_is(arg, "region", region.id) or arg == region.devname:
-            return True
-    return False
+    return _names(ident, "region", region.id, region.devname)
 
 
 def region_filter_by_bus(region: Region, ident: str | None) -> bool:
@@ -381,9 +319,8 @@ def region_filter_by_decoder(region: Region, ident: str | None) -> bool:
 def decoder_filter_by_region(dec: Decoder, ident: str | None) -> bool:
     if ident is None:
         return True
-    for r in dec.regions():
-        if region_filter(r, ident):
-            return True
+    if any(region_filter(r, ident) for r in dec.regions()):
+        return True
     region = dec.region
     if region is None:
         return False

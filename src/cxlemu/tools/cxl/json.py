@@ -1,5 +1,5 @@
-"""JSON objects of ``cxl list`` (cxl/json.c v81, daxctl/json.c for
-``daxregion``), built as insertion-ordered dicts for
+"""JSON objects of ``cxl list`` (cxl/json.c v81; ``daxregion`` is daxctl's
+builder, :mod:`cxlemu.tools.daxctl.daxjson`), built as insertion-ordered dicts for
 :mod:`cxlemu.tools.common.jsonc`.
 
 json-c keeps insertion order and replaces a repeated key *in place*, which
@@ -21,19 +21,18 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from cxlemu.hw.mailbox.payloads import AlertBits, HealthStatus, MediaStatus
-from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_DAX_DEVS,
-                                           UTIL_JSON_CONFIGURED, UTIL_JSON_FIRMWARE, UTIL_JSON_HEALTH,
-                                           UTIL_JSON_IDLE, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
+from cxlemu.tools.daxctl import daxjson
+from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_FIRMWARE,
+                                           UTIL_JSON_HEALTH, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
                                            UTIL_JSON_TARGETS, json_object_hex, json_object_size)
 from cxlemu.tools.libcxl import Bus, Decoder, DecoderMode, Endpoint, Memdev, Port, Region, mode_name
 from cxlemu.tools.libcxl.cnum import U32_MAX, U64_MAX, to_s32, to_u32
-from cxlemu.tools.libcxl.dax import DaxDev, DaxRegion
 from cxlemu.tools.libcxl.memdev import CXL_QOS_CLASS_NONE
 
 __all__ = [
     "memdev_to_json", "bus_to_json", "port_to_json", "endpoint_to_json",
     "decoder_to_json", "region_to_json", "dports_append_json",
-    "targets_append_json", "mappings_append_json", "daxctl_region_to_json",
+    "targets_append_json", "mappings_append_json",
     "TRACEFS_FAILED",
 ]
 
@@ -409,63 +408,7 @@ def region_to_json(region: Region, flags: int, stderr: TextIO) -> JsonObj:
     if flags & UTIL_JSON_DAX:
         dax = region.dax_region
         if dax is not None:
-            out["daxregion"] = daxctl_region_to_json(dax, flags)
+            out["daxregion"] = daxjson.region_to_json(dax, None, flags)
     if region.qos_class_mismatch():
         out["qos_class_mismatch"] = True
-    return out
-
-
-# ---------------------------------------------------------------------------
-# daxctl region / device (daxctl/json.c)
-# ---------------------------------------------------------------------------
-
-def daxctl_dev_to_json(dev: DaxDev, flags: int) -> JsonObj:
-    """``util_daxctl_dev_to_json()`` (no ``mappings``: cxl list never asks)."""
-    mem = dev.memory
-    out: JsonObj = {"chardev": dev.devname, "size": json_object_size(dev.size, flags)}
-    if dev.target_node >= 0:
-        out["target_node"] = _int(dev.target_node)
-    align = to_s32(dev.align)
-    if align > 0:
-        out["align"] = json_object_size(align, flags)
-    out["mode"] = "system-ram" if mem is not None else "devdax"
-    if mem is not None and dev.resource != 0:
-        online = mem.num_online()
-        total = mem.num_sections()
-        out["online_memblocks"] = _int(online)
-        out["total_memblocks"] = _int(total)
-        movable = mem.is_movable()
-        if movable in (0, 1):
-            out["movable"] = bool(movable)
-    if not dev.is_enabled():
-        out["state"] = "disabled"
-    return out
-
-
-def daxctl_region_to_json(region: DaxRegion, flags: int) -> JsonObj:
-    """``util_daxctl_region_to_json(region, NULL, flags)``; ``path`` is
-    omitted because UTIL_JSON_DAX is set."""
-    out: JsonObj = {}
-    if not flags & UTIL_JSON_DAX:
-        path = region.path
-        out["path"] = path[len("/sys/devices"):] if path.startswith("/sys/devices") else path
-    out["id"] = _int(region.id)
-    if region.size < U64_MAX:
-        out["size"] = json_object_size(region.size, flags)
-    avail = region.available_size()
-    if avail:
-        out["available_size"] = json_object_size(avail, flags)
-    if region.align < U64_MAX:
-        out["align"] = region.align
-    if not flags & UTIL_JSON_DAX_DEVS:
-        return out
-    devs = None
-    for dev in region.devices():
-        if not flags & (UTIL_JSON_IDLE | UTIL_JSON_CONFIGURED) and not dev.size:
-            continue
-        if devs is None:
-            devs = []
-        devs.append(daxctl_dev_to_json(dev, flags))
-    if devs is not None:
-        out["devices"] = devs
     return out

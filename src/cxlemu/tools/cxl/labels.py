@@ -26,36 +26,26 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 
 from cxlemu.hw.mailbox.opcodes import CxlMemCommandId
 from cxlemu.hw.mailbox.payloads import GetLsaInput, SetLsaInput
 from cxlemu.tools.common.command import CommandContext
-from cxlemu.tools.common.log import LOG_DEBUG, LOG_INFO, Log
-from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_STRING, OPT_UINTEGER, error_text,
-                                               parse_options, usage_with_options)
+from cxlemu.tools.common.labelfiles import label_options, open_label_files
+from cxlemu.tools.common.log import Log
+from cxlemu.tools.common.parse_options import (OPT_END, OPT_STRING, error_text, parse_options,
+                                               usage_with_options)
 from cxlemu.tools.libcxl import CommandError, CxlContext, Memdev
 
+from .action import finish, memdev_base_options, set_debug
 from .filter import memdev_filter, memdev_filter_by_bus
 
 
-def _base() -> list:
-    return [OPT_STRING("b", "bus", "bus", "bus name", "Limit operation to the specified bus"),
-            OPT_BOOLEAN("v", "verbose", "verbose", "turn on debug"),
-            OPT_BOOLEAN("S", "serial", "serial", "use serial numbers to id memdevs")]
-
-
-def _label() -> list:
-    return [OPT_UINTEGER("s", "size", "len", "number of label bytes to operate"),
-            OPT_UINTEGER("O", "offset", "offset", "offset into the label area to start operation")]
-
-
 OPTIONS = {
-    "read": _base() + _label() + [OPT_STRING("o", "output", "outfile", "output-file",
-                                             "filename to write label area contents"), OPT_END()],
-    "write": _base() + _label() + [OPT_STRING("i", "input", "infile", "input-file",
-                                              "filename to read label area data"), OPT_END()],
-    "zero": _base() + _label() + [OPT_END()],
+    "read": memdev_base_options() + label_options() + [
+        OPT_STRING("o", "output", "outfile", "output-file", "filename to write label area contents"), OPT_END()],
+    "write": memdev_base_options() + label_options() + [
+        OPT_STRING("i", "input", "infile", "input-file", "filename to read label area data"), OPT_END()],
+    "zero": memdev_base_options() + label_options() + [OPT_END()],
 }
 USAGE = {
     "read": "cxl read-labels <mem0> [<mem1>..<memN>] [-o <filename>]",
@@ -159,17 +149,6 @@ def _action(kind: str, md: Memdev, prm: dict, ml: Log, state: dict) -> int:
     return 0
 
 
-class _TextBytes:
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, b: bytes) -> None:
-        self.stream.write(b.decode("latin-1"))
-
-    def close(self) -> None:
-        pass
-
-
 def _memdev_action(kind: str, argv: list[str], ctx: CommandContext, ml: Log) -> int:
     opts = OPTIONS[kind]
     u = [USAGE[kind]]
@@ -197,30 +176,11 @@ def _memdev_action(kind: str, argv: list[str], ctx: CommandContext, ml: Log) -> 
     if err == len(args):
         usage_with_options(u, opts)
     state: dict = {}
-    if kind == "read":
-        if prm.get("outfile"):
-            try:
-                state["out"] = open(prm["outfile"], "w+b")
-            except OSError as e:
-                ml.err("memdev_action", f"failed to open: {prm['outfile']}: ({os.strerror(e.errno)})")
-                return -e.errno
-        else:
-            state["out"] = getattr(ctx.stdout, "buffer", None) or _TextBytes(ctx.stdout)
-    if kind == "write":
-        if prm.get("infile"):
-            try:
-                state["in"] = open(prm["infile"], "rb")
-            except OSError as e:
-                ml.err("memdev_action", f"failed to open: {prm['infile']}: ({os.strerror(e.errno)})")
-                return -e.errno
-        else:
-            state["in"] = sys.stdin.buffer
+    rc = open_label_files(kind, prm, ctx.stdout, state, lambda msg: ml.err("memdev_action", msg))
+    if rc:
+        return rc
     lib = CxlContext(ctx.backend, ctx.env, ctx.stderr)
-    if prm.get("verbose"):
-        lib.set_log_priority(LOG_DEBUG)
-        ml.priority = LOG_DEBUG
-    else:
-        ml.priority = LOG_INFO
+    set_debug(lib, ml, bool(prm.get("verbose")))
     rc = count = err = 0
     single = None
     memdevs = lib.memdevs()
@@ -264,9 +224,7 @@ def _memdev_action(kind: str, argv: list[str], ctx: CommandContext, ml: Log) -> 
 def _run(kind: str, argv: list[str], ctx: CommandContext) -> int:
     ml = Log.init("cxl memdev", "CXL_MEMDEV_LOG", ctx.env, stream=ctx.stderr)
     n = _memdev_action(kind, argv, ctx, ml)
-    c = n if n >= 0 else 0
-    ml.info(FUNC[kind], f"{PAST[kind]} {c} mem{'s' if n > 1 else ''}")
-    return 0 if n >= 0 else 1
+    return finish(n, ml, FUNC[kind], lambda c, s: f"{PAST[kind]} {c} mem{s}")
 
 
 def cmd_read_labels(argv: list[str], ctx: CommandContext) -> int:

@@ -33,7 +33,7 @@ from cxlemu.hw.mailbox.opcodes import CxlMemCommandId
 from cxlemu.hw.mailbox.payloads import SetAlertConfig, SetPartitionInfo
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import display_json
-from cxlemu.tools.common.log import LOG_DEBUG, LOG_INFO, Log
+from cxlemu.tools.common.log import Log
 from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_INTEGER, OPT_STRING, parse_options,
                                                strtol, strtoull, usage_with_options)
 from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_HUMAN, UTIL_JSON_PARTITION,
@@ -43,6 +43,7 @@ from cxlemu.tools.libcxl.cnum import U64_MAX, sscanf_int, to_s32, to_u64
 from cxlemu.tools.libcxl.sysfs import strerror
 
 from . import json as cj
+from .action import finish, memdev_base_options, rc_of, set_debug
 from .filter import decoder_filter, memdev_filter, memdev_filter_by_bus
 
 __all__ = ["cmd_disable_memdev", "cmd_enable_memdev", "cmd_reserve_dpa", "cmd_free_dpa",
@@ -63,12 +64,6 @@ def _s64(v: int) -> int:
 # ---------------------------------------------------------------------------
 # option tables (memdev.c)
 # ---------------------------------------------------------------------------
-
-def _base() -> list:
-    return [OPT_STRING("b", "bus", "bus", "bus name", "Limit operation to the specified bus"),
-            OPT_BOOLEAN("v", "verbose", "verbose", "turn on debug"),
-            OPT_BOOLEAN("S", "serial", "serial", "use serial numbers to id memdevs")]
-
 
 def _dpa() -> list:
     return [OPT_STRING("d", "decoder", "decoder_filter", "decoder instance id",
@@ -93,21 +88,23 @@ def _alert() -> list:
 
 
 MEMDEV_OPTIONS: dict[str, list] = {
-    "disable": _base() + [OPT_BOOLEAN("f", "force", "force",
-                                      "DANGEROUS: override active memdev safety checks"), OPT_END()],
-    "enable": _base() + [OPT_END()],
-    "set-partition": _base() + [
+    "disable": memdev_base_options() + [OPT_BOOLEAN("f", "force", "force",
+                                                    "DANGEROUS: override active memdev safety checks"),
+                                        OPT_END()],
+    "enable": memdev_base_options() + [OPT_END()],
+    "set-partition": memdev_base_options() + [
         OPT_STRING("t", "type", "type", "type", "'pmem' or 'ram' (volatile) (Default: 'pmem')"),
         OPT_STRING("s", "size", "size", "size", "size in bytes (Default: all available capacity)"),
         OPT_BOOLEAN("a", "align", "align", "auto-align --size per device's requirement"),
         OPT_END()],
-    "reserve-dpa": _base() + [OPT_STRING("s", "size", "size", "size",
-                                         "size in bytes (Default: all available capacity)")] + _dpa() + [OPT_END()],
-    "free-dpa": _base() + _dpa() + [OPT_END()],
-    "set-alert-config": _base() + _alert() + [OPT_END()],
-    "wait-sanitize": _base() + [OPT_INTEGER("t", "timeout", "timeout",
-                                            "time in milliseconds to wait for overwrite completion "
-                                            "(default: infinite)"), OPT_END()],
+    "reserve-dpa": memdev_base_options() + [
+        OPT_STRING("s", "size", "size", "size", "size in bytes (Default: all available capacity)")] + _dpa() + [
+        OPT_END()],
+    "free-dpa": memdev_base_options() + _dpa() + [OPT_END()],
+    "set-alert-config": memdev_base_options() + _alert() + [OPT_END()],
+    "wait-sanitize": memdev_base_options() + [
+        OPT_INTEGER("t", "timeout", "timeout", "time in milliseconds to wait for overwrite completion "
+                    "(default: infinite)"), OPT_END()],
 }
 
 _USAGE = {
@@ -173,11 +170,7 @@ def _memdev_action(kind: str, argv: list[str], ctx: CommandContext, action: Acti
     actx = _Actx(ctx, lib, ml, o, [] if kind in _JSON_ACTIONS else None)
     if err == len(args):
         usage_with_options(usage, options)
-    if o.get("verbose"):
-        lib.set_log_priority(LOG_DEBUG)
-        ml.priority = LOG_DEBUG
-    else:
-        ml.priority = LOG_INFO
+    set_debug(lib, ml, bool(o.get("verbose")))
 
     count = err = 0
     for a in args:
@@ -203,12 +196,6 @@ def _memdev_action(kind: str, argv: list[str], ctx: CommandContext, action: Acti
     return (count if count > 0 else err), ml
 
 
-def _finish(count: int, ml: Log, func: str, text: Callable[[int, str], str]) -> int:
-    n = count if count >= 0 else 0
-    ml.info(func, text(n, "s" if count > 1 else ""))
-    return 0 if count >= 0 else 1
-
-
 # ---------------------------------------------------------------------------
 # enable / disable
 # ---------------------------------------------------------------------------
@@ -224,31 +211,23 @@ def _action_disable(md: Memdev, actx: _Actx) -> int:
         if not actx.opts.get("force"):
             return -errno.EBUSY
         actx.ml.err("action_disable", f"Forcing {md.devname} disable with an active region!")
-    try:
-        md.disable_invalidate()
-    except OSError as e:
-        return -(e.errno or errno.EIO)
-    return 0
+    return rc_of(md.disable_invalidate)
 
 
 def _action_enable(md: Memdev, actx: _Actx) -> int:
-    try:
-        md.enable()
-    except OSError as e:
-        return -(e.errno or errno.EIO)
-    return 0
+    return rc_of(md.enable)
 
 
 def cmd_disable_memdev(argv: list[str], ctx: CommandContext) -> int:
     """``cxl disable-memdev <mem0> [<mem1>..<memN>] [<options>]``."""
     count, ml = _memdev_action("disable", argv, ctx, _action_disable)
-    return _finish(count, ml, "cmd_disable_memdev", lambda n, s: f"disabled {n} mem{s}")
+    return finish(count, ml, "cmd_disable_memdev", lambda n, s: f"disabled {n} mem{s}")
 
 
 def cmd_enable_memdev(argv: list[str], ctx: CommandContext) -> int:
     """``cxl enable-memdev <mem0> [<mem1>..<memN>] [<options>]``."""
     count, ml = _memdev_action("enable", argv, ctx, _action_enable)
-    return _finish(count, ml, "cmd_enable_memdev", lambda n, s: f"enabled {n} mem{s}")
+    return finish(count, ml, "cmd_enable_memdev", lambda n, s: f"enabled {n} mem{s}")
 
 
 # ---------------------------------------------------------------------------
@@ -374,15 +353,15 @@ def _reserve_dpa(md: Memdev, actx: _Actx, alloc: bool) -> int:
 def cmd_reserve_dpa(argv: list[str], ctx: CommandContext) -> int:
     """``cxl reserve-dpa <mem0> [<mem1>..<memn>] [<options>]``."""
     count, ml = _memdev_action("reserve-dpa", argv, ctx, lambda md, a: _reserve_dpa(md, a, True))
-    return _finish(count, ml, "cmd_reserve_dpa",
-                   lambda n, s: f"reservation completed on {n} mem device{s}")
+    return finish(count, ml, "cmd_reserve_dpa",
+                  lambda n, s: f"reservation completed on {n} mem device{s}")
 
 
 def cmd_free_dpa(argv: list[str], ctx: CommandContext) -> int:
     """``cxl free-dpa <mem0> [<mem1>..<memn>] [<options>]``."""
     count, ml = _memdev_action("free-dpa", argv, ctx, lambda md, a: _reserve_dpa(md, a, False))
-    return _finish(count, ml, "cmd_free_dpa",
-                   lambda n, s: f"reservation release completed on {n} mem device{s}")
+    return finish(count, ml, "cmd_free_dpa",
+                  lambda n, s: f"reservation release completed on {n} mem device{s}")
 
 
 # ---------------------------------------------------------------------------
@@ -461,6 +440,16 @@ def _mbox_result(md: Memdev, actx: _Actx, func: str, send: Callable[[], None]) -
     return rc
 
 
+def _send_and_list(md: Memdev, actx: _Actx, func: str, opcode: int, payload: bytes, json_flag: int) -> int:
+    """Send one mailbox command (:func:`_mbox_result`), then list the memdev
+    with ``json_flag``, whatever the result."""
+    rc = _mbox_result(md, actx, func, lambda: md.mailbox.send(opcode, payload, 0))
+    jmd = cj.memdev_to_json(md, json_flag | actx.human_flags, actx.ctx.stderr)
+    assert actx.jdevs is not None
+    actx.jdevs.append(jmd)
+    return rc
+
+
 def _action_setpartition(md: Memdev, actx: _Actx) -> int:
     func = "action_setpartition"
     o = actx.opts
@@ -484,19 +473,13 @@ def _action_setpartition(md: Memdev, actx: _Actx) -> int:
         return -errno.EINVAL
     payload = SetPartitionInfo(volatile_capacity=(size // CXL_CAPACITY_MULTIPLIER) * CXL_CAPACITY_MULTIPLIER,
                                flags=0).encode()
-    rc = _mbox_result(md, actx, func,
-                      lambda: md.mailbox.send(CxlMemCommandId.SET_PARTITION_INFO, payload, 0))
-    flags = UTIL_JSON_PARTITION | actx.human_flags
-    jmd = cj.memdev_to_json(md, flags, actx.ctx.stderr)
-    assert actx.jdevs is not None
-    actx.jdevs.append(jmd)
-    return rc
+    return _send_and_list(md, actx, func, CxlMemCommandId.SET_PARTITION_INFO, payload, UTIL_JSON_PARTITION)
 
 
 def cmd_set_partition(argv: list[str], ctx: CommandContext) -> int:
     """``cxl set-partition <mem0> [<mem1>..<memN>] [<options>]``."""
     count, ml = _memdev_action("set-partition", argv, ctx, _action_setpartition)
-    return _finish(count, ml, "cmd_set_partition", lambda n, s: f"set_partition {n} mem{s}")
+    return finish(count, ml, "cmd_set_partition", lambda n, s: f"set_partition {n} mem{s}")
 
 
 # ---------------------------------------------------------------------------
@@ -575,20 +558,14 @@ def _action_set_alert_config(md: Memdev, actx: _Actx) -> int:
         corrected_volatile_mem_err_prog_warn_threshold=values.get("corrected_volatile_mem_err", 0) & 0xFFFF,
         corrected_pmem_err_prog_warn_threshold=values.get("corrected_pmem_err", 0) & 0xFFFF,
     ).encode()
-    rc = _mbox_result(md, actx, func,
-                      lambda: md.mailbox.send(CxlMemCommandId.SET_ALERT_CONFIG, payload, 0))
-    flags = UTIL_JSON_ALERT_CONFIG | actx.human_flags
-    jmd = cj.memdev_to_json(md, flags, actx.ctx.stderr)
-    assert actx.jdevs is not None
-    actx.jdevs.append(jmd)
-    return rc
+    return _send_and_list(md, actx, func, CxlMemCommandId.SET_ALERT_CONFIG, payload, UTIL_JSON_ALERT_CONFIG)
 
 
 def cmd_set_alert_config(argv: list[str], ctx: CommandContext) -> int:
     """``cxl set-alert-config <mem0> [<mem1>..<memN>] [<options>]``."""
     count, ml = _memdev_action("set-alert-config", argv, ctx, _action_set_alert_config)
-    return _finish(count, ml, "cmd_set_alert_config",
-                   lambda n, s: f"set alert configuration for {n} mem{s}")
+    return finish(count, ml, "cmd_set_alert_config",
+                  lambda n, s: f"set alert configuration for {n} mem{s}")
 
 
 # ---------------------------------------------------------------------------

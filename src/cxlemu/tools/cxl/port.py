@@ -20,13 +20,12 @@
 
 from __future__ import annotations
 
-import errno
-
 from cxlemu.tools.common.command import CommandContext
-from cxlemu.tools.common.log import LOG_DEBUG, LOG_INFO, Log
+from cxlemu.tools.common.log import Log
 from cxlemu.tools.common.parse_options import OPT_BOOLEAN, OPT_END, parse_options, usage_with_options
 from cxlemu.tools.libcxl import CxlContext, Endpoint, Port
 
+from .action import finish, rc_of, refuse_active_memdevs, set_debug
 from .filter import PF_SINGLE, endpoint_filter, port_filter
 
 __all__ = ["cmd_disable_port", "cmd_enable_port", "DISABLE_OPTIONS", "ENABLE_OPTIONS"]
@@ -74,23 +73,14 @@ def _action_disable(port: Port, pl: Log, opts: dict) -> int:
         if md.is_enabled():
             active += 1
     if active and not opts.get("force"):
-        s = "s" if active > 1 else ""
-        pl.err("action_disable", f"{devname} hosts {active} memdev{s} which "
-                                 f"{'are' if active > 1 else 'is'} part of an active region")
-        pl.err("action_disable", f"See 'cxl list -M -p {devname}' to see impacted device{s}")
-        return -errno.EBUSY
-    try:
-        port.disable_invalidate()
-    except OSError as e:
-        return -(e.errno or errno.EIO)
-    return 0
+        return refuse_active_memdevs(pl, devname, active, "-p")
+    return rc_of(port.disable_invalidate)
 
 
 def _action_enable(port: Port, pl: Log, opts: dict) -> int:
-    try:
-        port.enable()
-    except OSError as e:
-        return -(e.errno or errno.EIO)
+    rc = rc_of(port.enable)
+    if rc:
+        return rc
     if not opts.get("memdevs"):
         return 0
     for md in port.ctx.memdevs():
@@ -112,11 +102,7 @@ def _port_action(argv: list[str], ctx: CommandContext, action, options: list,
         usage_with_options([usage], options)
     if "all" in args:
         args = args[:1]
-    if o.get("debug"):
-        lib.set_log_priority(LOG_DEBUG)
-        pl.priority = LOG_DEBUG
-    else:
-        pl.priority = LOG_INFO
+    set_debug(lib, pl, bool(o.get("debug")))
     count = err = 0
     for a in args:
         if o.get("endpoint"):
@@ -140,20 +126,15 @@ def _port_action(argv: list[str], ctx: CommandContext, action, options: list,
     return (count if count > 0 else err), pl
 
 
-def _summary(count: int, pl: Log, func: str, past: str) -> int:
-    pl.info(func, f"{past} {count if count >= 0 else 0} port{'s' if count > 1 else ''}")
-    return 0 if count >= 0 else 1
-
-
 def cmd_disable_port(argv: list[str], ctx: CommandContext) -> int:
     """``cxl disable-port <port0> [<port1>..<portN>] [<options>]``."""
     count, pl = _port_action(argv, ctx, _action_disable, DISABLE_OPTIONS,
                              "cxl disable-port <port0> [<port1>..<portN>] [<options>]")
-    return _summary(count, pl, "cmd_disable_port", "disabled")
+    return finish(count, pl, "cmd_disable_port", lambda n, s: f"disabled {n} port{s}")
 
 
 def cmd_enable_port(argv: list[str], ctx: CommandContext) -> int:
     """``cxl enable-port <port0> [<port1>..<portN>] [<options>]``."""
     count, pl = _port_action(argv, ctx, _action_enable, ENABLE_OPTIONS,
                              "cxl enable-port <port0> [<port1>..<portN>] [<options>]")
-    return _summary(count, pl, "cmd_enable_port", "enabled")
+    return finish(count, pl, "cmd_enable_port", lambda n, s: f"enabled {n} port{s}")

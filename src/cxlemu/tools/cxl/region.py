@@ -539,10 +539,10 @@ def _disable_region(run: _Run, region: Region, force: bool) -> int:
         for dev in dax.devices():
             if not dev.is_system_ram_capable():
                 continue
-            mem = dev.memory
+            mem = dev.memory()
             if mem is None:
                 return -errno.ENXIO
-            if mem.num_online():
+            if mem.is_online():
                 rc = mem.offline()
                 if rc < 0:
                     run.err("disable_region", f"{devname}: unable to offline {dev.devname}: {strerror(abs(rc))}")

@@ -1,5 +1,10 @@
 """daxctl JSON objects and filters (daxctl/json.c, daxctl/filter.c).
 
+The one builder of device-dax JSON: ``daxctl list``, the ``daxregion`` of
+``ndctl list`` namespaces and of ``cxl list -X`` regions all come from
+:func:`region_to_json` / :func:`dev_to_json` over libdaxctl objects, as the
+real ndctl and cxl link daxctl/json.c.
+
 Key order and presence:
 
 * device: ``chardev``, ``size``, [``target_node`` if >= 0], [``align`` if > 0],

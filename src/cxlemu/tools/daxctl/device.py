@@ -24,7 +24,7 @@ from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_STRING,
                                                parse_options, usage_with_options_text)
 from cxlemu.tools.common.util_json import UTIL_JSON_HUMAN, parse_size64
 from cxlemu.tools.daxctl.daxjson import dev_filter, dev_to_json, region_filter
-from cxlemu.tools.libdaxctl.lib import DaxctlCtx, DaxctlDev, DaxctlRegion, new_ctx, strerror
+from cxlemu.tools.libdaxctl.lib import DaxctlCtx, DaxctlDev, DaxctlMemory, DaxctlRegion, new_ctx, strerror
 
 ACTION_RECONFIG, ACTION_ONLINE, ACTION_OFFLINE, ACTION_CREATE, ACTION_DISABLE, ACTION_ENABLE, ACTION_DESTROY = \
     range(7)
@@ -184,20 +184,37 @@ def parse_device_options(argv: list[str], action: int, options: list, usage: str
 
 # ---- memory ---------------------------------------------------------------------------------------
 
-def dev_online_memory(run: Run, dev: DaxctlDev) -> int:
+def _memory_state(run: Run, dev: DaxctlDev) -> tuple[DaxctlMemory, int, int] | int:
+    """The memory object of a system-ram device, its number of sections and
+    of online sections; a negative errno after the message of a failure."""
     mem = dev.memory()
-    name = dev.devname
     if mem is None:
-        run.err(f"{name}: failed to get the memory object\n")
+        run.err(f"{dev.devname}: failed to get the memory object\n")
         return -errno.ENXIO
     num_sections = mem.num_sections()
     if num_sections < 0:
-        run.err(f"{name}: failed to get number of memory sections\n")
+        run.err(f"{dev.devname}: failed to get number of memory sections\n")
         return num_sections
+    num_on = _online_sections(run, dev, mem)
+    if num_on < 0:
+        return num_on
+    return mem, num_sections, num_on
+
+
+def _online_sections(run: Run, dev: DaxctlDev, mem: DaxctlMemory) -> int:
+    """daxctl_memory_is_online(), with the message of a failure."""
     num_on = mem.is_online()
     if num_on < 0:
-        run.err(f"{name}: failed to determine online state: {strerror(num_on)}\n")
-        return num_on
+        run.err(f"{dev.devname}: failed to determine online state: {strerror(num_on)}\n")
+    return num_on
+
+
+def dev_online_memory(run: Run, dev: DaxctlDev) -> int:
+    name = dev.devname
+    state = _memory_state(run, dev)
+    if isinstance(state, int):
+        return state
+    mem, num_sections, num_on = state
     if num_on:
         run.err(f"{name}:\n  WARNING: detected a race while onlining memory\n"
                 "  Some memory may not be in the expected zone. It is\n"
@@ -215,9 +232,8 @@ def dev_online_memory(run: Run, dev: DaxctlDev) -> int:
         return rc
     if run.param["verbose"]:
         run.err(f"{name}: {rc} memory section{'' if rc == 1 else 's'} onlined\n")
-    num_on = mem.is_online()
+    num_on = _online_sections(run, dev, mem)
     if num_on < 0:
-        run.err(f"{name}: failed to determine online state: {strerror(num_on)}\n")
         return num_on
     if num_on < num_sections:
         run.err(f"{name}: failed to online {num_sections - num_on} memory sections\n")
@@ -226,19 +242,11 @@ def dev_online_memory(run: Run, dev: DaxctlDev) -> int:
 
 
 def dev_offline_memory(run: Run, dev: DaxctlDev) -> int:
-    mem = dev.memory()
     name = dev.devname
-    if mem is None:
-        run.err(f"{name}: failed to get the memory object\n")
-        return -errno.ENXIO
-    num_sections = mem.num_sections()
-    if num_sections < 0:
-        run.err(f"{name}: failed to get number of memory sections\n")
-        return num_sections
-    num_on = mem.is_online()
-    if num_on < 0:
-        run.err(f"{name}: failed to determine online state: {strerror(num_on)}\n")
-        return num_on
+    state = _memory_state(run, dev)
+    if isinstance(state, int):
+        return state
+    mem, num_sections, num_on = state
     num_off = num_sections - num_on
     if num_off == num_sections:
         run.err(f"{name}: all memory sections ({num_off}) already offline\n")
@@ -251,9 +259,8 @@ def dev_offline_memory(run: Run, dev: DaxctlDev) -> int:
         return rc
     if run.param["verbose"]:
         run.err(f"{name}: {rc} memory section{'' if rc == 1 else 's'} offlined\n")
-    num_on = mem.is_online()
+    num_on = _online_sections(run, dev, mem)
     if num_on < 0:
-        run.err(f"{name}: failed to determine online state: {strerror(num_on)}\n")
         return num_on
     if num_on:
         run.err(f"{name}: failed to offline {num_on} memory sections\n")
@@ -263,14 +270,27 @@ def dev_offline_memory(run: Run, dev: DaxctlDev) -> int:
 
 # ---- per-device actions -------------------------------------------------------------------------------
 
+def _disable(run: Run, dev: DaxctlDev) -> int:
+    rc = dev.disable()
+    if rc:
+        run.err(f"{dev.devname}: disable failed: {strerror(rc)}\n")
+    return rc
+
+
+def _enable_devdax(run: Run, dev: DaxctlDev) -> int:
+    rc = dev.enable_devdax()
+    if rc:
+        run.err(f"{dev.devname}: enable failed: {strerror(rc)}\n")
+    return rc
+
+
 def dev_destroy(run: Run, dev: DaxctlDev) -> int:
     name = dev.devname
     if dev.is_enabled() and not run.param["force"]:
         run.err(f"{name} is active, specify --force for deletion\n")
         return -errno.ENXIO
-    rc = dev.disable()
+    rc = _disable(run, dev)
     if rc:
-        run.err(f"{name}: disable failed: {strerror(rc)}\n")
         return rc
     rc = dev.set_size(0)
     if rc < 0:
@@ -285,11 +305,7 @@ def disable_devdax_device(run: Run, dev: DaxctlDev) -> int:
     if dev.memory():
         run.err(f"{dev.devname} was already in system-ram mode\n")
         return 1
-    rc = dev.disable()
-    if rc:
-        run.err(f"{dev.devname}: disable failed: {strerror(rc)}\n")
-        return rc
-    return 0
+    return _disable(run, dev)
 
 
 def reconfig_mode_system_ram(run: Run, dev: DaxctlDev) -> int:
@@ -323,20 +339,15 @@ def disable_system_ram_device(run: Run, dev: DaxctlDev) -> int:
         rc = dev_offline_memory(run, dev)
         if rc < 0:
             return rc
-    rc = mem.is_online()
+    rc = _online_sections(run, dev, mem)
     if rc < 0:
-        run.err(f"{dev.devname}: failed to determine online state: {strerror(rc)}\n")
         return rc
     if rc > 0:
         if run.param["verbose"]:
             run.err(f"{dev.devname}: found {rc} memory sections online\n")
             run.err(f"{dev.devname}: refusing to change modes\n")
         return -errno.EBUSY
-    rc = dev.disable()
-    if rc:
-        run.err(f"{dev.devname}: disable failed: {strerror(rc)}\n")
-        return rc
-    return 0
+    return _disable(run, dev)
 
 
 def reconfig_mode_devdax(run: Run, dev: DaxctlDev) -> int:
@@ -380,14 +391,8 @@ def do_xble(run: Run, dev: DaxctlDev, action: int) -> int:
         run.err(f"{dev.devname}: status operations are only applicable in devdax mode\n")
         return -errno.ENXIO
     if action == ACTION_ENABLE:
-        rc = dev.enable_devdax()
-        if rc:
-            run.err(f"{dev.devname}: enable failed: {strerror(rc)}\n")
-        return rc
-    rc = dev.disable()
-    if rc:
-        run.err(f"{dev.devname}: disable failed: {strerror(rc)}\n")
-    return rc
+        return _enable_devdax(run, dev)
+    return _disable(run, dev)
 
 
 def do_create(run: Run, region: DaxctlRegion, jdevs: list) -> int:
@@ -417,9 +422,8 @@ def do_create(run: Run, region: DaxctlRegion, jdevs: list) -> int:
         rc = dev.set_size(val)
         if rc < 0:
             return rc
-    rc = dev.enable_devdax()
+    rc = _enable_devdax(run, dev)
     if rc:
-        run.err(f"{dev.devname}: enable failed: {strerror(rc)}\n")
         return rc
     jdevs.clear()
     jdevs.append(dev_to_json(dev, run.flags))

@@ -6,12 +6,16 @@ Modules (one job each):
 * :mod:`.cnum` — C conversions (strtoull/strtoul/atoi/sscanf) of sysfs text;
 * :mod:`.sysfs` — attribute reads/writes, directory scans, bind/unbind;
 * :mod:`.context` — :class:`CxlContext`, the buses and memdevs lists;
+* :mod:`.device` — what the sysfs-backed objects share (name, enabled,
+  bind/unbind checks);
 * :mod:`.port` — :class:`Port` / :class:`Bus` / :class:`Endpoint` / :class:`Dport`;
 * :mod:`.memdev` — :class:`Memdev`;
 * :mod:`.decoder` — :class:`Decoder` / :class:`Target`, region creation;
 * :mod:`.region` — :class:`Region` / :class:`Mapping` and their setters;
-* :mod:`.mailbox` — the ``/dev/cxl/memN`` command path;
-* :mod:`.dax` — the DAX region/device view ``cxl list -X`` prints.
+* :mod:`.mailbox` — the ``/dev/cxl/memN`` command path.
+
+The DAX regions below CXL regions (``cxl list -X``, ``disable-region``)
+come from :mod:`cxlemu.tools.libdaxctl` (``CxlContext.dax``).
 
 Typical use::
 

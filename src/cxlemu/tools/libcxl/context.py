@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, TextIO
 
 from cxlemu.tools.common.log import Log
+from cxlemu.tools.libdaxctl.lib import DaxctlCtx
 
-from .dax import DaxContext
 from .memdev import Memdev
-from .port import Bus, Port, PortType, devname_of
+from .device import devname_of, same_id
+from .port import Bus, Port, PortType
 from .sysfs import SysfsIO
 
 __all__ = ["CxlContext"]
@@ -31,7 +32,8 @@ class CxlContext:
         self.backend = backend
         self.log = Log.init("libcxl", "CXL_LOG", env, stream=stderr)
         self.io = SysfsIO(backend, self.log)
-        self.dax = DaxContext(backend, env, stderr)
+        # the libdaxctl context libcxl keeps for cxl_region_get_daxctl_region()
+        self.dax = DaxctlCtx(backend, Log.init("libdaxctl", "DAXCTL_LOG", env, stream=stderr))
         self._memdev_list: list[Memdev] | None = None
         self._memdev_by_name: dict[str, Memdev] | None = None
         self._bus_list: list[Bus] | None = None
@@ -100,11 +102,8 @@ class CxlContext:
         bus = Bus._init(self, None, PortType.ROOT, bus_id, base)
         if bus is None:
             return None
-        for dup in self._bus_list or ():
-            if dup.id == bus.id:
-                return dup
         assert isinstance(bus, Bus)
-        return bus
+        return same_id(self._bus_list, bus)
 
     # ---- lookups ------------------------------------------------------------------
     def decoder_by_name(self, name: str):

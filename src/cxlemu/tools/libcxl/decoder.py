@@ -30,7 +30,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from .cnum import U32_MAX, U64_MAX, c_atoi, c_strtoul_u32, c_strtoull, c_tokens, to_s32, to_u64
-from .port import devname_of
+from .device import devname_of, same_id
+from .port import DportLink
 from .sysfs import strerror
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _decoder_mode_attr(text: str | None) -> DecoderMode:
             "none": DecoderMode.NONE}.get(text, DecoderMode.MIXED)
 
 
-class Target:
+class Target(DportLink):
     """One entry of a switch/root decoder's ``target_list``."""
 
     def __init__(self, decoder: "Decoder", target_id: int, position: int,
@@ -98,22 +99,6 @@ class Target:
         self.dev_path = dev_path
         self.phys_path = phys_path
         self.fw_path = fw_path
-
-    @property
-    def devname(self) -> str:
-        return devname_of(self.dev_path)
-
-    @property
-    def physical_node(self) -> str | None:
-        return devname_of(self.phys_path) if self.phys_path else None
-
-    @property
-    def firmware_node(self) -> str | None:
-        return devname_of(self.fw_path) if self.fw_path else None
-
-    def maps_memdev(self, memdev: "Memdev") -> bool:
-        """``cxl_target_maps_memdev()``: substring test on host paths."""
-        return (self.phys_path or self.dev_path) in memdev.host_path
 
     def __repr__(self) -> str:
         return f"<Target {self.devname} pos={self.position} of {self.decoder.devname}>"
@@ -210,10 +195,7 @@ class Decoder:
             elif v == "expander":
                 d.target_type = TargetType.EXPANDER
         d._parse_targets(rd("target_list") or "")
-        for dup in port._decoders or ():
-            if dup.id == d.id:
-                return dup
-        return d
+        return same_id(port._decoders, d)
 
     def _parse_targets(self, text: str) -> None:
         io, log, port = self.ctx.io, self.ctx.log, self.port
@@ -255,23 +237,22 @@ class Decoder:
         """``cxl_root_decoder_get_qos_class()``: -EINVAL for non-root."""
         return self.qos_class if self.port.is_root() else -errno.EINVAL
 
+    def _on_endpoint(self, func: str) -> bool:
+        """The endpoint-only accessors: False (logged by ``func``) for a
+        root or switch decoder."""
+        if self.port.is_endpoint():
+            return True
+        self.ctx.log.err(func, f"{self.devname}: not an endpoint decoder")
+        return False
+
     def get_mode(self) -> DecoderMode:
-        if not self.port.is_endpoint():
-            self.ctx.log.err("cxl_decoder_get_mode", f"{self.devname}: not an endpoint decoder")
-            return DecoderMode.NONE
-        return self.mode
+        return self.mode if self._on_endpoint("cxl_decoder_get_mode") else DecoderMode.NONE
 
     def get_dpa_size(self) -> int:
-        if not self.port.is_endpoint():
-            self.ctx.log.err("cxl_decoder_get_dpa_size", f"{self.devname}: not an endpoint decoder")
-            return U64_MAX
-        return self.dpa_size
+        return self.dpa_size if self._on_endpoint("cxl_decoder_get_dpa_size") else U64_MAX
 
     def get_dpa_resource(self) -> int:
-        if not self.port.is_endpoint():
-            self.ctx.log.err("cxl_decoder_get_dpa_resource", f"{self.devname}: not an endpoint decoder")
-            return U64_MAX
-        return self.dpa_resource
+        return self.dpa_resource if self._on_endpoint("cxl_decoder_get_dpa_resource") else U64_MAX
 
     # ---- relations ----------------------------------------------------------------------
     def regions(self) -> list["Region"]:
@@ -354,16 +335,14 @@ class Decoder:
         """``cxl_decoder_set_dpa_size()``: writes ``"%#llx\\n"`` (so 0 is
         written as ``"0\\n"``) to ``dpa_size``."""
         from cxlemu.tools.common.util_json import hex_text
-        if not self.port.is_endpoint():
-            self.ctx.log.err("cxl_decoder_set_dpa_size", f"{self.devname}: not an endpoint decoder")
+        if not self._on_endpoint("cxl_decoder_set_dpa_size"):
             raise OSError(errno.EINVAL, "not an endpoint decoder", self.devname)
         self.ctx.io.write_attr(f"{self.dev_path}/dpa_size", f"{hex_text(size)}\n")
         self.dpa_size = to_u64(size)
 
     def set_mode(self, mode: DecoderMode) -> None:
         """``cxl_decoder_set_mode()``: writes "pmem" or "ram" (no newline)."""
-        if not self.port.is_endpoint():
-            self.ctx.log.err("cxl_decoder_set_mode", f"{self.devname}: not an endpoint decoder")
+        if not self._on_endpoint("cxl_decoder_set_mode"):
             raise OSError(errno.EINVAL, "not an endpoint decoder", self.devname)
         if mode not in (DecoderMode.PMEM, DecoderMode.RAM):
             self.ctx.log.err("cxl_decoder_set_mode", f"{self.devname}: unsupported mode: {int(mode)}")

@@ -28,7 +28,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .cnum import U64_MAX, c_atoi, c_strtol_s32, c_strtoull, to_s32
-from .port import devname_of
+from .device import SysfsDevice, devname_of, same_id
 
 if TYPE_CHECKING:
     from .context import CxlContext
@@ -48,7 +48,7 @@ class FwlStatus:
     KNOWN = ("idle", "receiving", "preparing", "transferring", "programming")
 
 
-class Memdev:
+class Memdev(SysfsDevice):
     """A ``struct cxl_memdev``."""
 
     def __init__(self, ctx: "CxlContext", memdev_id: int, dev_path: str,
@@ -115,10 +115,7 @@ class Memdev:
         md.firmware_version = io.read_attr(f"{base}/firmware_version")
         pmems: list[str] = []
         ctx.scan_into(pmems, base, "pmem", md._add_pmem)
-        for dup in ctx._memdev_list or ():
-            if dup.id == md.id:
-                return dup
-        return md
+        return same_id(ctx._memdev_list, md)
 
     def _add_pmem(self, pmem_id: int, base: str) -> str:
         self.ctx.log.dbg("add_cxl_pmem", f"{devname_of(base)}: pmem_base: '{base}'")
@@ -127,19 +124,12 @@ class Memdev:
 
     # ---- identity -------------------------------------------------------------
     @property
-    def devname(self) -> str:
-        return devname_of(self.dev_path)
-
-    @property
     def host(self) -> str:
         return devname_of(self.host_path)
 
     @property
     def label_size(self) -> int:
         return self.lsa_size
-
-    def is_enabled(self) -> bool:
-        return self.ctx.io.is_link(f"{self.dev_path}/driver")
 
     # ---- topology -------------------------------------------------------------
     @property
@@ -212,13 +202,7 @@ class Memdev:
         """``cxl_memdev_enable()``: bind through the cxl drivers."""
         if self.is_enabled():
             return
-        try:
-            self.ctx.io.bind(self.devname)
-        except OSError:
-            pass
-        if not self.is_enabled():
-            self.ctx.log.err("cxl_memdev_enable", f"{self.devname}: failed to enable")
-            raise OSError(errno.ENXIO, "failed to enable", self.devname)
+        self._bind_checked("cxl_memdev_enable")
         self.ctx.log.dbg("cxl_memdev_enable", f"{self.devname}: enabled")
 
     def disable_invalidate(self) -> None:
@@ -230,13 +214,7 @@ class Memdev:
         if bus is None:
             self.ctx.log.err("cxl_memdev_disable_invalidate", f"{self.devname}: failed to invalidate")
             raise OSError(errno.ENXIO, "failed to invalidate", self.devname)
-        try:
-            self.ctx.io.unbind(self.dev_path)
-        except OSError:
-            pass
-        if self.is_enabled():
-            self.ctx.log.err("cxl_memdev_disable_invalidate", f"{self.devname}: failed to disable")
-            raise OSError(errno.EBUSY, "failed to disable", self.devname)
+        self._unbind_checked("cxl_memdev_disable_invalidate")
         self.ctx.bus_invalidate(bus)
         self.ctx.log.dbg("cxl_memdev_disable_invalidate", f"{self.devname}: disabled")
 

@@ -26,21 +26,18 @@ Rules kept from libcxl:
 from __future__ import annotations
 
 import enum
+import errno
 from typing import TYPE_CHECKING, Iterator
 
 from .cnum import c_strtoull, to_s32
+from .device import SysfsDevice, devname_of, same_id
 
 if TYPE_CHECKING:
     from .context import CxlContext
     from .decoder import Decoder
     from .memdev import Memdev
 
-__all__ = ["PortType", "Port", "Bus", "Endpoint", "Dport", "devname_of"]
-
-
-def devname_of(path: str) -> str:
-    """``devpath_to_devname()``: the text after the last '/'."""
-    return path.rsplit("/", 1)[-1]
+__all__ = ["PortType", "Port", "Bus", "Endpoint", "Dport", "DportLink", "devname_of"]
 
 
 class PortType(enum.IntEnum):
@@ -49,16 +46,15 @@ class PortType(enum.IntEnum):
     ENDPOINT = 2
 
 
-class Dport:
-    """A downstream port link ``<port>/dport<id>``."""
+class DportLink:
+    """What a dport and a decoder target (a dport named by ``target_list``)
+    share: ``dev_path`` (realpath of the dport link), ``phys_path`` (realpath
+    of its ``physical_node``, or ``dev_path`` when only a ``firmware_node``
+    exists) and ``fw_path`` (realpath of ``firmware_node``)."""
 
-    def __init__(self, port: "Port", dport_id: int, dev_path: str,
-                 phys_path: str | None, fw_path: str | None):
-        self.port = port
-        self.id = dport_id
-        self.dev_path = dev_path          # realpath of the dport link
-        self.phys_path = phys_path        # realpath of physical_node (or dev_path)
-        self.fw_path = fw_path            # realpath of firmware_node
+    dev_path: str
+    phys_path: str | None
+    fw_path: str | None
 
     @property
     def devname(self) -> str:
@@ -73,14 +69,27 @@ class Dport:
         return devname_of(self.fw_path) if self.fw_path else None
 
     def maps_memdev(self, memdev: "Memdev") -> bool:
-        """``cxl_dport_maps_memdev()``: substring match on host paths."""
+        """``cxl_dport_maps_memdev()`` / ``cxl_target_maps_memdev()``:
+        substring match on host paths."""
         return (self.phys_path or self.dev_path) in memdev.host_path
+
+
+class Dport(DportLink):
+    """A downstream port link ``<port>/dport<id>``."""
+
+    def __init__(self, port: "Port", dport_id: int, dev_path: str,
+                 phys_path: str | None, fw_path: str | None):
+        self.port = port
+        self.id = dport_id
+        self.dev_path = dev_path
+        self.phys_path = phys_path
+        self.fw_path = fw_path
 
     def __repr__(self) -> str:
         return f"<Dport {self.devname} id={self.id} of {self.port.devname}>"
 
 
-class Port:
+class Port(SysfsDevice):
     """A ``struct cxl_port`` (root, switch or endpoint)."""
 
     def __init__(self, ctx: "CxlContext", parent: "Port | None", ptype: PortType,
@@ -121,10 +130,6 @@ class Port:
 
     # ---- identity -------------------------------------------------------------
     @property
-    def devname(self) -> str:
-        return devname_of(self.dev_path)
-
-    @property
     def host(self) -> str:
         """``cxl_port_get_host()``: basename of realpath(uport)."""
         return devname_of(self.uport)
@@ -141,9 +146,6 @@ class Port:
 
     def is_endpoint(self) -> bool:
         return self.type == PortType.ENDPOINT
-
-    def is_enabled(self) -> bool:
-        return self.ctx.io.is_link(f"{self.dev_path}/driver")
 
     def to_bus(self) -> "Bus | None":
         return self if isinstance(self, Bus) else None
@@ -165,26 +167,27 @@ class Port:
         return self._bus
 
     # ---- children -------------------------------------------------------------
+    def _children(self, attr: str, prefix: str, add, sort_key=None) -> list:
+        """The child list kept in ``attr``, scanned on first use (the list is
+        in place while scanning, so ``add`` sees the entries added so far)."""
+        out = getattr(self, attr)
+        if out is None:
+            out = []
+            setattr(self, attr, out)
+            self.ctx.scan_into(out, self.dev_path, prefix, add, sort_key=sort_key)
+        return out
+
     def child_ports(self) -> list["Port"]:
         """``cxl_port_foreach()``: switch ports directly below."""
-        if self._ports is None:
-            self._ports = []
-            self.ctx.scan_into(self._ports, self.dev_path, "port", self._add_port)
-        return self._ports
+        return self._children("_ports", "port", self._add_port)
 
     def endpoints(self) -> list["Endpoint"]:
         """``cxl_endpoint_foreach()``: endpoints directly below."""
-        if self._endpoints is None:
-            self._endpoints = []
-            self.ctx.scan_into(self._endpoints, self.dev_path, "endpoint", self._add_endpoint)
-        return self._endpoints
+        return self._children("_endpoints", "endpoint", self._add_endpoint)
 
     def dports(self) -> list[Dport]:
         """``cxl_dport_foreach()``."""
-        if self._dports is None:
-            self._dports = []
-            self.ctx.scan_into(self._dports, self.dev_path, "dport", self._add_dport)
-        return self._dports
+        return self._children("_dports", "dport", self._add_dport)
 
     @property
     def nr_dports(self) -> int:
@@ -192,13 +195,9 @@ class Port:
 
     def decoders(self) -> list["Decoder"]:
         """``cxl_decoder_foreach()``: sorted by decoder id."""
-        if self._decoders is None:
-            from .decoder import Decoder
-            self._decoders = []
-            self.ctx.scan_into(self._decoders, self.dev_path, f"decoder{self.id}.",
-                               lambda i, base: Decoder.add(self, i, base),
-                               sort_key=lambda d: d.id)
-        return self._decoders
+        from .decoder import Decoder
+        return self._children("_decoders", f"decoder{self.id}.", lambda i, base: Decoder.add(self, i, base),
+                              sort_key=lambda d: d.id)
 
     def iter_all(self) -> Iterator["Port"]:
         """``cxl_port_foreach_all(self, port)``: every switch port below, in
@@ -212,21 +211,15 @@ class Port:
         port = Port._init(self.ctx, self, PortType.SWITCH, port_id, base)
         if port is None:
             return None
-        for dup in self._ports or ():
-            if dup.id == port.id:
-                return dup
-        return port
+        return same_id(self._ports, port)
 
     def _add_endpoint(self, ep_id: int, base: str) -> "Endpoint | None":
         self.ctx.log.dbg("add_cxl_endpoint", f"{devname_of(base)}: base: '{base}'")
         ep = Endpoint._init(self.ctx, self, PortType.ENDPOINT, ep_id, base)
         if ep is None:
             return None
-        for dup in self._endpoints or ():
-            if dup.id == ep.id:
-                return dup
         assert isinstance(ep, Endpoint)
-        return ep
+        return same_id(self._endpoints, ep)
 
     def _add_dport(self, dport_id: int, base: str) -> Dport | None:
         io = self.ctx.io
@@ -238,10 +231,7 @@ class Port:
         fw = io.realpath(f"{base}/firmware_node")
         if phys is None and fw is not None:
             phys = dev_path
-        for dup in self._dports or ():
-            if dup.id == dport_id:
-                return dup
-        return Dport(self, dport_id, dev_path, phys, fw)
+        return same_id(self._dports, Dport(self, dport_id, dev_path, phys, fw))
 
     # ---- relations ------------------------------------------------------------
     @property
@@ -289,22 +279,14 @@ class Port:
     # ---- enable / disable (util_bind / util_unbind) ---------------------------------
     def enable(self) -> None:
         """``cxl_port_enable()``; raises ``OSError(ENXIO)`` on failure."""
-        import errno
         if self.is_enabled():
             return
-        try:
-            self.ctx.io.bind(self.devname)
-        except OSError:
-            pass
-        if not self.is_enabled():
-            self.ctx.log.err("cxl_port_enable", f"{self.devname}: failed to enable")
-            raise OSError(errno.ENXIO, "failed to enable", self.devname)
+        self._bind_checked("cxl_port_enable")
         self.ctx.log.dbg("cxl_port_enable", f"{self.devname}: enabled")
 
     def disable_invalidate(self) -> None:
         """``cxl_port_disable_invalidate()``: unbind, then forget every port
         of the bus (they may have been torn down)."""
-        import errno
         bus = self.bus
         if self.is_root():
             self.ctx.log.err("cxl_port_disable_invalidate",
@@ -313,13 +295,7 @@ class Port:
         if bus is None:
             self.ctx.log.err("cxl_port_disable_invalidate", f"{self.devname}: failed to invalidate")
             raise OSError(errno.ENXIO, "failed to invalidate", self.devname)
-        try:
-            self.ctx.io.unbind(self.dev_path)
-        except OSError:
-            pass
-        if self.is_enabled():
-            self.ctx.log.err("cxl_port_disable_invalidate", f"{self.devname}: failed to disable")
-            raise OSError(errno.EBUSY, "failed to disable", self.devname)
+        self._unbind_checked("cxl_port_disable_invalidate")
         self.ctx.log.dbg("cxl_port_disable_invalidate", f"{self.devname}: disabled")
         self.ctx.bus_invalidate(bus)
 

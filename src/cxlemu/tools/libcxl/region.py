@@ -32,11 +32,11 @@ from cxlemu.tools.common.util_json import hex_text
 
 from .cnum import U32_MAX, U64_MAX, c_strtoul_u32, c_strtoull, to_s32, to_u64
 from .decoder import DecoderMode, mode_from_ident
-from .port import devname_of
+from .device import SysfsDevice, devname_of
 from .sysfs import strerror
 
 if TYPE_CHECKING:
-    from .dax import DaxRegion
+    from cxlemu.tools.libdaxctl.lib import DaxctlRegion
     from .decoder import Decoder
     from .memdev import Memdev
 
@@ -74,7 +74,7 @@ class Mapping:
         return f"<Mapping {self.region.devname}[{self.position}] {self.decoder.devname}>"
 
 
-class Region:
+class Region(SysfsDevice):
     """A ``struct cxl_region``."""
 
     def __init__(self, decoder: "Decoder", region_id: int, dev_path: str):
@@ -91,7 +91,7 @@ class Region:
         self.mode = DecoderMode.NONE
         self.modalias: str | None = None
         self._mappings: list[Mapping] | None = None
-        self._dax_region: DaxRegion | None = None
+        self._dax_region: DaxctlRegion | None = None
 
     @classmethod
     def add(cls, decoder: "Decoder", region_id: int, base: str) -> "Region | None":
@@ -127,15 +127,8 @@ class Region:
 
     # ---- identity -------------------------------------------------------------
     @property
-    def devname(self) -> str:
-        return devname_of(self.dev_path)
-
-    @property
     def resource(self) -> int:
         return self.start
-
-    def is_enabled(self) -> bool:
-        return self.ctx.io.is_link(f"{self.dev_path}/driver")
 
     def decode_is_committed(self) -> bool:
         return self.decode_state == DecodeState.COMMIT
@@ -198,13 +191,13 @@ class Region:
         return False
 
     @property
-    def dax_region(self) -> "DaxRegion | None":
+    def dax_region(self) -> "DaxctlRegion | None":
         """``cxl_region_get_daxctl_region()``: ``<region>/dax_region<id>``."""
         if self._dax_region is None:
             path = f"{self.dev_path}/dax_region{self.id}"
             if not self.ctx.io.exists(path):
                 return None
-            self._dax_region = self.ctx.dax.region(self.id, path)
+            self._dax_region = self.ctx.dax.new_region(self.id, path)
         return self._dax_region
 
     # ---- setters ------------------------------------------------------------------------
@@ -285,13 +278,7 @@ class Region:
         ``resource``."""
         if self.is_enabled():
             return
-        try:
-            self.ctx.io.bind(self.devname)
-        except OSError:
-            pass
-        if not self.is_enabled():
-            self.ctx.log.err("cxl_region_enable", f"{self.devname}: failed to enable")
-            raise OSError(errno.ENXIO, "failed to enable", self.devname)
+        self._bind_checked("cxl_region_enable")
         v = self.ctx.io.read_attr(f"{self.dev_path}/resource")
         if v is not None:
             res = c_strtoull(v)
@@ -301,13 +288,7 @@ class Region:
 
     def disable(self) -> None:
         """``cxl_region_disable()``: unbind; EBUSY if still enabled."""
-        try:
-            self.ctx.io.unbind(self.dev_path)
-        except OSError:
-            pass
-        if self.is_enabled():
-            self.ctx.log.err("cxl_region_disable", f"{self.devname}: failed to disable")
-            raise OSError(errno.EBUSY, "failed to disable", self.devname)
+        self._unbind_checked("cxl_region_disable")
         self.ctx.log.dbg("cxl_region_disable", f"{self.devname}: disabled")
 
     def delete(self) -> None:

@@ -62,7 +62,8 @@ class DaxctlCtx:
     def __init__(self, backend: Any, log: Log):
         self.backend = backend
         self.log = log
-        self._regions: list[DaxctlRegion] | None = None
+        self._regions: list[DaxctlRegion] = []
+        self._regions_init = False
 
     # ---- util/sysfs.c -----------------------------------------------------------------------
     def read_attr(self, path: str) -> tuple[int, str]:
@@ -108,8 +109,8 @@ class DaxctlCtx:
     # ---- regions ------------------------------------------------------------------------------
     def regions(self) -> list["DaxctlRegion"]:
         """daxctl_region_foreach(): dax_regions_init() once."""
-        if self._regions is None:
-            self._regions = []
+        if not self._regions_init:
+            self._regions_init = True
             for subsys, base in enumerate(DAX_SUBSYSTEMS):
                 names = self.listdir(base)
                 if names is None:
@@ -129,8 +130,13 @@ class DaxctlCtx:
                     self._add_region(int(m.group(1)), path)
         return list(self._regions)
 
+    def new_region(self, region_id: int, path: str) -> "DaxctlRegion":
+        """daxctl_new_region(): the region at ``path`` (a region a library
+        client found, e.g. ``<cxl region>/dax_region<id>``), deduplicated by
+        path."""
+        return self._add_region(region_id, path)
+
     def _add_region(self, region_id: int, path: str) -> "DaxctlRegion":
-        assert self._regions is not None
         self.log.dbg("add_dax_region", f"add_dax_region: '{path}'")
         for r in self._regions:
             if r.path == path:

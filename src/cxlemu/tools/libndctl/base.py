@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from cxlemu.tools.libcxl.cnum import U64_MAX
 
 if TYPE_CHECKING:
     from .ctx import NdctlCtx
+    from .region import NdRegion
 
 
 ND_DEVICE_NAMESPACE_IO = 4
@@ -90,3 +92,84 @@ def block_device(ctx: "NdctlCtx", path: str) -> str:
     if not names:
         return ""
     return names[0]
+
+
+def read_uuid(ctx: "NdctlCtx", path: str) -> uuidlib.UUID | None:
+    """A ``uuid`` attribute as add_namespace/add_btt/add_pfn read it: None
+    (the object is dropped) when unreadable or malformed, NULL_UUID when
+    empty."""
+    v = ctx.read(path)
+    if v is None:
+        return None
+    return parse_uuid(v) if v else NULL_UUID
+
+
+class NdObject:
+    """What the libndctl objects over one sysfs device directory share: the
+    name, the driver-link test, attribute writes answering 0 or -errno, and
+    ``ndctl_<kind>_enable()`` / ``ndctl_<kind>_disable()``: bind (unbind),
+    then ENXIO (EBUSY) with "failed to enable" ("failed to disable") when
+    the driver link did not follow.  ``_enabled()`` / ``_disabled()`` run
+    after a successful change."""
+
+    kind = ""
+    ctx: "NdctlCtx"
+    path: str
+
+    @property
+    def devname(self) -> str:
+        return devname(self.path)
+
+    def is_enabled(self) -> bool:
+        return self.ctx.is_enabled(self.path)
+
+    def _w(self, attr: str, text: str) -> int:
+        try:
+            self.ctx.write(f"{self.path}/{attr}", text)
+            return 0
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+
+    def enable(self) -> int:
+        if self.is_enabled():
+            return 0
+        self.ctx.bind(self.devname)
+        if not self.is_enabled():
+            self.ctx.log.err(f"ndctl_{self.kind}_enable", f"{self.devname}: failed to enable")
+            return -errno.ENXIO
+        self._enabled()
+        return 0
+
+    def disable(self) -> int:
+        if not self.is_enabled():
+            return 0
+        self.ctx.unbind(self.path)
+        if self.is_enabled():
+            self.ctx.log.err(f"ndctl_{self.kind}_disable", f"{self.devname}: failed to disable")
+            return -errno.EBUSY
+        self._disabled()
+        return 0
+
+    def _enabled(self) -> None:
+        pass
+
+    def _disabled(self) -> None:
+        pass
+
+
+class NdRegionChild(NdObject):
+    """A namespace, btt, pfn or dax device of a region: valid while the
+    region has not been disabled since it was read (``generation``)."""
+
+    def __init__(self, region: "NdRegion", dev_id: int, path: str):
+        self.region = region
+        self.ctx = region.ctx
+        self.id = dev_id
+        self.path = path
+        self.generation = region.generation
+
+    def is_valid(self) -> bool:
+        return self.generation == self.region.generation
+
+    def block_device(self) -> str:
+        return block_device(self.ctx, self.path)

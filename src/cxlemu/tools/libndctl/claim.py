@@ -7,93 +7,90 @@ import errno
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-from cxlemu.tools.libcxl.cnum import c_strtoull
+from cxlemu.tools.libdaxctl.lib import DaxctlRegion
 from .base import (
-    NULL_UUID, PFN_LOC_NONE, PFN_LOC_PMEM, PFN_LOC_RAM, SZ_2M, SZ_4K, UINT_MAX, ULLONG_MAX,
-    block_device, devname, parse_lbasize, parse_uuid)
-from .daxdev import DaxRegion
+    NULL_UUID, PFN_LOC_NONE, PFN_LOC_PMEM, PFN_LOC_RAM, SZ_2M, SZ_4K, UINT_MAX, ULLONG_MAX, NdRegionChild,
+    parse_lbasize, read_uuid)
 
 if TYPE_CHECKING:
     from .namespace import NdNamespace
     from .region import NdRegion
 
 
-class NdPfn:
-    kind = "pfn"
+class _NdClaim(NdRegionChild):
+    """What btt and pfn/dax devices share: ``modalias`` and ``uuid`` are
+    required, ``namespace`` names the claimed namespace (written empty to
+    release it)."""
 
     def __init__(self, region: NdRegion, dev_id: int, path: str):
-        self.region = region
-        self.ctx = region.ctx
-        self.id = dev_id
-        self.path = path
+        super().__init__(region, dev_id, path)
         self.uuid = NULL_UUID
-        self.loc = PFN_LOC_NONE
-        self.align = 0
-        self.resource = ULLONG_MAX
         self.size = ULLONG_MAX
-        self.alignments: list[int] = []
-        self.generation = region.generation
 
     @classmethod
     def load(cls, region: NdRegion, dev_id: int, path: str):
+        """add_btt() / add_pfn() / add_dax(): None when an attribute the
+        device needs is missing or malformed."""
         ctx = region.ctx
         x = cls(region, dev_id, path)
         if ctx.read(f"{path}/modalias") is None:
             return None
-        v = ctx.read(f"{path}/uuid")
-        if v is None:
+        u = read_uuid(ctx, f"{path}/uuid")
+        if u is None:
             return None
-        if v:
-            u = parse_uuid(v)
-            if u is None:
-                return None
-            x.uuid = u
-        v = ctx.read(f"{path}/mode")
-        locs = {"none": PFN_LOC_NONE, "ram": PFN_LOC_RAM, "pmem": PFN_LOC_PMEM}
-        if v not in locs:
-            return None
-        x.loc = locs[v]
-        v = ctx.read(f"{path}/align")
-        x.align = c_strtoull(v) if v is not None else 0
-        v = ctx.read(f"{path}/resource")
-        x.resource = ULLONG_MAX if v is None else c_strtoull(v)
-        v = ctx.read(f"{path}/size")
-        x.size = ULLONG_MAX if v is None else c_strtoull(v)
-        v = ctx.read(f"{path}/supported_alignments")
-        if v is None:
-            v = f"{SZ_4K} {SZ_2M}"
-        parsed = parse_lbasize(v)
-        if parsed is None:
-            return None
-        x.alignments = parsed[0]
-        return x
+        x.uuid = u
+        return x if x._load_attrs() else None
 
-    @property
-    def devname(self) -> str:
-        return devname(self.path)
-
-    def is_valid(self) -> bool:
-        return self.generation == self.region.generation
-
-    def is_enabled(self) -> bool:
-        return self.ctx.is_enabled(self.path)
+    def _load_attrs(self) -> bool:
+        """The attributes after ``uuid``; False drops the device."""
+        raise NotImplementedError
 
     def namespace(self) -> NdNamespace | None:
         v = self.ctx.read(f"{self.path}/namespace")
         return next((n for n in self.region.namespaces() if n.devname == v), None) if v else None
 
+    def set_namespace(self, ns: NdNamespace | None) -> int:
+        return self._w("namespace", ns.devname if ns else "\n")
+
+    def delete(self) -> int:
+        if not self.is_valid():
+            return 0
+        if self.is_enabled():
+            self.ctx.unbind(self.path)
+        return self.set_namespace(None)
+
+
+class NdPfn(_NdClaim):
+    kind = "pfn"
+
+    def __init__(self, region: NdRegion, dev_id: int, path: str):
+        super().__init__(region, dev_id, path)
+        self.loc = PFN_LOC_NONE
+        self.align = 0
+        self.resource = ULLONG_MAX
+        self.alignments: list[int] = []
+
+    def _load_attrs(self) -> bool:
+        ctx, path = self.ctx, self.path
+        v = ctx.read(f"{path}/mode")
+        locs = {"none": PFN_LOC_NONE, "ram": PFN_LOC_RAM, "pmem": PFN_LOC_PMEM}
+        if v not in locs:
+            return False
+        self.loc = locs[v]
+        self.align = ctx.read_num(f"{path}/align", 0)
+        self.resource = ctx.read_num(f"{path}/resource", ULLONG_MAX)
+        self.size = ctx.read_num(f"{path}/size", ULLONG_MAX)
+        v = ctx.read(f"{path}/supported_alignments")
+        if v is None:
+            v = f"{SZ_4K} {SZ_2M}"
+        parsed = parse_lbasize(v)
+        if parsed is None:
+            return False
+        self.alignments = parsed[0]
+        return True
+
     def has_align(self) -> bool:
         return self.ctx.io.exists(f"{self.path}/align")
-
-    def block_device(self) -> str:
-        return block_device(self.ctx, self.path)
-
-    def _w(self, attr: str, text: str) -> int:
-        try:
-            self.ctx.write(f"{self.path}/{attr}", text)
-            return 0
-        except OSError as e:
-            return -(e.errno or errno.EIO)
 
     def set_uuid(self, u: uuidlib.UUID) -> int:
         rc = self._w("uuid", str(u))
@@ -116,23 +113,8 @@ class NdPfn:
             self.align = align
         return rc
 
-    def set_namespace(self, ns: NdNamespace | None) -> int:
-        return self._w("namespace", ns.devname if ns else "\n")
-
-    def enable(self) -> int:
-        if self.is_enabled():
-            return 0
-        self.ctx.bind(self.devname)
-        if not self.is_enabled():
-            self.ctx.log.err(f"ndctl_{self.kind}_enable", f"{self.devname}: failed to enable")
-            return -errno.ENXIO
-        return 0
-
     def delete(self) -> int:
-        if not self.is_valid():
-            return 0
-        self.ctx.unbind(self.path) if self.is_enabled() else None
-        rc = self.set_namespace(None)
+        rc = super().delete()
         if rc:
             self.ctx.log.dbg(f"ndctl_{self.kind}_delete", f"{self.devname}: failed to clear namespace: {rc}")
         return rc
@@ -141,52 +123,31 @@ class NdPfn:
 class NdDax(NdPfn):
     kind = "dax"
 
-    def daxctl_region(self) -> "DaxRegion | None":
-        return DaxRegion.load(self.ctx, self.region.id, self.path)
+    def daxctl_region(self) -> DaxctlRegion:
+        """ndctl_dax_get_daxctl_region(): the device-dax region below this
+        device, read afresh on every call (libndctl objects are not cached)."""
+        return DaxctlRegion(self.ctx.daxctl, self.region.id, self.path)
 
 
-class NdBtt:
+class NdBtt(_NdClaim):
     kind = "btt"
 
     def __init__(self, region: NdRegion, dev_id: int, path: str):
-        self.region = region
-        self.ctx = region.ctx
-        self.id = dev_id
-        self.path = path
-        self.uuid = NULL_UUID
+        super().__init__(region, dev_id, path)
         self.lbasize: list[int] = []
         self.lbasize_select = -1
-        self.size = ULLONG_MAX
-        self.generation = region.generation
 
-    @classmethod
-    def load(cls, region: NdRegion, dev_id: int, path: str):
-        ctx = region.ctx
-        x = cls(region, dev_id, path)
-        if ctx.read(f"{path}/modalias") is None:
-            return None
-        v = ctx.read(f"{path}/uuid")
-        if v is None:
-            return None
-        if v:
-            u = parse_uuid(v)
-            if u is None:
-                return None
-            x.uuid = u
+    def _load_attrs(self) -> bool:
+        ctx, path = self.ctx, self.path
         v = ctx.read(f"{path}/sector_size")
         if v is None:
-            return None
+            return False
         parsed = parse_lbasize(v)
         if parsed is None:
-            return None
-        x.lbasize, x.lbasize_select = parsed
-        v = ctx.read(f"{path}/size")
-        x.size = ULLONG_MAX if v is None else c_strtoull(v)
-        return x
-
-    @property
-    def devname(self) -> str:
-        return devname(self.path)
+            return False
+        self.lbasize, self.lbasize_select = parsed
+        self.size = ctx.read_num(f"{path}/size", ULLONG_MAX)
+        return True
 
     @property
     def sector_size(self) -> int:
@@ -194,47 +155,8 @@ class NdBtt:
             return UINT_MAX
         return self.lbasize[self.lbasize_select]
 
-    def is_valid(self) -> bool:
-        return self.generation == self.region.generation
-
-    def is_enabled(self) -> bool:
-        return self.ctx.is_enabled(self.path)
-
-    def namespace(self) -> NdNamespace | None:
-        v = self.ctx.read(f"{self.path}/namespace")
-        return next((n for n in self.region.namespaces() if n.devname == v), None) if v else None
-
-    def block_device(self) -> str:
-        return block_device(self.ctx, self.path)
-
-    def _w(self, attr: str, text: str) -> int:
-        try:
-            self.ctx.write(f"{self.path}/{attr}", text)
-            return 0
-        except OSError as e:
-            return -(e.errno or errno.EIO)
-
     def set_uuid(self, u: uuidlib.UUID) -> int:
         return self._w("uuid", str(u))
 
     def set_sector_size(self, size: int) -> int:
         return self._w("sector_size", f"{size}\n")
-
-    def set_namespace(self, ns: NdNamespace | None) -> int:
-        return self._w("namespace", ns.devname if ns else "\n")
-
-    def enable(self) -> int:
-        if self.is_enabled():
-            return 0
-        self.ctx.bind(self.devname)
-        if not self.is_enabled():
-            self.ctx.log.err("ndctl_btt_enable", f"{self.devname}: failed to enable")
-            return -errno.ENXIO
-        return 0
-
-    def delete(self) -> int:
-        if not self.is_valid():
-            return 0
-        if self.is_enabled():
-            self.ctx.unbind(self.path)
-        return self.set_namespace(None)

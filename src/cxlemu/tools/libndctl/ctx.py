@@ -23,27 +23,35 @@ What is reproduced, with the rule each follows:
 from __future__ import annotations
 
 import errno
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from cxlemu.tools.common.log import Log
 from cxlemu.tools.libcxl.cnum import c_strtoull, sscanf_int
 from cxlemu.tools.libcxl.sysfs import SysfsIO
-from .base import BUS_CMDS, DIMM_CMDS, UINT_MAX, devname, parse_commands
+from cxlemu.tools.libdaxctl.lib import DaxctlCtx
+from .base import BUS_CMDS, DIMM_CMDS, UINT_MAX, NdObject, devname, parse_commands
 from .region import NdRegion
 
 
 class NdctlCtx:
-    """struct ndctl_ctx: ``NDCTL_LOG`` sets the log priority."""
+    """struct ndctl_ctx: ``NDCTL_LOG`` sets the log priority; ``dax_log``
+    is the log of the libdaxctl context it keeps for device-dax regions."""
 
-    def __init__(self, backend: Any, log: Log):
+    def __init__(self, backend: Any, log: Log, dax_log: Log):
         self.backend = backend
         self.log = log
         self.io = SysfsIO(backend, log)
+        self.daxctl = DaxctlCtx(backend, dax_log)
         self._buses: list[NdBus] | None = None
 
     # ---- sysfs helpers ----------------------------------------------------------------
     def read(self, path: str) -> str | None:
         return self.io.read_attr(path)
+
+    def read_num(self, path: str, default: int, conv: Callable[[str], int] = c_strtoull) -> int:
+        """An optional numeric attribute: ``conv(value)``, or ``default``."""
+        v = self.read(path)
+        return default if v is None else conv(v)
 
     def write(self, path: str, text: str) -> None:
         self.io.write_attr(path, text)
@@ -163,7 +171,9 @@ class NdBus:
         return -errno.EOPNOTSUPP if not self.has_nfit else 0
 
 
-class NdDimm:
+class NdDimm(NdObject):
+    kind = "dimm"
+
     def __init__(self, bus: NdBus, dimm_id: int, path: str):
         self.bus = bus
         self.ctx = bus.ctx
@@ -202,13 +212,6 @@ class NdDimm:
             d.unique_id = ctx.read(f"{path}/cxl/id")
         return d
 
-    @property
-    def devname(self) -> str:
-        return devname(self.path)
-
-    def is_enabled(self) -> bool:
-        return self.ctx.is_enabled(self.path)
-
     def is_active(self) -> int:
         s = self.ctx.read(f"{self.path}/state")
         if s is None:
@@ -227,21 +230,3 @@ class NdDimm:
             return True
         f = self.ctx.read(f"{self.path}/frozen")
         return bool(f and c_strtoull(f))
-
-    def enable(self) -> int:
-        if self.is_enabled():
-            return 0
-        self.ctx.bind(self.devname)
-        if not self.is_enabled():
-            self.ctx.log.err("ndctl_dimm_enable", f"{self.devname}: failed to enable")
-            return -errno.ENXIO
-        return 0
-
-    def disable(self) -> int:
-        if not self.is_enabled():
-            return 0
-        self.ctx.unbind(self.path)
-        if self.is_enabled():
-            self.ctx.log.err("ndctl_dimm_disable", f"{self.devname}: failed to disable")
-            return -errno.EBUSY
-        return 0

@@ -44,46 +44,33 @@ def _tokens(ident: str) -> list[str]:
     return [t for t in ident.split(" ") if t]
 
 
-def bus_filter(bus: NdBus, ident: str | None) -> bool:
+def _id_or_name(ident: str | None, obj_id: int, *names: str) -> bool:
+    """The bus/region/dimm filter: a token "all", or the whole identifier's
+    number equal to ``obj_id``, or (when it is not a number) a token equal
+    to one of ``names``."""
     if not ident:
         return True
     num = _whole_number(ident)
     for name in _tokens(ident):
         if name == "all":
             return True
-        if num is not None and num == bus.id:
+        if num is not None and num == obj_id:
             return True
-        if num is None and name in (bus.provider, bus.devname):
+        if num is None and name in names:
             return True
     return False
+
+
+def bus_filter(bus: NdBus, ident: str | None) -> bool:
+    return _id_or_name(ident, bus.id, bus.provider, bus.devname)
 
 
 def region_filter(region: NdRegion, ident: str | None) -> bool:
-    if not ident:
-        return True
-    num = _whole_number(ident)
-    for name in _tokens(ident):
-        if name == "all":
-            return True
-        if num is not None and num == region.id:
-            return True
-        if num is None and name == region.devname:
-            return True
-    return False
+    return _id_or_name(ident, region.id, region.devname)
 
 
 def dimm_filter(dimm: NdDimm, ident: str | None) -> bool:
-    if not ident:
-        return True
-    num = _whole_number(ident)
-    for name in _tokens(ident):
-        if name == "all":
-            return True
-        if num is not None and num == dimm.id:
-            return True
-        if num is None and name == dimm.devname:
-            return True
-    return False
+    return _id_or_name(ident, dimm.id, dimm.devname)
 
 
 def namespace_filter(ns: NdNamespace, ident: str | None) -> bool:

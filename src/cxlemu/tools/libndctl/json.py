@@ -1,4 +1,5 @@
-"""ndctl's JSON builders (ndctl/json.c, daxctl/json.c): key order and the
+"""ndctl's JSON builders (ndctl/json.c; the ``daxregion`` of a devdax
+namespace is daxctl's builder, :mod:`cxlemu.tools.daxctl.daxjson`): key order and the
 conditions under which a key appears follow the C code exactly.
 
 * bus: provider, dev (+scrub_state only for NFIT buses);
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from cxlemu.tools.common.util_json import (UTIL_JSON_CAPABILITIES, UTIL_JSON_DAX, UTIL_JSON_DAX_DEVS,
-                                           UTIL_JSON_CONFIGURED, UTIL_JSON_HUMAN, UTIL_JSON_IDLE,
+from cxlemu.tools.common.util_json import (UTIL_JSON_CAPABILITIES, UTIL_JSON_DAX, UTIL_JSON_HUMAN,
                                            UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_VERBOSE, json_object_hex,
                                            json_object_size)
+from cxlemu.tools.daxctl import daxjson
 
 from . import (NS_MODE_DEVDAX, NS_MODE_FSDAX, NS_MODE_RAW, NS_MODE_SECTOR, NULL_UUID, PERSISTENCE_CPU_CACHE,
                PERSISTENCE_MEM_CTRL, PERSISTENCE_NONE, PFN_LOC_PMEM, PFN_LOC_RAM, UINT_MAX, ULLONG_MAX,
-               ULONG_MAX, DaxDev, DaxRegion, NdBus, NdDimm, NdMapping, NdNamespace, NdRegion,
+               ULONG_MAX, NdBus, NdDimm, NdMapping, NdNamespace, NdRegion,
                ND_DEVICE_NAMESPACE_IO, ND_DEVICE_REGION_PMEM)
 
 Json = dict[str, Any]
@@ -132,39 +133,6 @@ def region_to_json(region: NdRegion, flags: int, dimm_filter=None, list_dimms: b
     return j
 
 
-def dax_dev_to_json(dev: DaxDev, flags: int) -> Json:
-    j: Json = {"chardev": dev.devname, "size": json_object_size(dev.size, flags)}
-    if dev.target_node >= 0:
-        j["target_node"] = dev.target_node
-    if dev.align > 0:
-        j["align"] = json_object_size(dev.align, flags)
-    j["mode"] = dev.mode()
-    if not dev.is_enabled():
-        j["state"] = "disabled"
-    return j
-
-
-def dax_region_to_json(region: DaxRegion, flags: int) -> Json:
-    j: Json = {}
-    if not flags & UTIL_JSON_DAX:
-        j["path"] = region.path[len("/sys/devices"):]
-    j["id"] = region.id
-    if region.size < ULLONG_MAX:
-        j["size"] = json_object_size(region.size, flags)
-    avail = region.available_size()
-    if avail:
-        j["available_size"] = json_object_size(avail, flags)
-    if region.align < ULONG_MAX:
-        j["align"] = region.align
-    if not flags & UTIL_JSON_DAX_DEVS:
-        return j
-    devs = [dax_dev_to_json(d, flags) for d in region.devices()
-            if flags & (UTIL_JSON_IDLE | UTIL_JSON_CONFIGURED) or d.size]
-    if devs:
-        j["devices"] = devs
-    return j
-
-
 def namespace_to_json(ns: NdNamespace, flags: int) -> Json | None:
     j: Json = {"dev": ns.devname}
     btt, dax, pfn = ns.btt(), ns.dax(), ns.pfn()
@@ -217,7 +185,7 @@ def namespace_to_json(ns: NdNamespace, flags: int) -> Json | None:
         j["uuid"] = str(dax.uuid)
         raw_uuid()
         if flags & UTIL_JSON_DAX and dregion is not None:
-            j["daxregion"] = dax_region_to_json(dregion, flags)
+            j["daxregion"] = daxjson.region_to_json(dregion, None, flags)
         elif dregion is not None:
             devs = dregion.devices()
             if devs:
@@ -251,4 +219,4 @@ def namespace_to_json(ns: NdNamespace, flags: int) -> Json | None:
 
 
 __all__ = ["bus_to_json", "dimm_to_json", "mapping_to_json", "region_to_json", "namespace_to_json",
-           "dax_region_to_json", "dax_dev_to_json", "region_capabilities_to_json", "UTIL_JSON_HUMAN"]
+           "region_capabilities_to_json", "UTIL_JSON_HUMAN"]

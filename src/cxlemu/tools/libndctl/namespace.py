@@ -11,8 +11,7 @@ from cxlemu.tools.libcxl.cnum import c_strtol_s32, c_strtoull
 from .base import (
     ENFORCE_NAMES, ND_DEVICE_NAMESPACE_BLK, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM,
     ND_MIN_NAMESPACE_SIZE, NS_MODE_DEVDAX, NS_MODE_FSDAX, NS_MODE_RAW, NS_MODE_SECTOR,
-    NS_MODE_UNKNOWN, NULL_UUID, UINT_MAX, ULLONG_MAX, block_device, devname, parse_lbasize,
-    parse_uuid)
+    NS_MODE_UNKNOWN, NULL_UUID, UINT_MAX, ULLONG_MAX, NdRegionChild, parse_lbasize, read_uuid)
 
 if TYPE_CHECKING:
     from .claim import NdBtt, NdDax, NdPfn
@@ -20,12 +19,11 @@ if TYPE_CHECKING:
     from .ctx import NdBus
 
 
-class NdNamespace:
+class NdNamespace(NdRegionChild):
+    kind = "namespace"
+
     def __init__(self, region: NdRegion, ns_id: int, path: str):
-        self.region = region
-        self.ctx = region.ctx
-        self.id = ns_id
-        self.path = path
+        super().__init__(region, ns_id, path)
         self.type = 0
         self.size = 0
         self.resource = ULLONG_MAX
@@ -37,7 +35,6 @@ class NdNamespace:
         self.lbasize_select = -1
         self.alt_name: str | None = None
         self.uuid: uuidlib.UUID = NULL_UUID
-        self.generation = region.generation
 
     @classmethod
     def load(cls, region: NdRegion, ns_id: int, path: str) -> "NdNamespace | None":
@@ -51,16 +48,13 @@ class NdNamespace:
         if v is None:
             return None
         ns.size = c_strtoull(v)
-        v = ctx.read(f"{path}/resource")
-        ns.resource = ULLONG_MAX if v is None else c_strtoull(v)
+        ns.resource = ctx.read_num(f"{path}/resource", ULLONG_MAX)
         v = ctx.read(f"{path}/force_raw")
         if v is None:
             return None
         ns.raw_mode = c_strtoull(v)
-        v = ctx.read(f"{path}/numa_node")
-        ns.numa_node = c_strtol_s32(v) if v is not None else -1
-        v = ctx.read(f"{path}/target_node")
-        ns.target_node = c_strtol_s32(v) if v is not None else -1
+        ns.numa_node = ctx.read_num(f"{path}/numa_node", -1, c_strtol_s32)
+        ns.target_node = ctx.read_num(f"{path}/target_node", -1, c_strtol_s32)
         v = ctx.read(f"{path}/holder_class")
         if v is not None:
             ns.enforce_mode = next((k for k, n in ENFORCE_NAMES.items() if n == v), NS_MODE_UNKNOWN)
@@ -73,28 +67,17 @@ class NdNamespace:
             if v is None:
                 return None
             ns.alt_name = v
-            v = ctx.read(f"{path}/uuid")
-            if v is None:
+            u = read_uuid(ctx, f"{path}/uuid")
+            if u is None:
                 return None
-            if v:
-                u = parse_uuid(v)
-                if u is None:
-                    return None
-                ns.uuid = u
+            ns.uuid = u
         if ctx.read(f"{path}/modalias") is None:
             return None
         return ns
 
     @property
-    def devname(self) -> str:
-        return devname(self.path)
-
-    @property
     def bus(self) -> NdBus:
         return self.region.bus
-
-    def is_valid(self) -> bool:
-        return self.generation == self.region.generation
 
     def holder(self) -> str | None:
         return self.ctx.read(f"{self.path}/holder")
@@ -116,9 +99,6 @@ class NdNamespace:
         return {"memory": NS_MODE_FSDAX, "dax": NS_MODE_DEVDAX, "raw": NS_MODE_RAW,
                 "safe": NS_MODE_SECTOR}.get(v or "", -errno.ENXIO)
 
-    def block_device(self) -> str:
-        return block_device(self.ctx, self.path)
-
     @property
     def sector_size(self) -> int:
         if not self.lbasize:
@@ -126,9 +106,6 @@ class NdNamespace:
         if self.lbasize_select < 0 or self.lbasize_select > len(self.lbasize):
             return UINT_MAX
         return self.lbasize[self.lbasize_select]
-
-    def is_enabled(self) -> bool:
-        return self.ctx.is_enabled(self.path)
 
     def is_active(self) -> bool:
         btt, pfn, dax = self.btt(), self.pfn(), self.dax()
@@ -148,13 +125,6 @@ class NdNamespace:
         return True
 
     # ---- writes -------------------------------------------------------------------------
-    def _w(self, attr: str, text: str) -> int:
-        try:
-            self.ctx.write(f"{self.path}/{attr}", text)
-            return 0
-        except OSError as e:
-            return -(e.errno or errno.EIO)
-
     def set_uuid(self, u: uuidlib.UUID) -> int:
         rc = self._w("uuid", str(u))
         if rc == 0:
@@ -176,8 +146,7 @@ class NdNamespace:
         if rc < 0:
             return rc
         self.size = size
-        v = self.ctx.read(f"{self.path}/resource")
-        self.resource = ULLONG_MAX if v is None else c_strtoull(v)
+        self.resource = self.ctx.read_num(f"{self.path}/resource", ULLONG_MAX)
         return 0
 
     def set_size(self, size: int) -> int:
@@ -223,15 +192,6 @@ class NdNamespace:
             return rc if rc else -errno.ENXIO
         return 0
 
-    def disable(self) -> int:
-        if not self.is_enabled():
-            return 0
-        self.ctx.unbind(self.path)
-        if self.is_enabled():
-            self.ctx.log.err("ndctl_namespace_disable", f"{self.devname}: failed to disable")
-            return -errno.EBUSY
-        return 0
-
     def disable_invalidate(self) -> int:
         rc = 0
         for x in (self.btt(), self.pfn(), self.dax()):
@@ -247,7 +207,7 @@ class NdNamespace:
         dax = self.dax()
         if dax is not None and dax.is_enabled():
             dr = dax.daxctl_region()
-            if dr is not None and any(d.mode() == "system-ram" for d in dr.devices()):
+            if dr is not None and any(d.is_system_ram_capable() for d in dr.devices()):
                 self.ctx.log.dbg("ndctl_namespace_disable_safe",
                                  f"{self.devname}: active as system-ram, refusing to disable")
                 return -errno.EBUSY

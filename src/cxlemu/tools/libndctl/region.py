@@ -10,7 +10,7 @@ from cxlemu.tools.libcxl.cnum import c_strtol_s32, c_strtoull
 from .base import (
     ND_DEVICE_NAMESPACE_BLK, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_REGION_BLK,
     ND_DEVICE_REGION_PMEM, NUMA_NO_ATTR, NUMA_NO_NODE, PERSISTENCE_CPU_CACHE, PERSISTENCE_MEM_CTRL,
-    PERSISTENCE_NONE, PERSISTENCE_UNKNOWN, UINT_MAX, ULLONG_MAX, ULONG_MAX, devname)
+    PERSISTENCE_NONE, PERSISTENCE_UNKNOWN, UINT_MAX, ULLONG_MAX, ULONG_MAX, NdObject)
 from .claim import NdBtt, NdDax, NdPfn
 from .namespace import NdNamespace
 
@@ -24,7 +24,9 @@ class NdMapping:
         self.offset, self.length, self.position = offset, length, position
 
 
-class NdRegion:
+class NdRegion(NdObject):
+    kind = "region"
+
     def __init__(self, bus: NdBus, region_id: int, path: str):
         self.bus = bus
         self.ctx = bus.ctx
@@ -65,10 +67,8 @@ class NdRegion:
             r.numa_node = c_strtol_s32(v)
         elif ctx.io.last_errno == errno.ENOENT:
             r.numa_node = NUMA_NO_ATTR
-        v = ctx.read(f"{path}/target_node")
-        r.target_node = c_strtol_s32(v) if v is not None else -1
-        v = ctx.read(f"{path}/align")
-        r.align = c_strtoull(v) if v is not None else ULONG_MAX
+        r.target_node = ctx.read_num(f"{path}/target_node", -1, c_strtol_s32)
+        r.align = ctx.read_num(f"{path}/align", ULONG_MAX)
         if not r.set_type():
             return None
         v = ctx.read(f"{path}/persistence_domain")
@@ -91,10 +91,6 @@ class NdRegion:
         return True
 
     @property
-    def devname(self) -> str:
-        return devname(self.path)
-
-    @property
     def interleave_ways(self) -> int:
         return max(1, self.num_mappings)
 
@@ -114,8 +110,7 @@ class NdRegion:
         return self.nstype == ND_DEVICE_NAMESPACE_PMEM
 
     def _read_u64(self, attr: str) -> int:
-        v = self.ctx.read(f"{self.path}/{attr}")
-        return ULLONG_MAX if v is None else c_strtoull(v)
+        return self.ctx.read_num(f"{self.path}/{attr}", ULLONG_MAX)
 
     def available_size(self) -> int:
         if self.nstype not in (ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_NAMESPACE_BLK):
@@ -129,9 +124,6 @@ class NdRegion:
 
     def resource(self) -> int:
         return self._read_u64("resource")
-
-    def is_enabled(self) -> bool:
-        return self.ctx.is_enabled(self.path)
 
     def mappings(self) -> list[NdMapping]:
         if self._mappings is None:
@@ -200,25 +192,11 @@ class NdRegion:
     def dax_seed(self) -> "NdDax | None":
         return self._seed("dax_seed", self.daxs())
 
-    def enable(self) -> int:
-        if self.is_enabled():
-            return 0
-        self.ctx.bind(self.devname)
-        if not self.is_enabled():
-            self.ctx.log.err("ndctl_region_enable", f"{self.devname}: failed to enable")
-            return -errno.ENXIO
+    def _enabled(self) -> None:
         self.set_type()
-        return 0
 
-    def disable(self) -> int:
-        if not self.is_enabled():
-            return 0
-        self.ctx.unbind(self.path)
-        if self.is_enabled():
-            self.ctx.log.err("ndctl_region_disable", f"{self.devname}: failed to disable")
-            return -errno.EBUSY
+    def _disabled(self) -> None:
         self.generation += 1
-        return 0
 
     def badblocks(self) -> list[tuple[int, int]]:
         try:

@@ -10,11 +10,14 @@ from cxlemu.tools.libndctl import NdctlCtx
 
 
 def make_ctx(ctx: CommandContext, debug: bool = False) -> NdctlCtx:
-    """ndctl_new(): log owner "libndctl", priority from NDCTL_LOG."""
+    """ndctl_new(): log owner "libndctl", priority from NDCTL_LOG; its
+    libdaxctl context logs as "libdaxctl" (DAXCTL_LOG).  ``debug`` is
+    ndctl_set_log_priority(LOG_DEBUG), which libndctl forwards to libdaxctl."""
     log = Log.init("libndctl", "NDCTL_LOG", ctx.env, stream=ctx.stderr)
+    dax_log = Log.init("libdaxctl", "DAXCTL_LOG", ctx.env, stream=ctx.stderr)
     if debug:
-        log.priority = LOG_DEBUG
-    return NdctlCtx(ctx.backend, log)
+        log.priority = dax_log.priority = LOG_DEBUG
+    return NdctlCtx(ctx.backend, log, dax_log)
 
 
 def strerror(rc: int) -> str:

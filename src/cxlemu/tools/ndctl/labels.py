@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 
 from cxlemu.kernel.nvdimm import label as lbl
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import display_json
-from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_STRING, OPT_UINTEGER, error_text,
+from cxlemu.tools.common.labelfiles import label_options, open_label_files
+from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_STRING, error_text,
                                                parse_options, usage_with_options)
 from cxlemu.tools.common.util_json import UTIL_JSON_HUMAN, json_object_hex, json_object_size
 from cxlemu.tools.libndctl.filter import bus_filter, dimm_filter
@@ -32,20 +32,15 @@ def _base() -> list:
             OPT_BOOLEAN("v", "verbose", "verbose", "turn on debug")]
 
 
-def _label() -> list:
-    return [OPT_UINTEGER("s", "size", "len", "number of label bytes to operate"),
-            OPT_UINTEGER("O", "offset", "offset", "offset into the label area to start operation")]
-
-
 OPTS = {
-    "read": _base() + _label() + [
+    "read": _base() + label_options() + [
         OPT_STRING("o", "output", "outfile", "output-file", "filename to write label area contents"),
         OPT_BOOLEAN("j", "json", "json", "parse label data into json"),
         OPT_BOOLEAN("u", "human", "human", "use human friendly number formats (implies --json)"),
         OPT_BOOLEAN("I", "index", "index", "limit read to the index block area"), OPT_END()],
-    "write": _base() + _label() + [
+    "write": _base() + label_options() + [
         OPT_STRING("i", "input", "infile", "input-file", "filename to read label area data"), OPT_END()],
-    "zero": _base() + _label() + [OPT_END()],
+    "zero": _base() + label_options() + [OPT_END()],
     "init": _base() + [
         OPT_BOOLEAN("f", "force", "force", "force initialization even if existing index-block present"),
         OPT_STRING("V", "label-version", "labelversion", "version-number",
@@ -203,24 +198,9 @@ def _dimm_action(kind: str, argv: list[str], ctx: CommandContext) -> int:
     if kind == "read" and prm.get("index") and prm.get("len"):
         usage_with_options(u, opts, "pick either --size, or --index, not both\n")
     state: dict = {"json": [] if json_mode else None}
-    if kind == "read":
-        if prm.get("outfile"):
-            try:
-                state["out"] = open(prm["outfile"], "w+b")
-            except OSError as e:
-                ctx.stderr.write(f"failed to open: {prm['outfile']}: ({os.strerror(e.errno)})\n")
-                return -e.errno
-        else:
-            state["out"] = getattr(ctx.stdout, "buffer", None) or _TextBytes(ctx.stdout)
-    if kind == "write":
-        if prm.get("infile"):
-            try:
-                state["in"] = open(prm["infile"], "rb")
-            except OSError as e:
-                ctx.stderr.write(f"failed to open: {prm['infile']}: ({os.strerror(e.errno)})\n")
-                return -e.errno
-        else:
-            state["in"] = sys.stdin.buffer
+    rc = open_label_files(kind, prm, ctx.stdout, state, lambda msg: ctx.stderr.write(msg + "\n"))
+    if rc:
+        return rc
     if kind == "init" and prm["labelversion"] not in ("1.1", "v1.1", "1.2", "v1.2"):
         ctx.stderr.write(f"'{prm['labelversion']}' is not a valid label version\n")
         return -errno.EINVAL
@@ -271,17 +251,6 @@ def _dimm_action(kind: str, argv: list[str], ctx: CommandContext) -> int:
             if f is not None and getattr(f, "name", None) in (prm.get("outfile"), prm.get("infile")):
                 f.close()
     return count if count > 0 else rc
-
-
-class _TextBytes:
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, b: bytes) -> None:
-        self.stream.write(b.decode("latin-1"))
-
-    def close(self) -> None:
-        """stdout stays open."""
 
 
 def _run(kind: str, argv: list[str], ctx: CommandContext) -> int:

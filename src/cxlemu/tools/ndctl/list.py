@@ -103,6 +103,15 @@ def cmd_list(argv: list[str], ctx: CommandContext) -> int:
                    "jnamespaces": None}
     show_all = o["configured"] or o["idle"]
 
+    def array(key: str, name: str, container: dict | None) -> list:
+        """``state[key]``, created on first use and then listed as ``name``
+        in ``container`` (when there is one)."""
+        if state[key] is None:
+            state[key] = []
+            if container is not None:
+                container[name] = state[key]
+        return state[key]
+
     def f_bus(bus) -> bool:
         if state["jbuses"] is not None:
             state["jdimms"] = state["jregion"] = state["jregions"] = state["jnamespaces"] = None
@@ -117,26 +126,19 @@ def cmd_list(argv: list[str], ctx: CommandContext) -> int:
     def f_dimm(dimm) -> None:
         if not show_all and not dimm.is_enabled():
             return
-        if state["jdimms"] is None:
-            state["jdimms"] = []
-            if state["jbus"] is not None:
-                state["jbus"]["dimms"] = state["jdimms"]
-        state["jdimms"].append(dimm_to_json(dimm, flags))
+        array("jdimms", "dimms", state["jbus"]).append(dimm_to_json(dimm, flags))
 
     def f_region(region) -> bool:
         if not o["regions"]:
             return True
         if not show_all and not region.is_enabled():
             return True
-        if state["jregions"] is None:
-            state["jregions"] = []
-            if state["jbus"] is not None:
-                state["jbus"]["regions"] = state["jregions"]
+        jregions = array("jregions", "regions", state["jbus"])
         jr = region_to_json(region, flags, dimm_filter=lambda d: dimm_filter(d, p.dimm),
                             list_dimms=bool(o["dimms"]), show_all_dimms=show_all)
         state["jregion"] = jr
         state["jnamespaces"] = None
-        state["jregions"].append(jr)
+        jregions.append(jr)
         return True
 
     def f_namespace(ns) -> None:
@@ -145,14 +147,11 @@ def cmd_list(argv: list[str], ctx: CommandContext) -> int:
             pass
         else:
             return
-        if state["jnamespaces"] is None:
-            state["jnamespaces"] = []
-            container = state["jregion"] if state["jregion"] is not None else state["jbus"]
-            if container is not None:
-                container["namespaces"] = state["jnamespaces"]
+        jnamespaces = array("jnamespaces", "namespaces",
+                            state["jregion"] if state["jregion"] is not None else state["jbus"])
         j = namespace_to_json(ns, flags)
         if j is not None:
-            state["jnamespaces"].append(j)
+            jnamespaces.append(j)
 
     def error(msg: str) -> None:
         ctx.stderr.write(error_text(msg))

@@ -405,13 +405,22 @@ def _try(job: Job, dev, op: str, rc: int) -> int:
     return rc
 
 
+def _apply(job: Job, dev, steps) -> int:
+    """Each ``(op, setter, value)`` in turn until one fails: its -errno,
+    after the ``<dev>: <op> failed`` message."""
+    for op, fn, arg in steps:
+        rc = _try(job, dev, op, fn(arg))
+        if rc:
+            return rc
+    return 0
+
+
 def setup_namespace(job: Job, region: NdRegion, ndns: NdNamespace, p: Parsed) -> int:
     if ndns.type != ND_DEVICE_NAMESPACE_IO:
-        for op, fn, arg in (("set_uuid", ndns.set_uuid, p.uuid), ("set_alt_name", ndns.set_alt_name, p.name),
-                            ("set_size", ndns.set_size, p.size)):
-            rc = _try(job, ndns, op, fn(arg))
-            if rc:
-                return rc
+        rc = _apply(job, ndns, (("set_uuid", ndns.set_uuid, p.uuid), ("set_alt_name", ndns.set_alt_name, p.name),
+                                ("set_size", ndns.set_size, p.size)))
+        if rc:
+            return rc
     if p.sector_size and p.sector_size < UINT_MAX:
         if p.sector_size in ndns.lbasize:
             rc = _try(job, ndns, "set_sector_size", ndns.set_sector_size(p.sector_size))
@@ -449,11 +458,10 @@ def setup_namespace(job: Job, region: NdRegion, ndns: NdNamespace, p: Parsed) ->
         rc = check_dax_align(job, ndns)
         if rc:
             return rc
-        for op, fn, arg in (("set_uuid", dax.set_uuid, new_uuid), ("set_location", dax.set_location, p.loc),
-                            ("set_align", dax.set_align, p.align), ("set_namespace", dax.set_namespace, ndns)):
-            rc = fn(arg)
-            if _try(job, dax, op, rc):
-                return rc
+        rc = _apply(job, dax, (("set_uuid", dax.set_uuid, new_uuid), ("set_location", dax.set_location, p.loc),
+                               ("set_align", dax.set_align, p.align), ("set_namespace", dax.set_namespace, ndns)))
+        if rc:
+            return rc
         rc = dax.enable()
         if rc and p.autorecover:
             dax.set_namespace(None)
@@ -463,12 +471,11 @@ def setup_namespace(job: Job, region: NdRegion, ndns: NdNamespace, p: Parsed) ->
             return -errno.ENXIO
         if p.sector_size == UINT_MAX:
             p.sector_size = 4096
-        for op, fn, arg in (("set_uuid", btt.set_uuid, new_uuid),
-                            ("set_sector_size", btt.set_sector_size, p.sector_size),
-                            ("set_namespace", btt.set_namespace, ndns)):
-            rc = fn(arg)
-            if _try(job, btt, op, rc):
-                return rc
+        rc = _apply(job, btt, (("set_uuid", btt.set_uuid, new_uuid),
+                               ("set_sector_size", btt.set_sector_size, p.sector_size),
+                               ("set_namespace", btt.set_namespace, ndns)))
+        if rc:
+            return rc
         rc = btt.enable()
     else:
         rc = ndns.enable()
