@@ -32,7 +32,7 @@ from cxlemu.kernel.kernel import Kernel
 from cxlemu.topology.schema import Topology, loads
 from cxlemu.util.fileio import atomic_write, locked
 
-STATE_VERSION = 2   # bump whenever the pickled object model changes
+STATE_VERSION = 3   # bump whenever the pickled object model changes
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
