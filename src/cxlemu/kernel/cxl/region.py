@@ -29,24 +29,12 @@ IDLE, INTERLEAVE_ACTIVE, ACTIVE, RESET_PENDING, COMMIT = range(5)
 CXL_DECODER_MAX_INTERLEAVE = 16
 NULL_UUID = uuidlib.UUID(int=0)
 
-_TARGET_ATTRS = tuple(AttrSpec(f"target{i}", 0o644, show="target_show", store="target_store",
-                               visible="target_visible") for i in range(CXL_DECODER_MAX_INTERLEAVE))
-_ACCESS_ATTRS = tuple(RO(n, show="access_show", visible="access_attr_visible")
-                      for n in ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency"))
-
-
 class CxlRegion(CxlDevice):
     devtype = "cxl_region"
     cxl_id = CXL_DEVICE_REGION
 
-    ATTR_GROUPS = (
-        AttrGroup(None, BASE_ATTRS + (
-            AttrSpec("uuid", 0o644, visible="uuid_visible"), RW("commit"), RW("interleave_ways"),
-            RW("interleave_granularity"), RO("resource"), RW("size"), RO("mode"),
-        ) + _TARGET_ATTRS),
-        AttrGroup("access0", _ACCESS_ATTRS, visible="access_visible"),
-        AttrGroup("access1", _ACCESS_ATTRS, visible="access_visible"),
-    )
+    # ATTR_GROUPS is built by _make_attr_groups() below (targetN and accessN need one
+    # method per attribute)
 
     def __init__(self, mgr: "RegionManager", cxlrd: RootDecoder, region_id: int, mode: str):
         super().__init__(f"region{region_id}", cxlrd, mgr.core.bus)
@@ -127,55 +115,45 @@ class CxlRegion(CxlDevice):
     def target_visible(self, name: str) -> bool:
         return int(name[6:]) < self.interleave_ways
 
-    def target_show(self) -> str:  # replaced per attribute below
-        raise NotImplementedError
-
     def access_visible(self, group: str) -> bool:
         return any(self.coords.get(group, {}).values())
 
-    def access_attr_visible(self, _n: str) -> bool:
-        return True
 
-    def access_show(self) -> str:  # replaced per attribute below
-        raise NotImplementedError
+_ACCESS_NAMES = ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")
 
 
-def _make_target_methods() -> None:
-    """targetN show/store bound to their position (region.c TARGET_ATTR_RW)."""
-    specs = []
+def _make_attr_groups() -> None:
+    """targetN show/store bound to their position (region.c TARGET_ATTR_RW) and
+    the accessK/ coordinates, then the region's attribute groups."""
+    targets = []
     for i in range(CXL_DECODER_MAX_INTERLEAVE):
         def show(self, i=i) -> str:
-            t = self.targets[i] if i < len(self.targets) else None
+            t = self.targets[i]
             return f"{t.name}\n" if t is not None else "\n"
 
         def store(self, buf: bytes, i=i) -> None:
             self.mgr.store_target(self, i, buf)
         setattr(CxlRegion, f"target{i}_show", show)
         setattr(CxlRegion, f"target{i}_store", store)
-        specs.append(AttrSpec(f"target{i}", 0o644, visible="target_visible"))
-    acc = []
-    for n in ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency"):
-        for grp in ("access0", "access1"):
+        targets.append(AttrSpec(f"target{i}", 0o644, visible="target_visible"))
+    access = []
+    for grp in ("access0", "access1"):
+        for n in _ACCESS_NAMES:
             def ashow(self, n=n, grp=grp) -> str:
                 return f"{self.coords.get(grp, {}).get(n, 0)}\n"
             setattr(CxlRegion, f"{grp}_{n}_show", ashow)
-    groups = (
+        access.append(AttrGroup(grp, tuple(RO(n, show=f"{grp}_{n}_show") for n in _ACCESS_NAMES),
+                                visible="access_visible"))
+    CxlRegion.ATTR_GROUPS = (
         AttrGroup(None, BASE_ATTRS + (
             AttrSpec("uuid", 0o644, visible="uuid_visible"), RW("commit"), RW("interleave_ways"),
             RW("interleave_granularity"), RO("resource"), RW("size"), RO("mode"),
-        ) + tuple(specs)),
-        AttrGroup("access0", tuple(RO(n, show=f"access0_{n}_show") for n in
-                                   ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")),
-                  visible="access_visible"),
-        AttrGroup("access1", tuple(RO(n, show=f"access1_{n}_show") for n in
-                                   ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")),
-                  visible="access_visible"),
+        ) + tuple(targets)),
+        *access,
     )
-    CxlRegion.ATTR_GROUPS = groups
-    del acc
 
 
-_make_target_methods()
+_make_attr_groups()
 
 
 def _sscanf_region(s: str) -> int | None:
