@@ -466,26 +466,24 @@ class DaxctlMemory:
     def _err(self, fn: str, msg: str) -> None:
         self.ctx.log.err(fn, f"{self.dev.devname}: {msg}")
 
+    def _block_attr(self, block: str, attr: str, fn: str) -> tuple[int, str]:
+        """Read memoryN/<attr> below the node; (negative errno, "") on failure."""
+        if self.node_path is None:
+            return -errno.ENXIO, ""
+        path = f"{self.node_path}/{block}/{attr}"
+        rc, buf = self.ctx.read_attr(path)
+        if rc:
+            self._err(fn, f"Failed to read {path}: {strerror(-rc)}")
+        return rc, buf
+
     def _is_online(self, block: str) -> int:
         """memblock_is_online()."""
-        if self.node_path is None:
-            return -errno.ENXIO
-        path = f"{self.node_path}/{block}/state"
-        rc, buf = self.ctx.read_attr(path)
-        if rc:
-            self._err("memblock_is_online", f"Failed to read {path}: {strerror(-rc)}")
-            return rc
-        return 1 if buf.startswith("online") else 0
+        rc, buf = self._block_attr(block, "state", "memblock_is_online")
+        return rc if rc else (1 if buf.startswith("online") else 0)
 
     def _is_removable(self, block: str) -> int:
-        if self.node_path is None:
-            return -errno.ENXIO
-        path = f"{self.node_path}/{block}/removable"
-        rc, buf = self.ctx.read_attr(path)
-        if rc:
-            self._err("memblock_is_removable", f"Failed to read {path}: {strerror(-rc)}")
-            return rc
-        return -errno.EOPNOTSUPP if _num(buf) == 0 else 0
+        rc, buf = self._block_attr(block, "removable", "memblock_is_removable")
+        return rc if rc else (-errno.EOPNOTSUPP if _num(buf) == 0 else 0)
 
     def _online_one(self, block: str, zone: int) -> int:
         if self.node_path is None:
