@@ -36,6 +36,7 @@ class Kernel:
         self.chrdevs: list[Device] = []
         self.dirty = False
         self.uptime_ticks = 0
+        self.clock_ns = 0        # simulated time since boot (advanced by runs and timed operations)
         for name in ("platform", "pci", "acpi", "cpu"):
             self.buses[name] = Bus(name)
         self.cxl = CxlCore(self)

@@ -53,8 +53,15 @@ def machines_dir() -> Path:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name):
-        raise MachineError(f"invalid machine name {name!r} (letters, digits, '_', '.', '-')")
+    """A machine is NAME, or RACK/HOST for a host of a rack."""
+    parts = name.split("/")
+    if len(parts) > 2 or not all(NAME_RE.match(p) for p in parts):
+        raise MachineError(f"invalid machine name {name!r} (letters, digits, '_', '.', '-'; "
+                           f"RACK/HOST for a host of a rack)")
+
+
+def racks_dir() -> Path:
+    return home() / "racks"
 
 
 @dataclass
@@ -140,6 +147,12 @@ class Machine:
         atomic_write(self.path / "state.pkl", data)
 
     # ---- lifecycle ------------------------------------------------------------------------
+    def yield_point(self) -> None:
+        """Called by long operations (workload runs, simulations) between steps.
+
+        In a running machine process this lets other clients (the FUSE mount,
+        real tools, other commands) in between steps; here it does nothing."""
+
     def reboot(self, power_loss: bool = False) -> None:
         """Reset every component and boot a fresh kernel.
 
@@ -169,7 +182,11 @@ class Store:
         self.root = root or machines_dir()
 
     def path(self, name: str) -> Path:
+        """``machines/NAME``; a rack's host RACK/HOST lives in ``racks/RACK/hosts/HOST``."""
         check_name(name)
+        if "/" in name:
+            rack, host = name.split("/")
+            return self.root.parent / "racks" / rack / "hosts" / host
         return self.root / name
 
     def names(self) -> list[str]:
@@ -196,8 +213,8 @@ class Store:
         kernel = Kernel(plat)
         kernel.boot()
         state = State(version=STATE_VERSION, name=name, topology_text=topology_text, kernel=kernel)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
             (tmp / "media").mkdir()
             (tmp / "topology.toml").write_text(topology_text)
@@ -213,8 +230,8 @@ class Store:
         if not p.exists():
             raise MachineError(f"no machine named {name!r}")
         with locked(p / "lock"):
-            trash = Path(tempfile.mkdtemp(prefix=f".{name}.rm.", dir=self.root))
-            os.rename(p, trash / name)
+            trash = Path(tempfile.mkdtemp(prefix=f".{p.name}.rm.", dir=p.parent))
+            os.rename(p, trash / p.name)
         shutil.rmtree(trash, ignore_errors=True)
 
     @contextlib.contextmanager
