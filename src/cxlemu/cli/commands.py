@@ -13,16 +13,31 @@ from cxlemu.machine.store import MachineError, Store
 from cxlemu.topology import presets
 
 
+class UsageError(MachineError):
+    """Wrong arguments to a cxlemu command: exit status 2, like argparse."""
+    exit_status = 2
+
+    def __str__(self) -> str:
+        return f"usage: cxlemu {super().__str__()}"
+
+
 def _store() -> Store:
     return Store()
 
 
 def _topology_text(arg: str) -> str:
+    from cxlemu.topology.schema import decode_text
     if arg in presets.names():
         return presets.text(arg)
     p = Path(arg)
     if p.is_file():
-        return p.read_text()
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise MachineError(f"{arg}: {e.strerror}") from None
+        return decode_text(data, arg)
+    if p.is_dir():
+        raise MachineError(f"{arg}: is a directory, not a topology file")
     raise MachineError(f"unknown topology {arg!r}: not a preset ({', '.join(presets.names())}) nor a file")
 
 
@@ -145,7 +160,7 @@ def cmd_exec(args) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise MachineError("exec: nothing to run (cxlemu exec NAME -- COMMAND [ARGS...])")
+        raise UsageError("exec NAME -- COMMAND [ARGS...] (nothing to run)")
     from cxlemu.tools.runner import TOOLS, run_tool
     tool = os.path.basename(argv[0])
     if tool in TOOLS:
@@ -203,37 +218,67 @@ def cmd_acpi(args) -> int:
         if name not in tables:
             raise MachineError(f"no ACPI table {args.table!r} (have: {', '.join(sorted(tables))})")
         if args.raw:
-            Path(args.raw).write_bytes(tables[name])
+            try:
+                Path(args.raw).write_bytes(tables[name])
+            except OSError as e:
+                raise MachineError(f"acpi --raw {args.raw}: {e.strerror}") from None
             return 0
         sys.stdout.write(dump_table(name, tables[name]))
     return 0
 
 
+def _sysfs_error(action: str, path: str, e: OSError) -> int:
+    """A failed path operation, reported like cat/ls report it."""
+    msg = os.strerror(e.errno) if e.errno else str(e)
+    print(f"cxlemu: sysfs {action}: {path}: {msg}", file=sys.stderr)
+    return 1
+
+
 def cmd_sysfs(args) -> int:
     from cxlemu.sysfs.backend import render
+    if args.action == "render":
+        if len(args.args) != 1:
+            raise UsageError("sysfs NAME render OUTDIR")
+        out = Path(args.args[0])
+        if out.exists() and not out.is_dir():
+            raise MachineError(f"sysfs render: {out} exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            raise MachineError(f"sysfs render: {out} is not empty")
+    elif args.action == "write" and len(args.args) != 2:
+        raise UsageError("sysfs NAME write PATH VALUE")
+    elif args.action == "read" and not args.args:
+        raise UsageError("sysfs NAME read PATH...")
     with _store().open(args.name, write=args.action == "write") as m:
         b = m.backend()
         if args.action == "render":
-            if len(args.args) != 1:
-                raise MachineError("sysfs render OUTDIR")
-            out = Path(args.args[0])
-            if out.exists() and any(out.iterdir()):
-                raise MachineError(f"{out} is not empty")
-            out.mkdir(parents=True, exist_ok=True)
-            n = render(b, str(out.resolve()))
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                n = render(b, str(out.resolve()))
+            except OSError as e:
+                return _sysfs_error("render", e.filename or str(out), e)
             print(f"rendered {n} entries of {args.name}'s /sys, /proc and /dev into {out}", file=sys.stderr)
             return 0
         if args.action == "read":
+            rc = 0
             for p in args.args:
-                sys.stdout.write(b.read(p))
-            return 0
+                try:
+                    data = b.read(p)
+                except OSError as e:
+                    rc = _sysfs_error("read", p, e)
+                    continue
+                sys.stdout.write(data)
+            return rc
         if args.action == "ls":
+            rc = 0
             for p in args.args or ["/sys"]:
-                for n in b.listdir(p):
+                try:
+                    names = b.listdir(p)
+                except OSError as e:
+                    rc = _sysfs_error("ls", p, e)
+                    continue
+                for n in names:
                     print(n)
-            return 0
-        if len(args.args) != 2:
-            raise MachineError("sysfs write PATH VALUE")
+            return rc
         try:
             b.write(args.args[0], args.args[1] + "\n")
         except OSError as e:

@@ -98,9 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MachineError as e:
         print(f"cxlemu: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_status", 1)
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:           # a host file or directory the command was pointed at
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"cxlemu: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:         # never a traceback from user input (CXLEMU_DEBUG=1 shows it)
+        import os
+        if os.environ.get("CXLEMU_DEBUG"):
+            raise
+        print(f"cxlemu: internal error: {type(e).__name__}: {e} (CXLEMU_DEBUG=1 shows the traceback; "
+              f"please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,7 +95,8 @@ class Type3Device:
             lsa=bytearray(d.lsa),
             hdm=HdmDecoderUnit(count=d.hdm_decoders, target_count=0, caps=d.caps),
             fw_slots=slots,
-            media_file=f"{d.serial or 0:016x}.media",
+            # by serial; devices without a serial number (0, several allowed) by topology id
+            media_file=f"{d.serial:016x}.media" if d.serial else f"{0:016x}-{d.id}.media",
         )
 
     # ---- capacity ----------------------------------------------------------
