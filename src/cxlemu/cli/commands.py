@@ -262,11 +262,17 @@ def cmd_sysfs(args) -> int:
             rc = 0
             for p in args.args:
                 try:
-                    data = b.read(p)
+                    data = b.read_bytes(p)
                 except OSError as e:
                     rc = _sysfs_error("read", p, e)
                     continue
-                sys.stdout.write(data)
+                sys.stdout.flush()                   # binary attributes (CDAT) come out as bytes
+                out = getattr(sys.stdout, "buffer", None)
+                if out is not None:
+                    out.write(data)
+                    out.flush()
+                else:
+                    sys.stdout.write(data.decode(errors="replace"))
             return rc
         if args.action == "ls":
             rc = 0

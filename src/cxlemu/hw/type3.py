@@ -129,6 +129,20 @@ class Type3Device:
     def partition_of(self, dpa: int) -> str:
         return "ram" if dpa < self.ram_size else "pmem"
 
+    def cdat_table(self) -> bytes:
+        """The CDAT the device serves over its DOE mailbox: one DSMAS (with
+        DSLBIS latency/bandwidth and DSEMTS) per partition, from the topology's
+        ``cdat`` figures (ns -> ps)."""
+        from cxlemu.hw.cdat import cdat_for_device, encode_cdat
+        ranges = []
+        if self.ram_size:
+            ranges.append((0, self.ram_size, False))
+        if self.pmem_size:
+            ranges.append((self.ram_size, self.pmem_size, True))
+        c = self.topo.cdat
+        return encode_cdat(cdat_for_device(ranges, c.read_latency * 1000, c.write_latency * 1000,
+                                           c.read_bandwidth, c.write_bandwidth))
+
     # ---- resets ------------------------------------------------------------
     def conventional_reset(self) -> None:
         """Power cycle / cold reset: decoders reset, pending partition applies."""

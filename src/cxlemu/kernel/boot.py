@@ -137,6 +137,8 @@ def _build_devices(k: "Kernel") -> None:
             device_add(adev)
             hbdev = PciHostBridge(hb.name, k.root, None)
             hbdev.links["firmware_node"] = adev
+            adev.links["physical_node"] = hbdev      # acpi_bind_one()
+            k.devmap[hb.acpi_name] = adev
             hbdev.numa_node_id = hb.topo.numa_node
             hb_acpi = adev
         device_add(hbdev, probe=False)

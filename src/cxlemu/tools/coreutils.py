@@ -27,7 +27,13 @@ def cat(argv: list[str], ctx: CommandContext) -> int:
                 _err(ctx, "cat", path, e)
             rc = 1
             continue
-        ctx.stdout.write(data.decode(errors="replace"))
+        out = getattr(ctx.stdout, "buffer", None)    # binary attributes (CDAT) as bytes
+        if out is not None:
+            ctx.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:
+            ctx.stdout.write(data.decode(errors="replace"))
     return rc
 
 

@@ -109,7 +109,8 @@ class HostBridge:
     chbs_base: int | None = None
     bus: int | None = None           # PCI root bus number (_BBN)
     segment: int = 0                 # PCI segment group (domain, _SEG)
-    numa_node: int = 0
+    numa_node: int = 0               # the bridge's _PXM node; -1: no _PXM (QEMU pxb-cxl without numa_node=),
+                                     # so PCI devices below it, and their memdevs, have no node (-1)
     caps: HdmCaps = HdmCaps()
     pdev_id: int | None = None       # cxl_test flavor: platform device id
     port_ids: tuple[int, ...] | None = None  # dport ids of the root ports (PCIe port numbers)
@@ -456,7 +457,7 @@ def validate(t: Topology) -> None:
             raise TopologyError(f"{p}.chbs_base", f"must be 64K aligned and below 2^{PHYS_ADDR_BITS}")
         if hb.pdev_id is not None and not 0 <= hb.pdev_id <= 0xFFFF:
             raise TopologyError(f"{p}.pdev_id", "must be 0..65535")
-        if hb.numa_node not in seen_nodes:
+        if hb.numa_node not in seen_nodes and hb.numa_node != -1:
             raise TopologyError(f"{p}.numa_node", f"node {hb.numa_node} is not defined in [[numa]]")
         if hb.bus is not None and not 0 <= hb.bus <= 255:
             raise TopologyError(f"{p}.bus", "must be a PCI bus number 0..255")
