@@ -135,24 +135,19 @@ def machine_summary(m) -> dict:
 
 
 def cmd_show(args) -> int:
+    from cxlemu.cli import views
     with _store().open(args.name, write=False) as m:
-        print(json.dumps(machine_summary(m), indent=2))
+        summary = machine_summary(m)
+    if views.on_terminal() and not views.want_json(args):
+        views.show(summary)
+    else:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
 def wrapper_dir(name: str) -> Path:
-    from cxlemu.machine.store import home
-    from cxlemu.tools.runner import TOOLS
-    d = home() / "bin" / name
-    d.mkdir(parents=True, exist_ok=True)
-    for tool in TOOLS:
-        p = d / tool
-        script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cxlemu exec "
-                  f"{shlex.quote(name)} -- {tool} \"$@\"\n")
-        if not p.exists() or p.read_text() != script:
-            p.write_text(script)
-            p.chmod(0o755)
-    return d
+    from cxlemu.cli.shell import wrapper_dir as wd
+    return wd(name)
 
 
 def cmd_exec(args) -> int:
@@ -163,6 +158,13 @@ def cmd_exec(args) -> int:
         raise UsageError("exec NAME -- COMMAND [ARGS...] (nothing to run)")
     from cxlemu.tools.runner import TOOLS, run_tool
     tool = os.path.basename(argv[0])
+    from cxlemu.cli import shell
+    if tool in shell.COREUTILS and not getattr(args, "_machine_only", False):
+        if not _store().exists(args.name):
+            raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+        # cat/ls/readlink/tree: the machine's /sys, /proc, /dev here, every other path on the host
+        args._machine_only = True
+        return shell.run_coreutil(tool, argv[1:], lambda a: cmd_exec(_with_argv(args, [tool, *a])))
     if tool in TOOLS:
         with _store().open(args.name) as m:
             backend = m.backend()
@@ -182,17 +184,18 @@ def cmd_exec(args) -> int:
         return 127
 
 
+def _with_argv(args, argv: list[str]):
+    import copy
+    a = copy.copy(args)
+    a.argv = argv
+    return a
+
+
 def cmd_shell(args) -> int:
     if not _store().exists(args.name):
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
-    env = dict(os.environ)
-    env["PATH"] = f"{wrapper_dir(args.name)}:{env.get('PATH', '')}"
-    env["CXLEMU_MACHINE"] = args.name
-    env["PS1"] = f"(cxlemu:{args.name}) " + env.get("PS1", r"\w\$ ")
-    shell = env.get("SHELL", "/bin/sh")
-    print(f"cxlemu: a shell for machine {args.name!r}: cxl, ndctl, daxctl, numactl, lspci, dd act on it; "
-          f"exit to leave", file=sys.stderr)
-    return subprocess.call([shell], env=env)
+    from cxlemu.cli.shell import run_shell
+    return run_shell(args.name, getattr(args, "command", None))
 
 
 def cmd_iomem(args) -> int:

@@ -222,8 +222,11 @@ def boot(k: "Kernel") -> None:
                 device_attach(d)
     from cxlemu.kernel.base.device import device_attach
     device_attach(k.cxl_host)                # cxl_acpi: root0, root decoders, host-bridge ports
-    for host in memdev_hosts:                # cxl_pci / cxl_mock_mem: memN -> cxl_mem -> endpoints
-        device_attach(host)
+    from cxlemu.util.progress import progress
+    with progress("probing CXL memory devices", total=len(memdev_hosts)) as bar:   # drawn on a terminal only
+        for host in memdev_hosts:            # cxl_pci / cxl_mock_mem: memN -> cxl_mem -> endpoints
+            device_attach(host)
+            bar.advance()
     k.mm.late_boot() if hasattr(k.mm, "late_boot") else None
     k.nvdimm.late_boot() if hasattr(k.nvdimm, "late_boot") else None
     k.dirty = True
