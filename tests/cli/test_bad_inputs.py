@@ -306,6 +306,23 @@ BAD = [
     'mem box free -1',
     'mem box free 99999999999999999999',
     'demo --zz',
+    'draw',
+    'draw nope',
+    'draw box -o /nonexist/x.svg',
+    'draw box -o /nonexist/x.dot',
+    'draw box -o x.jpeg',
+    'draw --sysfs-root /nonexist',
+    'draw box --sysfs-root /proc',
+    'shell box -c',
+    'shell nope -c true',
+    'blocks box --json extra',
+    'nodes box --zz',
+    'mem box stat --json extra',
+    'show box --json --json',
+    'exec box -- ls -d /sys/nope /tmp/nope',
+    'exec box -- cat /dev/cxl/nope',
+    'exec box -- tree -L',
+    'exec box -- readlink -f',
 ]
 
 
