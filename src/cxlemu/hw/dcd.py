@@ -338,6 +338,13 @@ class DcdAppliance:
                 self.scrubbed_bytes += e.length
         self.extents = keep
 
+    def post_capacity_notice(self) -> None:
+        """Tell every head the pool changed (a Region Configuration Updated
+        record, whose extents/tags-available fields the host logs)."""
+        zero = Extent(-1, 0, 0, 0, str(uuidlib.UUID(int=0)))
+        for h in self.heads:
+            self._post(h, D.DcEventType.REGION_CONFIGURATION_UPDATED, zero, more=False)
+
     # ---- mailbox: Add Dynamic Capacity Response (4802h) -------------------------------------------------
     def add_response(self, host_id: int, upd: D.DcExtentListUpdate) -> list[Extent]:
         head = self.head(host_id)

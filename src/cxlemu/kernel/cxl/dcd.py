@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox import dcd_payloads as D
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
-from cxlemu.kernel.base.device import KernelError
+from cxlemu.kernel.base.device import RO, AttrGroup, Device, KernelError, device_add, device_del
 from cxlemu.kernel.cxl.port import MODE_DC
 
 if TYPE_CHECKING:
@@ -71,11 +71,34 @@ class DcExtentRec:
         return self.dpa + self.length
 
 
+class RegionExtent(Device):
+    """``dax_regionX/extentX.Y`` (DCD series, "cxl/region: Expose region extent
+    information in sysfs"): one per accepted extent, so that a host can see
+    which parts of the (shared) window are usable now."""
+
+    devtype = "region_extent"
+    ATTR_GROUPS = (AttrGroup(None, (RO("offset"), RO("length"), RO("tag"))),)
+
+    def __init__(self, name: str, parent: Device, offset: int, length: int, tag: str):
+        super().__init__(name, parent, None)
+        self.offset, self.length, self.tag = offset, length, tag
+
+    def offset_show(self) -> str:
+        return f"{self.offset:#x}\n"
+
+    def length_show(self) -> str:
+        return f"{self.length:#x}\n"
+
+    def tag_show(self) -> str:
+        return f"{self.tag}\n"
+
+
 @dataclass
 class TagGroup:
     tag: str
     extents: list[DcExtentRec]
     dax: str = ""               # the DAX device name (daxR.N)
+    sysfs: list = field(default_factory=list)    # RegionExtent devices
 
     @property
     def size(self) -> int:
@@ -92,6 +115,7 @@ class MemdevDc:
     releasing: list[tuple[int, int]] = field(default_factory=list)
     groups: dict[str, TagGroup] = field(default_factory=dict)
     region: str = ""            # the DC region (regionN) once created
+    next_extent: int = 0
     refused: list[str] = field(default_factory=list)   # tags whose release the host refused (last service)
 
 
@@ -274,6 +298,15 @@ def _surface(kernel: "Kernel", md: "CxlMemdev", g: TagGroup) -> None:
     dev = dax.create_dev_dax_ranges(dax_region, [(_dpa_to_hpa(kernel, md, e.dpa), e.length) for e in g.extents],
                                     uuid=g.tag)
     g.dax = dev.name
+    s = memdev_state(kernel, md)
+    r = dc_region_of(kernel, md)
+    host = dax_region.host
+    for e in g.extents:
+        x = RegionExtent(f"extent{r.id}.{s.next_extent}", host, _dpa_to_hpa(kernel, md, e.dpa) - r.res.start,
+                         e.length, g.tag)
+        s.next_extent += 1
+        device_add(x)
+        g.sysfs.append(x)
 
 
 def _close_chain(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc) -> None:
@@ -320,12 +353,15 @@ def _unsurface(kernel: "Kernel", g: TagGroup, force: bool = False) -> None:
     """Remove the group's DAX device: System RAM is offlined first (-EBUSY on
     unmovable pages unless ``force``)."""
     dev = kernel.dax.find(g.dax) if g.dax else None
-    if dev is None:
-        return
-    if dev.driver is not None and dev.driver.name == "kmem" and not force:
-        offline_dax_memory(kernel, dev)
-    kernel.dax.unregister_dev_dax(dev)
+    if dev is not None:
+        if dev.driver is not None and dev.driver.name == "kmem" and not force:
+            offline_dax_memory(kernel, dev)
+        kernel.dax.unregister_dev_dax(dev)
     g.dax = ""
+    for x in g.sysfs:
+        if x.registered:
+            device_del(x)
+    g.sysfs = []
 
 
 def offline_dax_memory(kernel: "Kernel", dev: "DevDax") -> None:
@@ -436,6 +472,9 @@ def _record(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc, rec: D.DcEventRecord
     elif rec.event_type == D.DcEventType.FORCED_CAPACITY_RELEASE:
         kernel.log(f"{md.name}: DC forced release of {x.start_dpa:#x}+{x.length:#x} (ignored: the device "
                    f"has revoked access)")
+    elif rec.event_type == D.DcEventType.REGION_CONFIGURATION_UPDATED:
+        kernel.log(f"{md.name}: DC region configuration updated: {rec.extents_available} extent(s), "
+                   f"{rec.tags_available} tag(s) available (pool capacity notice)")
     else:
         kernel.log(f"{md.name}: DC event type {rec.event_type} ignored")
 
