@@ -40,7 +40,9 @@ def register(add) -> None:
     s.add_argument("--hosts", type=int, default=None, help="number of hosts (default: the rack's)")
     s.add_argument("--host-mem", default=None, help="local DRAM per host (default: the rack host's)")
     s.add_argument("--pool", default=None, help="pool capacity (default: the rack's appliances)")
-    s.add_argument("--num-jobs", type=int, default=2000, help="synthetic trace: number of jobs")
+    s.add_argument("--num-jobs", type=int, default=None, help="synthetic trace: number of jobs (default: "
+                   "enough for --load over --duration)")
+    s.add_argument("--load", type=float, default=0.85, help="synthetic trace: target core utilisation")
     s.add_argument("--duration", type=float, default=86400.0, help="synthetic trace: seconds of arrivals")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
