@@ -429,9 +429,8 @@ class FabricManager:
                     log.warning("reconcile: %s", e.message)
             old = {(a["host"], a["tag_uuid"]): a for a in self.db.allocations()}
             names = {a["tag_uuid"]: a["tag"] for a in old.values()}
-            for r in pending:
-                if r["tag"]:
-                    names.setdefault(tag_uuid(r["tag"]), r["tag"])
+            for r in self.db.query("SELECT DISTINCT tag FROM requests WHERE tag IS NOT NULL"):
+                names.setdefault(tag_uuid(r["tag"]), r["tag"])
             rows = []
             for app in self.appliances():
                 with self.store(app).transaction() as d:

@@ -444,9 +444,49 @@ def service(kernel: "Kernel") -> int:
             mbox(kernel, md, Opcode.ADD_DC_RESPONSE, D.DcExtentListUpdate(()).encode())
         if release:
             _handle_release(kernel, md, s, release)
+        if _resync(kernel, md, s):
+            n += 1
         if n:
             kernel.dirty = True
     return n
+
+
+def _resync(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc) -> bool:
+    """After a crash of this host the device may list extents the host's saved
+    state does not know (accepted, then killed before the state was saved)
+    or the reverse: take the device's list as the truth, as region probe does."""
+    if dax_region_of(kernel, md) is None:
+        return False
+    try:
+        exts = _accepted_list(kernel, md)
+    except KernelError:
+        return False
+    dev = {(e.start_dpa, e.length): e for e in exts}
+    mine = {(e.dpa, e.length) for g in s.groups.values() for e in g.extents}
+    if set(dev) == mine:
+        return False
+    for tag, g in list(s.groups.items()):
+        if not all((e.dpa, e.length) in dev for e in g.extents):
+            kernel.log(f"{md.name}: DC tag {tag}: no longer held by the device, removed")
+            _unsurface(kernel, g, force=True)
+            del s.groups[tag]
+    mine = {(e.dpa, e.length) for g in s.groups.values() for e in g.extents}
+    new: dict[str, list[DcExtentRec]] = {}
+    for key, e in dev.items():
+        if key not in mine:
+            t = str(e.tag_uuid)
+            new.setdefault(t, []).append(DcExtentRec(e.start_dpa, e.length, t, e.shared_seq))
+    for t, lst in new.items():
+        lst.sort(key=lambda x: x.seq)
+        g = TagGroup(t, lst)
+        try:
+            _surface(kernel, md, g)
+        except KernelError as err:
+            kernel.log(f"{md.name}: DC tag {t}: cannot recover: {err.log}")
+            continue
+        s.groups[t] = g
+        kernel.log(f"{md.name}: DC tag {t}: {len(lst)} accepted extent(s) recovered as {g.dax}")
+    return True
 
 
 def _record(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc, rec: D.DcEventRecord,
