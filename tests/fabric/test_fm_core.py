@@ -189,7 +189,7 @@ def test_kill_minus_9_fm_or_host_mid_operation_100_trials(fm):
             except BaseException:
                 pass
             os._exit(0)
-        time.sleep(rng.uniform(0.0, 0.06))
+        time.sleep(rng.uniform(0.05, 0.25))       # FM start ~0.1 s, an operation 0.04-0.1 s
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         r = FabricManager("r", host_timeout=2.0).reconcile()      # the FM restarts
