@@ -41,6 +41,24 @@ def token(rack: str) -> str:
     return p.read_text().strip()
 
 
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (reaped here if it is our child)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
 def info(rack: str) -> dict | None:
     """service.json of a running FM, or None."""
     p = fm_dir(rack) / "service.json"
@@ -49,8 +67,9 @@ def info(rack: str) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     try:
-        os.kill(int(d["pid"]), 0)
-    except (ProcessLookupError, PermissionError, ValueError, KeyError):
+        if not _alive(int(d["pid"])):
+            return None
+    except (ValueError, KeyError):
         return None
     return d
 
@@ -99,11 +118,9 @@ def stop(rack: str, quiet: bool = False, timeout: float = 10.0) -> bool:
         pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     else:
         try:
             os.kill(pid, signal.SIGKILL)
