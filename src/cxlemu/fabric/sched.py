@@ -156,7 +156,11 @@ def _num(text: str, what: str, line: int, size: bool = False) -> float:
     if not t:
         raise SimError(f"line {line}: {what} is missing")
     try:
-        v = float(parse_size(t)) if size and not _is_float(t) else float(t)
+        if size and not _is_float(t):
+            neg = t.startswith("-")
+            v = float(parse_size(t[1:] if neg else t)) * (-1 if neg else 1)
+        else:
+            v = float(t)
     except ValueError:
         raise SimError(f"line {line}: {what} {t!r} is not a number") from None
     if not math.isfinite(v):
@@ -192,11 +196,15 @@ def read_csv(text: str) -> Jobs:
         if len(row) < len(head):
             raise SimError(f"line {ln}: {len(row)} fields, {len(head)} expected")
 
+        raw: dict[str, str] = {}
+
         def get(name: str, default: str | None, size: bool = False) -> float:
             if name not in ix or not row[ix[name]].strip():
                 if default is None:
                     raise SimError(f"line {ln}: {name} is missing")
+                raw[name] = default
                 return _num(default, name, ln, size)
+            raw[name] = row[ix[name]].strip()
             return _num(row[ix[name]], name, ln, size)
 
         a = get("arrival", None)
@@ -206,15 +214,15 @@ def read_csv(text: str) -> Jobs:
         c = get("cores", "1")
         rp = get("ramp", "0.1")
         if a < 0:
-            raise SimError(f"line {ln}: arrival must not be negative ({a:g})")
+            raise SimError(f"line {ln}: arrival must not be negative, got {raw['arrival']!r}")
         if d <= 0:
-            raise SimError(f"line {ln}: duration must be positive ({d:g})")
+            raise SimError(f"line {ln}: duration must be positive, got {raw['duration']!r}")
         if r <= 0:
-            raise SimError(f"line {ln}: request must be a positive size ({r:g})")
+            raise SimError(f"line {ln}: request must be a positive size, got {raw['request']!r}")
         if p < 0:
-            raise SimError(f"line {ln}: peak must not be negative ({p:g})")
+            raise SimError(f"line {ln}: peak must not be negative, got {raw['peak']!r}")
         if c < 1 or c != int(c):
-            raise SimError(f"line {ln}: cores must be a positive integer ({c:g})")
+            raise SimError(f"line {ln}: cores must be a positive integer, got {raw['cores']!r}")
         if not 0 < rp <= 1:
             raise SimError(f"line {ln}: ramp must be in (0, 1] ({rp:g})")
         for k, v in zip(CSV_FIELDS, (a, d, r, p, c, rp)):
