@@ -26,9 +26,21 @@ from cxlemu.hw.dcd import DcdAppliance
 from cxlemu.util.fileio import atomic_write, locked
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """Atomic against a killed process (temp file + rename), without fsync:
+    the device's state lives in the page cache like a device's SRAM; only a
+    power cut of the machine running the emulator could lose the last
+    command (docs/fidelity.md)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 class ApplianceStore:
     def __init__(self, directory: Path):
         self.dir = Path(directory)
+        self._open: DcdAppliance | None = None
 
     @property
     def state_path(self) -> Path:
@@ -55,21 +67,32 @@ class ApplianceStore:
 
     def read(self) -> DcdAppliance:
         """A consistent snapshot (shared lock)."""
+        if self._open is not None:              # inside our own transaction
+            return DcdAppliance.from_dict(self._open.to_dict())
         with locked(self.dir / "lock", exclusive=False):
             return self.load()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[DcdAppliance]:
+        """One device transaction; nested calls (a batch of mailbox commands
+        from one host service run) reuse the outer one."""
+        if self._open is not None:
+            yield self._open
+            return
         with locked(self.dir / "lock", exclusive=True):
             dev = self.load()
             before = json.dumps(dev.to_dict(), sort_keys=True)
-            yield dev
+            self._open = dev
+            try:
+                yield dev
+            finally:
+                self._open = None
             if dev.scrub_queue:
                 self._scrub(dev.scrub_queue)
                 dev.scrub_queue = []
             after = json.dumps(dev.to_dict(), sort_keys=True)
             if after != before:
-                atomic_write(self.state_path, after.encode())
+                _replace(self.state_path, after.encode())
 
     def _scrub(self, ranges: list[list[int]]) -> None:
         """Sanitize on release: the capacity reads back as zeros before any

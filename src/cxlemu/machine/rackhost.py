@@ -49,9 +49,13 @@ class RackMediaStore(MediaStore):
         super().__init__(directory)
         self.rack = rack
         self._acl: dict[str, tuple[tuple[int, int], list[tuple[int, int]]]] = {}
+        self._stores: dict[str, ApplianceStore] = {}
 
     def appliance(self, hw: "Type3Device") -> ApplianceStore:
-        return ApplianceStore(self.rack / "devices" / hw.topo.appliance)
+        st = self._stores.get(hw.topo.appliance)
+        if st is None:
+            st = self._stores[hw.topo.appliance] = ApplianceStore(self.rack / "devices" / hw.topo.appliance)
+        return st
 
     def path(self, hw: "Type3Device") -> Path:
         if hw.topo.appliance:
@@ -136,10 +140,21 @@ def attach(m: "Machine") -> None:
 
 def service(m: "Machine") -> int:
     """Run the DC event handler (the pending interrupt); make sure a DC region
-    exists (the host's boot script: ``cxl create-region -m dynamic_ram_1``)."""
+    exists (the host's boot script: ``cxl create-region -m dynamic_ram_1``).
+    The mailbox commands of one run form one device transaction per appliance."""
     k = m.kernel
     if getattr(k, "fabric", None) is None:
         return 0
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        for d in m.platform.devices:
+            if d.topo.appliance:
+                stack.enter_context(m.media.appliance(d).transaction())
+        return _service(m)
+
+
+def _service(m: "Machine") -> int:
+    k = m.kernel
     from cxlemu.kernel.base.device import KernelError
     from cxlemu.kernel.cxl import dcd
     for md in dcd.dc_memdevs(k):

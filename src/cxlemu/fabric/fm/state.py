@@ -6,7 +6,7 @@ release and share, with its state: pending, done, failed, refused, timeout,
 reconciled), ``history`` (one row per finished operation), ``samples``
 (pool capacity over time, for the web page) and ``events`` (capacity
 warnings).  Every change is one SQLite transaction (WAL journal, synchronous
-FULL): a killed FM leaves either the state before or after it, never half.
+NORMAL): a killed FM leaves either the state before or after it, never half.
 The devices stay the truth for who owns what; on start the FM reconciles the
 database from them (core.py).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -46,40 +47,39 @@ class FmDb:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        c = self.connect()
-        try:
-            c.executescript(SCHEMA)
-        finally:
-            c.close()
+        self.lock = threading.RLock()
+        # one connection for the process (closing the last connection of a WAL
+        # database checkpoints it: costly on every call)
+        self.conn = self.connect()
+        self.conn.executescript(SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         c.row_factory = sqlite3.Row
         c.execute("PRAGMA journal_mode=WAL")
-        c.execute("PRAGMA synchronous=FULL")
+        c.execute("PRAGMA synchronous=NORMAL")     # WAL: durable against a killed FM (not a power cut)
         return c
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One transaction: committed at the end, rolled back on error."""
-        c = self.connect()
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            yield c
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
-        finally:
-            c.close()
+        with self.lock:
+            c = self.conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                yield c
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
 
     def query(self, sql: str, *args) -> list[dict]:
-        c = self.connect()
-        try:
-            return [dict(r) for r in c.execute(sql, args)]
-        finally:
-            c.close()
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def close(self) -> None:
+        self.conn.close()
 
     # ---- helpers --------------------------------------------------------------------------------------
     def allocations(self, host: str | None = None) -> list[dict]:
