@@ -93,6 +93,12 @@ def rack_preset_text(name: str) -> str:
     return res.read_text()
 
 
+def host_presets() -> list[str]:
+    """Host topologies made for racks (a host without its heads is not a machine preset)."""
+    return sorted(p.name[:-5] for p in resources.files("cxlemu.fabric.builtin.hosts").iterdir()
+                  if p.name.endswith(".toml"))
+
+
 def _host_topology(spec, where: str, base: Path | None) -> str:
     if isinstance(spec, dict):
         try:
@@ -101,6 +107,8 @@ def _host_topology(spec, where: str, base: Path | None) -> str:
             raise RackError(f"{where}: {e.field}: {e.reason}") from None
     if not isinstance(spec, str):
         raise RackError(f"{where}: expected a preset name, a file or an embedded table")
+    if spec in host_presets():
+        return (resources.files("cxlemu.fabric.builtin.hosts") / f"{spec}.toml").read_text()
     if spec in presets.names():
         return presets.text(spec)
     p = Path(spec)
@@ -108,7 +116,8 @@ def _host_topology(spec, where: str, base: Path | None) -> str:
         p = base / p
     if p.is_file():
         return p.read_text()
-    raise RackError(f"{where}: unknown host topology {spec!r} (a preset: {', '.join(presets.names())}, or a file)")
+    raise RackError(f"{where}: unknown host topology {spec!r} (a preset: "
+                    f"{', '.join(host_presets() + presets.names())}, or a file)")
 
 
 def parse_rack(text: str, base: Path | None = None) -> RackSpec:
