@@ -37,13 +37,17 @@ async function load() {
   const total = st.devices.length ? st.devices[0].capacity : 1;
   const bar = el("div", {"class": "bar", "id": "dpa-map"});
   const legend = el("div", {"class": "legend"});
+  const sharers = {};             // a shared extent: one band per host that maps it
+  for (const h of st.hosts) for (const a of h.allocations) if (a.shared)
+    for (const [dpa] of a.extents) (sharers[dpa] = sharers[dpa] || []).push(h.name);
   for (const h of st.hosts) {
     const sw = el("span"); const box = el("i", {"class": "sw", "style": "background:" + color[h.name]});
     sw.appendChild(box); sw.appendChild(document.createTextNode(h.name)); legend.appendChild(sw);
     for (const a of h.allocations) for (const [dpa, len] of a.extents) {
       const s = el("div", {"class": "seg extent", "title": h.name + " " + a.tag + " " + human(len),
         "data-host": h.name, "style": "left:" + (100 * dpa / total) + "%;width:" + Math.max(0.3, 100 * len / total) +
-        "%;background:" + color[h.name] + (a.shared ? ";height:50%" : "")});
+        "%;background:" + color[h.name] + (a.shared ? ";height:" + (100 / sharers[dpa].length) + "%;top:" +
+        (100 * sharers[dpa].indexOf(h.name) / sharers[dpa].length) + "%" : "")});
       bar.appendChild(s);
     }
   }
@@ -74,6 +78,11 @@ async function load() {
     pl.setAttribute("fill", "none"); pl.setAttribute("stroke", "#1f77b4"); pl.setAttribute("stroke-width", "2");
     pl.setAttribute("id", "free-line"); pl.setAttribute("data-samples", String(cap.length));
     svg.appendChild(pl);
+    const lab = document.createElementNS(ns, "text");
+    lab.setAttribute("x", "12"); lab.setAttribute("y", "14"); lab.setAttribute("font-size", "11");
+    lab.textContent = "free: " + human(cap[0].free) + " → " + human(cap[cap.length - 1].free) +
+      " (" + cap.length + " samples, top = " + human(maxv) + ")";
+    svg.appendChild(lab);
   }
   const wl = document.getElementById("warnings"); wl.replaceChildren();
   for (const w of st.warnings) wl.appendChild(el("li", {"class": "warning"}, w));
