@@ -117,7 +117,8 @@ def test_agent_step_asks_for_a_slice_and_onlines_it():
     with Store().open("r/host0") as m:
         m.kernel.mm.pages.alloc("user", (3800 << 20) >> 12, label="workload")
         m.kernel.dirty = True
-    a = agent.Agent("r", "host0", agent.Policy(high=0.8, low=0.3, slice_bytes=G), client)
+    from cxlemu.cli.rack_commands import host_daxctl
+    a = agent.Agent("r", "host0", agent.Policy(high=0.8, low=0.3, slice_bytes=G), client, daxctl=host_daxctl)
     rec = a.step()
     assert rec["action"] == "grow" and rec["result"] == "dax0.1 online"
     with Store().open("r/host0") as m:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 
+from cxlemu.fabric.fm.client import FmClientError, fm_request
 from cxlemu.machine.store import MachineError
 
 FM_USAGE = """usage: cxlemu fm start RACK [--port N] [--host-timeout S]
@@ -101,42 +100,13 @@ def cmd_rack(args) -> int:
                   f"fm: {fm['url'] if fm else 'stopped'}")
         return 0
     if args.rack_cmd == "simulate":
-        from cxlemu.fabric import simcli
-        return simcli.run(args)
+        from cxlemu.cli import rack_simulate
+        return rack_simulate.run(args)
     print("usage: cxlemu rack {create,rm,ls,simulate} ...", file=sys.stderr)
     return 2
 
 
 # ---- fm -------------------------------------------------------------------------------------------------------
-class FmClientError(MachineError):
-    pass
-
-
-def fm_request(rack_name: str, method: str, path: str, body: dict | None = None, timeout: float = 120.0):
-    from cxlemu.fabric import rack
-    from cxlemu.fabric.fm import service
-    rack.load_layout(rack_name)
-    info = service.info(rack_name)
-    if info is None:
-        raise FmClientError(f"the fabric manager of {rack_name!r} is not running (cxlemu fm start {rack_name})")
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(info["url"] + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if method != "GET":
-        req.add_header("Authorization", f"Bearer {service.token(rack_name)}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        try:
-            msg = json.loads(e.read()).get("error") or e.reason
-        except ValueError:
-            msg = e.reason
-        raise FmClientError(f"fm: {msg}") from None
-    except urllib.error.URLError as e:
-        raise FmClientError(f"fm: cannot reach {info['url']}: {e.reason}") from None
-
-
 def _fm_parser(prog: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"cxlemu fm {prog}", add_help=True)
 
@@ -253,6 +223,56 @@ def cmd_fm(args) -> int:
 
 
 # ---- agent ----------------------------------------------------------------------------------------------------
+def host_daxctl(machine: str, argv: list[str]) -> tuple[int, str]:
+    """Run the bundled daxctl on a machine (the agent's way to online a slice)."""
+    import io
+
+    from cxlemu.machine.store import Store
+    from cxlemu.tools.runner import run_tool
+    out = io.StringIO()
+    with Store().open(machine) as m:
+        rc = run_tool("daxctl", argv, m.backend(), stdout=out, stderr=out, isatty=False)
+    return rc, out.getvalue()
+
+
 def cmd_agent(args) -> int:
+    import time
+
     from cxlemu.fabric import agent
-    return agent.run_cli(args)
+    from cxlemu.fabric import rack as rackmod
+    from cxlemu.machine.store import check_name
+    from cxlemu.util.fileio import atomic_write
+    from cxlemu.util.units import parse_size
+    check_name(args.host)
+    if "/" not in args.host:
+        raise MachineError(f"agent: {args.host!r} is not a rack host (RACK/HOST)")
+    rack, host = args.host.split("/")
+    try:
+        pol = agent.Policy(args.high, args.low, parse_size(args.slice), args.max_slices, args.online)
+    except ValueError as e:
+        raise MachineError(f"agent: {e}") from None
+    path = rackmod.rack_path(rack) / "fm" / f"agent-{host}.json"
+    st = agent.AgentState()
+    if path.exists():
+        st = agent.AgentState(**json.loads(path.read_text()))
+    ag = agent.Agent(rack, host, pol, lambda mth, p, b: fm_request(rack, mth, p, b), st, daxctl=host_daxctl)
+    n = 0
+    try:
+        while args.steps == 0 or n < args.steps:
+            rec = ag.step()
+            n += 1
+            if args.json:
+                print(json.dumps(rec))
+            else:
+                print(f"{host}: used {rec['used'] >> 20} MiB of {rec['total'] >> 20} MiB, "
+                      f"{rec['held']} slice(s): {rec['action'] or 'steady'}"
+                      + (f" ({rec['result']})" if rec["result"] else ""))
+            if args.steps == 0 or n < args.steps:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        st.log = st.log[-100:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(agent.asdict(st)).encode())
+    return 0

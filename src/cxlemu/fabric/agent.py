@@ -17,13 +17,10 @@ back (hysteresis: never oscillate on the next step).
 
 from __future__ import annotations
 
-import io
-import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from cxlemu.util.units import parse_size
+__all__ = ["Policy", "decide", "parse_meminfo", "AgentState", "Agent", "asdict"]
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,15 @@ class AgentState:
 
 
 class Agent:
-    """``client(method, path, body) -> json`` reaches the FM (HTTP in the CLI)."""
+    """``client(method, path, body) -> json`` reaches the FM (HTTP in the CLI);
+    ``daxctl(rack_host, argv) -> (rc, text)`` runs daxctl on the host (the CLI
+    passes the bundled tool)."""
 
-    def __init__(self, rack: str, host: str, policy: Policy, client: Callable, state: AgentState | None = None):
+    def __init__(self, rack: str, host: str, policy: Policy, client: Callable, state: AgentState | None = None,
+                 daxctl: Callable[[str, list[str]], tuple[int, str]] | None = None):
         self.rack, self.host, self.policy, self.client = rack, host, policy, client
         self.state = state or AgentState()
+        self.daxctl_fn = daxctl
 
     def meminfo(self) -> dict[str, int]:
         from cxlemu.machine.store import Store
@@ -84,12 +85,9 @@ class Agent:
             return parse_meminfo(m.backend().read("/proc/meminfo"))
 
     def _daxctl(self, argv: list[str]) -> tuple[int, str]:
-        from cxlemu.machine.store import Store
-        from cxlemu.tools.runner import run_tool
-        out, err = io.StringIO(), io.StringIO()
-        with Store().open(f"{self.rack}/{self.host}") as m:
-            rc = run_tool("daxctl", argv, m.backend(), stdout=out, stderr=err, isatty=False)
-        return rc, out.getvalue() + err.getvalue()
+        if self.daxctl_fn is None:
+            return 1, "no daxctl"
+        return self.daxctl_fn(f"{self.rack}/{self.host}", argv)
 
     def step(self) -> dict:
         mi = self.meminfo()
@@ -127,45 +125,3 @@ class Agent:
                 break
         self.state.log.append(rec)
         return rec
-
-
-def run_cli(args) -> int:
-    from cxlemu.cli.rack_commands import FmClientError, fm_request
-    from cxlemu.machine.store import MachineError, check_name
-    check_name(args.host)
-    if "/" not in args.host:
-        raise MachineError(f"agent: {args.host!r} is not a rack host (RACK/HOST)")
-    rack, host = args.host.split("/")
-    try:
-        pol = Policy(args.high, args.low, parse_size(args.slice), args.max_slices, args.online)
-    except ValueError as e:
-        raise MachineError(f"agent: {e}") from None
-    from cxlemu.fabric import rack as rackmod
-    path = rackmod.rack_path(rack) / "fm" / f"agent-{host}.json"
-    st = AgentState()
-    if path.exists():
-        st = AgentState(**json.loads(path.read_text()))
-    agent = Agent(rack, host, pol, lambda mth, p, b: fm_request(rack, mth, p, b), st)
-    n = 0
-    try:
-        while args.steps == 0 or n < args.steps:
-            rec = agent.step()
-            n += 1
-            if args.json:
-                print(json.dumps(rec))
-            else:
-                print(f"{host}: used {rec['used'] >> 20} MiB of {rec['total'] >> 20} MiB, "
-                      f"{rec['held']} slice(s): {rec['action'] or 'steady'}"
-                      + (f" ({rec['result']})" if rec["result"] else ""))
-            if args.steps == 0 or n < args.steps:
-                time.sleep(args.interval)
-    except KeyboardInterrupt:
-        pass
-    except FmClientError:
-        raise
-    finally:
-        st.log = st.log[-100:]
-        from cxlemu.util.fileio import atomic_write
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(asdict(st)).encode())
-    return 0

@@ -32,7 +32,6 @@ from cxlemu.machine.appliance import ApplianceStore
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device
-    from cxlemu.machine.store import Machine
 
 
 def rack_dir_of(machine_path: Path) -> Path | None:
