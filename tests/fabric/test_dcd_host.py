@@ -192,3 +192,36 @@ def test_shared_extent_same_bytes_through_each_hosts_hpa_and_access_check(r):
     with host("r/host0") as m:
         assert HpaSpace(m.platform, m.media).read(hpa0 + 4096, 4) == b"\xff" * 4
         assert any("forced release" in x for x in m.kernel.dmesg)
+
+
+def test_no_coherence_between_hosts_unflushed_stores_are_not_seen(r):
+    """What a host must flush: a store still in host0's CPU cache is not seen
+    by host1; after persist() (clwb + sfence) it is; a power failure of host0
+    loses what it never flushed, from the shared media too."""
+    from cxlemu.data import dax_mapping as dm
+    t = tag("kv")
+    fm_add("r", 0, G, "kv", shared=True)
+    with host("r/host0"):
+        pass
+    with rack.appliance_store("r", "pool0").transaction() as d:
+        d.initiate_add(D.FmInitiateDcAdd(1, D.SelectionPolicy.ENABLE_SHARED_ACCESS, 0, G, t.bytes), shared=True)
+    with host("r/host1") as m:
+        hpa1 = dcd.allocations(m.kernel)[0]["hpa"]
+    with host("r/host0") as m:
+        with dm.DaxDevice.open(m.backend(), "dax0.1").mmap(2 << 20) as mp:
+            mp.array[0:6] = np.frombuffer(b"dirty!", dtype=np.uint8)        # no flush
+            mp.array[4096:4102] = np.frombuffer(b"clean!", dtype=np.uint8)
+            mp.persist(4096, 64)                                            # clwb + sfence
+    with host("r/host1") as m:
+        sp = HpaSpace(m.platform, m.media)
+        assert sp.read(hpa1, 6) == bytes(6)                   # still in host0's cache
+        assert sp.read(hpa1 + 4096, 6) == b"clean!"           # written back: visible
+        lines = sp.gather(np.array([hpa1, hpa1 + 4096], dtype=np.uint64))
+        assert bytes(lines[0][:6]) == bytes(6) and bytes(lines[1][:6]) == b"clean!"
+    with host("r/host0") as m:
+        assert HpaSpace(m.platform, m.media).read(dcd.allocations(m.kernel)[0]["hpa"], 6) == b"dirty!"
+        m.reboot(power_loss=True)                              # host0 loses its caches
+        m.kernel.dirty = True
+    with host("r/host1") as m:
+        sp = HpaSpace(m.platform, m.media)
+        assert sp.read(hpa1, 6) == bytes(6) and sp.read(hpa1 + 4096, 6) == b"clean!"

@@ -271,6 +271,8 @@ class HpaSpace:
                             seg[:] = 0xFF             # the device's access check: all-ones, counted
                         continue
                     self._xfer(media[dpas:dpas + ln], seg, write)
+                    if not write:
+                        self._overlay(di, dpas, seg)
                     continue
                 self._xfer_granules(media, seg, offs, dpas, g, write)
 
@@ -282,6 +284,13 @@ class HpaSpace:
             return True
         ok = guard(self.p.devices[di], np.array([dpa], dtype=np.int64), length, write)
         return ok is None or bool(ok[0])
+
+    def _overlay(self, di: int, dpa: int, buf: np.ndarray) -> None:
+        """Shared media: other hosts' stores still in their caches are not
+        visible here (machine/rackhost.py); other media has no overlay."""
+        fn = getattr(self.media, "overlay", None)
+        if fn is not None:
+            fn(self.p.devices[di], dpa, buf)
 
     def _line_mask(self, di: int, dpa: np.ndarray, size: int, write: bool):
         guard = getattr(self.media, "guard", None)
@@ -383,6 +392,9 @@ class HpaSpace:
             else:
                 out[sel] = 0xFF
                 out[sel[ok]] = lines[dpa[ok] // size]
+                fn = getattr(self.media, "overlay_lines", None)
+                if fn is not None:
+                    fn(self.p.devices[di], dpa[ok], sel[ok], out)
         return out
 
     def scatter(self, hpas: np.ndarray, data: np.ndarray, size: int = 64) -> None:

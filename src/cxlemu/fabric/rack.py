@@ -201,6 +201,10 @@ def parse_rack(text: str, base: Path | None = None) -> RackSpec:
     return spec
 
 
+def head_serial(appliance_index: int, head: int) -> int:
+    return 0xC0DE0000 + appliance_index * 0x100 + head
+
+
 def host_topology_with_heads(spec: RackSpec, host: HostSpec) -> str:
     """The host's machine topology plus, for each head cabled to it, a DC-only
     Type 3 device on that port and a CXL window for it."""
@@ -211,7 +215,7 @@ def host_topology_with_heads(spec: RackSpec, host: HostSpec) -> str:
                 continue
             hb, _, port = hd.port.partition(":")
             extra += ["", "[[device]]", f'id = "{a.id}-head{h_i}"', f'parent = "{hb}"', f"port = {int(port)}",
-                      f"serial = {0xC0DE0000 + a_i * 0x100 + h_i}",
+                      f"serial = {head_serial(a_i, h_i)}",
                       f'dynamic_capacity = "{a.capacity}"', f'dc_block_size = "{a.block_size}"',
                       f'appliance = "{a.id}"', f"head = {h_i}", "",
                       "[[window]]", f'size = "{a.capacity}"', f'targets = ["{hb}"]', "granularity = 256",
@@ -242,8 +246,12 @@ def create(name: str, text: str, base: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
     try:
         (tmp / "rack.toml").write_text(text)
+        head_media = {}
+        for a_i, a in enumerate(spec.appliances):
+            for h_i, hd in enumerate(a.heads):
+                head_media.setdefault(hd.host, {})[f"{head_serial(a_i, h_i):016x}.media"] = a.id
         layout = {"name": name, "preset": spec.name, "description": spec.description,
-                  "hosts": [h.name for h in spec.hosts],
+                  "hosts": [h.name for h in spec.hosts], "head_media": head_media,
                   "appliances": [asdict(a) for a in spec.appliances],
                   "warn_free_fraction": spec.warn_free_fraction}
         for a_i, a in enumerate(spec.appliances):

@@ -20,7 +20,9 @@ Nothing here is saved with the host: handles are re-attached at every open.
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +81,67 @@ class RackMediaStore(MediaStore):
         entry = (fd, m, np.frombuffer(m, dtype=np.uint8))
         self._maps[key] = entry
         return entry
+
+    # ---- no coherence across hosts: other hosts' unflushed stores ----------------------------------------
+    def _foreign(self, appliance: str) -> list[tuple[int, bytes]]:
+        """Undo data of lines other hosts stored to this appliance but have not
+        written back (still in their CPU caches): sorted (dpa, old bytes)."""
+        try:
+            layout = json.loads((self.rack / "rack.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return []
+        me = self.dir.parent.name
+        out: list[tuple[int, bytes]] = []
+        for host, files in layout.get("head_media", {}).items():
+            if host == me:
+                continue
+            j = self.rack / "hosts" / host / "cpu_cache"
+            try:
+                st = os.stat(j)
+            except FileNotFoundError:
+                continue
+            key = f"journal:{host}"
+            hit = self._acl.get(key)
+            if hit is None or hit[0] != (st.st_mtime_ns, st.st_size):
+                try:
+                    ext = pickle.loads(j.read_bytes())
+                except (EOFError, pickle.UnpicklingError, FileNotFoundError):
+                    ext = {}
+                hit = ((st.st_mtime_ns, st.st_size), ext)
+                self._acl[key] = hit       # type: ignore[assignment]
+            for mf, exts in hit[1].items():
+                if files.get(mf) == appliance:
+                    out.extend(exts)
+        return sorted(out, key=lambda x: x[0])
+
+    def overlay(self, hw: "Type3Device", dpa: int, buf) -> None:
+        """What this host reads at [dpa, dpa+len(buf)) of an appliance: lines
+        another host has stored but not written back are not visible yet
+        (CXL gives no coherence between hosts here; docs/pooling.md)."""
+        if not hw.topo.appliance:
+            return
+        end = dpa + len(buf)
+        for s, old in self._foreign(hw.topo.appliance):
+            e = s + len(old)
+            if e <= dpa or s >= end:
+                continue
+            lo, hi = max(s, dpa), min(e, end)
+            buf[lo - dpa:hi - dpa] = np.frombuffer(old[lo - s:hi - s], dtype=np.uint8)
+
+    def overlay_lines(self, hw: "Type3Device", dpas, rows, out) -> None:
+        """``overlay`` for a batch of lines: ``out[rows[i]]`` holds the line at
+        ``dpas[i]``; only lines that meet another host's dirty extents are touched."""
+        if not hw.topo.appliance or len(dpas) == 0:
+            return
+        foreign = self._foreign(hw.topo.appliance)
+        if not foreign:
+            return
+        size = out.shape[1]
+        d = np.asarray(dpas, dtype=np.int64)
+        for s, old in foreign:
+            e = s + len(old)
+            for k in np.flatnonzero((d < e) & (d + size > s)).tolist():
+                self.overlay(hw, int(d[k]), out[rows[k]])
 
     def discard(self, hw: "Type3Device", start: int, length: int) -> None:
         if hw.topo.appliance:
