@@ -69,6 +69,12 @@ def test_add_surfaces_one_dax_device_per_tag(r):
         ext = sorted(x for x in b.listdir("/sys/bus/cxl/devices/dax_region0") if x.startswith("extent"))
         assert len(ext) == 2
         assert b.read(f"/sys/bus/cxl/devices/dax_region0/{ext[1]}/offset").strip() == hex(4 * G)
+        assert b.read(f"/sys/bus/cxl/devices/dax_region0/{ext[1]}/uuid").strip() == str(tag("db"))
+        rc, out = tool(m, "cxl", "list", "-N")
+        js = __import__("json").loads(out)
+        region = next(x for x in js if "regions" in x)["regions"][0]
+        assert region["extents"] == [{"offset": 0, "length": G, "uuid": str(tag("db"))},
+                                     {"offset": 4 * G, "length": G, "uuid": str(tag("db"))}]
         iomem = b.read("/proc/iomem")
         assert iomem.count("dax0.1") == 2                       # a sibling resource per chunk
     assert dev().access_ranges(0) == [(0, G), (4 * G, 5 * G)]

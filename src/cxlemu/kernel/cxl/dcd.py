@@ -14,6 +14,8 @@ June 2026, on Ira Weiny's v9) defines it: ``drivers/cxl/core/extent.c``,
   chain older than 20 s (simulated time, ``kernel.clock_ns``) is dropped and
   answered with an empty Add DC Response; at most 100 extents may be pending
   (further records are refused) so that a device cannot keep the timer alive.
+* ``cxl list -N`` (ndctl's DCD series) lists them under each region as
+  ``extents: [{offset, length, uuid}]``.
 * Extents are untrusted input: each must lie inside the DC partition, be
   block aligned, have a non-zero length and not overlap an accepted or
   pending extent.  A record for an extent already accepted is tolerated
@@ -77,7 +79,7 @@ class RegionExtent(Device):
     which parts of the (shared) window are usable now."""
 
     devtype = "region_extent"
-    ATTR_GROUPS = (AttrGroup(None, (RO("offset"), RO("length"), RO("tag"))),)
+    ATTR_GROUPS = (AttrGroup(None, (RO("offset"), RO("length"), RO("uuid"))),)
 
     def __init__(self, name: str, parent: Device, offset: int, length: int, tag: str):
         super().__init__(name, parent, None)
@@ -89,7 +91,7 @@ class RegionExtent(Device):
     def length_show(self) -> str:
         return f"{self.length:#x}\n"
 
-    def tag_show(self) -> str:
+    def uuid_show(self) -> str:
         return f"{self.tag}\n"
 
 

@@ -60,6 +60,7 @@ LIST_OPTIONS = [
     OPT_BOOLEAN("F", "firmware", "fw", "include memory device firmware information"),
     OPT_BOOLEAN("A", "alert-config", "alert_config", "include alert configuration information"),
     OPT_BOOLEAN("L", "media-errors", "media_errors", "include media-error information "),
+    OPT_BOOLEAN("N", "extents", "extents", "include dynamic capacity extents of regions"),
     OPT_INCR("v", "verbose", "verbose", "increase output detail"),
     OPT_BOOLEAN(None, "debug", "debug", "debug list walk"),
     OPT_END(),
@@ -69,7 +70,7 @@ _FILTERS = ("memdev_filter", "serial_filter", "bus_filter", "port_filter",
             "endpoint_filter", "decoder_filter", "region_filter")
 _BOOLS = ("single", "endpoints", "decoders", "regions", "targets", "memdevs", "ports",
           "buses", "idle", "human", "health", "partition", "fw", "alert_config", "dax",
-          "media_errors")
+          "media_errors", "extents")
 
 
 def _num_list_flags(p: FilterParams) -> int:
