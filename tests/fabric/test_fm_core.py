@@ -9,6 +9,8 @@ import signal
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cxlemu.fabric import rack
 from cxlemu.fabric.fm.core import FabricManager, FmError, tag_uuid
@@ -196,3 +198,19 @@ def test_kill_minus_9_fm_or_host_mid_operation_100_trials(fm):
         interrupted += r["pending"]
         invariants(fm)
     assert interrupted >= 10          # many trials really were killed in the middle of an operation
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.one_of(st.integers(-2**70, 2**70), st.text(max_size=12), st.none(), st.booleans(), st.floats()),
+       tag=st.one_of(st.text(max_size=70), st.integers(), st.none()),
+       policy=st.one_of(st.sampled_from(["free", "contiguous", "prescriptive"]), st.text(max_size=8)),
+       host=st.sampled_from(["host0", "host9", "", "../x"]))
+def test_add_inputs_never_traceback(fm, size, tag, policy, host):
+    """Whatever an HTTP body carries: an FmError (4xx) or a valid allocation."""
+    try:
+        row = fm.add(host, size, tag, policy)
+    except FmError as e:
+        assert 400 <= e.status < 600
+    else:
+        fm.release(host, row["tag"])
+    assert dev().check() == []

@@ -20,6 +20,7 @@ allocations table from the devices.
 from __future__ import annotations
 
 import errno
+import re
 import fcntl
 import json
 import logging
@@ -60,9 +61,12 @@ def tag_uuid(tag: str) -> str:
         return str(uuidlib.uuid5(TAG_NAMESPACE, tag))
 
 
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
 def check_tag(tag) -> str:
-    if not isinstance(tag, str) or not tag or len(tag) > 64 or any(ch.isspace() for ch in tag):
-        raise FmError(400, f"invalid tag {tag!r}: 1 to 64 characters, no spaces")
+    if not isinstance(tag, str) or not TAG_RE.match(tag):
+        raise FmError(400, f"invalid tag {tag!r}: 1 to 64 letters, digits, '_', '.', ':', '-'")
     return tag
 
 
