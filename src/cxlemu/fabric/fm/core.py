@@ -97,6 +97,7 @@ class FabricManager:
         self.db = FmDb(self.dir / "fm.sqlite")
         self.host_timeout = host_timeout
         self.lock = threading.RLock()
+        self._dev_cache: dict[str, tuple] = {}
         self.thresholds = list(self.layout.get("warn_free_fraction", [0.25, 0.10]))
         with self.db.tx() as c:
             for a in self.layout["appliances"]:
@@ -107,6 +108,23 @@ class FabricManager:
     # ---- plumbing ---------------------------------------------------------------------------------
     def store(self, appliance: str):
         return rackmod.appliance_store(self.rack, appliance)
+
+    def device(self, appliance: str) -> DcdAppliance:
+        """The device's state, re-read only when its state file changed
+        (status calls are frequent; the device is the truth)."""
+        st = self.store(appliance)
+        try:
+            s = os.stat(st.state_path)
+            stamp = (s.st_mtime_ns, s.st_size, s.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        hit = self._dev_cache.get(appliance)
+        if hit is not None and stamp is not None and hit[0] == stamp:
+            return hit[1]
+        dev = st.read()
+        if stamp is not None:
+            self._dev_cache[appliance] = (stamp, dev)
+        return dev
 
     def appliances(self) -> list[str]:
         return [a["id"] for a in self.layout["appliances"]]
@@ -149,7 +167,7 @@ class FabricManager:
     def _pick(self, host: str, nbytes: int) -> tuple[str, int, DcdAppliance]:
         best = None
         for app, head in self.heads_of(host):
-            dev = self.store(app).read()
+            dev = self.device(app)
             if best is None or dev.free_bytes() > best[2].free_bytes():
                 best = (app, head, dev)
         assert best is not None
@@ -159,7 +177,7 @@ class FabricManager:
     def pool(self) -> tuple[int, int]:
         total = free = 0
         for app in self.appliances():
-            dev = self.store(app).read()
+            dev = self.device(app)
             total += dev.capacity
             free += dev.free_bytes()
         return total, free
@@ -178,7 +196,7 @@ class FabricManager:
         warnings = [e["message"] for e in self.db.query("SELECT message FROM events WHERE active = 1 ORDER BY seq")]
         devices = []
         for app in self.appliances():
-            dev = self.store(app).read()
+            dev = self.device(app)
             devices.append({"name": app, "capacity": dev.capacity, "free": dev.free_bytes(),
                             "block_size": dev.regions[0].block_size, "extents": len(dev.extents),
                             "heads": [{"index": h.index, "host": h.host, "port": h.port, "ld": h.ld,
@@ -240,7 +258,7 @@ class FabricManager:
                 d.cancel_offers(head, tu)
             self._fail(rid, "add", host, tag, nbytes, "timeout", e.message)
             raise
-        dev = self.store(app).read()
+        dev = self.device(app)
         held = [e for e in dev.tag_extents(tu) if head in e.hosts]
         if not held:
             with self.store(app).transaction() as d:      # an offer left open (a host that crashed)
@@ -345,7 +363,7 @@ class FabricManager:
                 self._fail(rid, "release", host, tag, row["bytes"], "timeout", e.message)
                 raise
             view = HostView([], [])
-        dev = self.store(app).read()
+        dev = self.device(app)
         still = [e for e in dev.tag_extents(tu) if head in e.hosts]
         if still:
             with self.store(app).transaction() as d:
