@@ -214,3 +214,11 @@ def test_add_inputs_never_traceback(fm, size, tag, policy, host):
     else:
         fm.release(host, row["tag"])
     assert dev().check() == []
+
+
+def test_database_holds_devices_and_extents(fm):
+    fm.add("host0", "1G", "db")
+    rows = fm.db.query("SELECT * FROM devices")
+    assert len(rows) == 1 and rows[0]["name"] == "pool0" and rows[0]["free"] == 7 * G
+    exts = __import__("json").loads(rows[0]["extents"])
+    assert [(e[1], e[2], e[6]) for e in exts] == [(0, G, [0])]

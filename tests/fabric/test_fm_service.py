@@ -44,7 +44,8 @@ def http(method: str, url: str, body=None, token: str | None = None, raw: bytes 
 
 
 @pytest.fixture
-def running():
+def running(monkeypatch):
+    monkeypatch.setenv("CXLEMU_FM_EXIT_WITH", str(os.getpid()))     # no orphan if this worker dies
     make_rack("r", hosts=3, cap="8G")
     info = service.start("r", host_timeout=0.5)
     yield info

@@ -382,6 +382,11 @@ class FabricManager:
 
     # ---- capacity over time and warnings ---------------------------------------------------------------------
     def _sample(self, c) -> None:
+        for app in self.appliances():
+            d = self.device(app)
+            c.execute("INSERT OR REPLACE INTO devices (name, capacity, free, heads, extents) VALUES (?,?,?,?,?)",
+                      (app, d.capacity, d.free_bytes(), json.dumps([[h.index, h.host, h.port, h.ld] for h in d.heads]),
+                       json.dumps([[e.id, e.dpa, e.length, e.tag, e.seq, e.shared, e.hosts] for e in d.extents])))
         total, free = self.pool()
         per = {}
         for r in c.execute("SELECT host, SUM(bytes) AS b FROM allocations GROUP BY host"):

@@ -150,7 +150,26 @@ def serve(rack: str, port: int, host: str, host_timeout: float) -> None:
     server = uvicorn.Server(config)
     atomic_write(fm_dir(rack) / "service.json", json.dumps({"pid": os.getpid(), "url": url, "port": real_port,
                                                            "rack": rack}).encode())
+    _exit_with(os.environ.get("CXLEMU_FM_EXIT_WITH"))
     server.run(sockets=[sock])
+
+
+def _exit_with(pid: str | None) -> None:
+    """Tests: end when the given process (the test run) is gone, so that a
+    crashed test worker leaves no service behind.  Not used otherwise."""
+    if not pid or not pid.isdigit():
+        return
+    import threading
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                os._exit(0)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """The fabric manager's database: ``racks/RACK/fm/fm.sqlite``.
 
-Tables: ``hosts`` (name, appliance, head), ``allocations`` (what each host
+Tables: ``hosts`` (name, appliance, head), ``devices`` (each appliance's
+capacity, free bytes, heads and extents as last seen), ``allocations`` (what each host
 holds: tag, bytes, shared, dax, hpa, extents), ``requests`` (every add,
 release and share, with its state: pending, done, failed, refused, timeout,
 reconciled), ``history`` (one row per finished operation), ``samples``
@@ -24,6 +25,9 @@ from typing import Iterator
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, appliance TEXT NOT NULL, head INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    name TEXT PRIMARY KEY, capacity INTEGER NOT NULL, free INTEGER NOT NULL, heads TEXT NOT NULL,
+    extents TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS allocations (
     host TEXT NOT NULL, tag TEXT NOT NULL, tag_uuid TEXT NOT NULL, appliance TEXT NOT NULL,
     bytes INTEGER NOT NULL, shared INTEGER NOT NULL, dax TEXT, hpa INTEGER, mode TEXT,

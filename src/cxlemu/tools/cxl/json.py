@@ -208,6 +208,8 @@ def memdev_to_json(memdev: Memdev, flags: int, stderr: TextIO) -> JsonObj:
             out["ram_qos_class"] = _int(memdev.ram_qos_class)
     if getattr(memdev, "dynamic_ram_1_size", 0):          # ndctl DCD series
         out["dynamic_ram_1_size"] = json_object_size(memdev.dynamic_ram_1_size, flags)
+        if getattr(memdev, "dynamic_ram_1_qos_class", CXL_QOS_CLASS_NONE) != CXL_QOS_CLASS_NONE:
+            out["dynamic_ram_1_qos_class"] = _int(memdev.dynamic_ram_1_qos_class)
     if flags & UTIL_JSON_HEALTH:
         j = health_to_json(memdev, flags)
         if j is not None:

@@ -61,6 +61,7 @@ class Memdev(SysfsDevice):
         self.pmem_size = 0
         self.ram_size = 0
         self.dynamic_ram_1_size = 0       # ndctl's DCD branch: memN/dynamic_ram_1/size
+        self.dynamic_ram_1_qos_class = CXL_QOS_CLASS_NONE
         self.pmem_qos_class = CXL_QOS_CLASS_NONE
         self.ram_qos_class = CXL_QOS_CLASS_NONE
         self.payload_max = -1
@@ -106,6 +107,9 @@ class Memdev(SysfsDevice):
         dc = io.read_attr(f"{base}/dynamic_ram_1/size")
         if dc is not None:
             md.dynamic_ram_1_size = c_strtoull(dc)
+            q = io.read_attr(f"{base}/dynamic_ram_1/qos_class")
+            if q is not None:
+                md.dynamic_ram_1_qos_class = c_atoi(q)
         if attrs["pmem/qos_class"] is not None:
             md.pmem_qos_class = c_atoi(attrs["pmem/qos_class"])
         if attrs["ram/qos_class"] is not None:
