@@ -279,7 +279,14 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
 
     Attributes that cannot be read (write-only) become empty files with their
     mode; device nodes become regular files holding ``major:minor``.
+
+    An emulator backend is rendered by walking its VFS nodes directly (each
+    directory listed once, no path resolution per entry), with a progress
+    bar on a terminal; other backends are walked path by path.
     """
+    vfs = getattr(backend, "vfs", None)
+    if vfs is not None and hasattr(vfs, "kernel"):
+        return _render_vfs(vfs, out, tops)
     count = 0
     for top in tops:
         if not backend.exists(top):
@@ -315,4 +322,70 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
                 m = backend.vfs.mode(path) & 0o777  # type: ignore[attr-defined]
                 os.chmod(dst, m if m else 0o200)
             count += 1
+    return count
+
+
+def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...]) -> int:
+    """:func:`render` over the VFS node tree: the same files, links, modes
+    and contents as the path walk, in O(entries)."""
+    from cxlemu.kernel.base.device import KernelError
+    from cxlemu.sysfs.vfs import CharDevNode, DeviceDir, VDir, VLink, kernfs_target_path
+    from cxlemu.util.progress import progress
+
+    umask = os.umask(0)
+    os.umask(umask)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+    def write(dst: str, data: bytes, mode: int) -> None:
+        fd = os.open(dst, flags, mode)
+        try:
+            if data:
+                os.write(fd, data)
+            if mode & ~umask != mode:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+    ndev, todo = 0, [vfs.kernel.root]
+    while todo:
+        d = todo.pop()
+        ndev += 1
+        todo.extend(d.children)
+    count = 0
+    with progress("rendering /sys, /proc, /dev", total=ndev) as bar:
+        for top in tops:
+            try:
+                root = vfs.resolve(top)
+            except OSError:
+                continue
+            os.makedirs(out + top, exist_ok=True)
+            stack = [(top, posixpath.dirname(top), root)]
+            while stack:
+                path, parent, node = stack.pop()
+                dst = out + path
+                count += 1
+                if isinstance(node, VLink):
+                    os.symlink(kernfs_target_path(parent, node.target), dst)
+                elif isinstance(node, VDir):
+                    if path != top:
+                        try:
+                            os.mkdir(dst)
+                        except FileExistsError:
+                            pass
+                    if isinstance(node, DeviceDir):
+                        bar.advance()
+                    for name, child in node.entries().items():
+                        stack.append((f"{path}/{name}", path, child))
+                elif isinstance(node, CharDevNode):
+                    if path.startswith("/dev"):
+                        write(dst, f"{node.dev.devt[0]}:{node.dev.devt[1]}\n".encode(), 0o666 & ~umask)
+                    else:
+                        write(dst, b"", 0o600)
+                else:
+                    try:
+                        data = node.read()  # type: ignore[attr-defined]
+                    except (KernelError, OSError):
+                        data = b""
+                    m = node.mode & 0o777  # type: ignore[attr-defined]
+                    write(dst, data, m if m else 0o200)
     return count

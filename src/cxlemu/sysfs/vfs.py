@@ -138,8 +138,20 @@ class StaticDir(VDir):
         return self._fn().get(name)
 
 
+class DevLink(VLink):
+    """A link to a device: the target path is computed when it is read, so
+    that listing a directory of many links (a bus, a driver) costs no paths."""
+
+    def __init__(self, dev: Device):
+        self.dev = dev
+
+    @property
+    def target(self) -> str:  # type: ignore[override]
+        return self.dev.sysfs_path
+
+
 def dev_link(target: "Device | str") -> VLink:
-    return VLink(target.sysfs_path if isinstance(target, Device) else target)
+    return DevLink(target) if isinstance(target, Device) else VLink(target)
 
 
 class GroupDir(VDir):
@@ -240,8 +252,16 @@ class DriverDir(VDir):
         for name, (show, store, mode) in drv.extra_attrs.items():
             out[name] = FuncFile(show, store, mode)
         for d in drv.bound_devices():
-            out[d.name] = VLink(d.sysfs_path)
+            out[d.name] = DevLink(d)
         return out
+
+    def lookup(self, name: str) -> VNode | None:
+        d = self.drv.bus.devices.get(name)
+        if d is not None and d.driver is self.drv:
+            return DevLink(d)
+        if name in ("uevent", "bind", "unbind") or name in self.drv.extra_attrs:
+            return self.entries().get(name)
+        return None
 
 
 class BusDir(VDir):
@@ -251,8 +271,8 @@ class BusDir(VDir):
     def entries(self) -> dict[str, VNode]:
         bus = self.bus
         out: dict[str, VNode] = {
-            "devices": StaticDir(lambda: {n: VLink(d.sysfs_path) for n, d in bus.devices.items()},
-                                 lambda n: VLink(bus.devices[n].sysfs_path) if n in bus.devices else None),
+            "devices": StaticDir(lambda: {n: DevLink(d) for n, d in bus.devices.items()},
+                                 lambda n: DevLink(bus.devices[n]) if n in bus.devices else None),
             "drivers": StaticDir(lambda: {n: DriverDir(d) for n, d in bus.drivers.items()}),
             "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", lambda b: None, 0o644),
             "drivers_probe": FuncFile(None, lambda b: None),
