@@ -245,3 +245,17 @@ def test_render_fast_path_equals_the_path_walk(tmp_path):
     assert n1 == n2 > 1000
     assert _snapshot(str(fast)) == _snapshot(str(slow))
     shutil.rmtree(tmp_path)
+
+
+# ---- DirectoryBackend.realpath --------------------------------------------------------------------
+
+def test_directory_realpath_matches_os_realpath(tmp_path):
+    from cxlemu.sysfs.backend import _realpath
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink("a/b", tmp_path / "l")
+    os.symlink("zz/q", tmp_path / "dangling")
+    os.symlink("../l", tmp_path / "a" / "up")
+    for rel in ["l", "l/x", "l/x/y", "l/..", "l/x/../..", "nolink/../l", "l/", "dangling", "dangling/x",
+                "l/x/..", "a/up", "a/up/x", "a/b/../up", ".", "a//b"]:
+        p = str(tmp_path / rel) if rel != "a//b" else f"{tmp_path}/a//b"
+        assert _realpath(p) == os.path.realpath(p), rel
