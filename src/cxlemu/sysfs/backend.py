@@ -18,7 +18,7 @@ import errno
 import os
 import posixpath
 import stat
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
@@ -305,7 +305,8 @@ class DirectoryBackend:
         return HostFile(self._p(path) if path.startswith("/dev/") else path, write)
 
 
-def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev")) -> int:
+def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev"),
+           skip: "Callable[[str], bool] | None" = None) -> int:
     """Write the backend's tree below ``out`` as real files, dirs and relative
     symlinks (how sysfs links look).  Returns the number of entries written.
 
@@ -314,11 +315,13 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
 
     An emulator backend is rendered by walking its VFS nodes directly (each
     directory listed once, no path resolution per entry), with a progress
-    bar on a terminal; other backends are walked path by path.
+    bar on a terminal; other backends are walked path by path.  ``skip(path)``
+    true leaves an entry (and everything below it) out: a partial render for
+    a tool that reads only part of the tree.
     """
     vfs = getattr(backend, "vfs", None)
     if vfs is not None and hasattr(vfs, "kernel"):
-        return _render_vfs(vfs, out, tops)
+        return _render_vfs(vfs, out, tops, skip)
     count = 0
     for top in tops:
         if not backend.exists(top):
@@ -326,6 +329,8 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
         stack = [top]
         while stack:
             path = stack.pop()
+            if skip is not None and skip(path):
+                continue
             dst = out + path
             if backend.islink(path):
                 os.symlink(backend.readlink(path), dst)
@@ -357,7 +362,8 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
     return count
 
 
-def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...]) -> int:
+def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...],
+                skip: "Callable[[str], bool] | None" = None) -> int:
     """:func:`render` over the VFS node tree: the same files, links, modes
     and contents as the path walk, in O(entries)."""
     from cxlemu.kernel.base.device import KernelError
@@ -394,6 +400,8 @@ def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...]) -> int:
             stack = [(top, posixpath.dirname(top), root)]
             while stack:
                 path, parent, node = stack.pop()
+                if skip is not None and skip(path):
+                    continue
                 dst = out + path
                 count += 1
                 if isinstance(node, VLink):
