@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    _row(4, a.render_dir, False)          # warm up: imports and first-use costs are not per-device costs
     rows = []
     for n in sizes:
         render = a.no_render_above is None or n <= a.no_render_above
