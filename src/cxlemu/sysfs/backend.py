@@ -396,6 +396,8 @@ def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...],
                 root = vfs.resolve(top)
             except OSError:
                 continue
+            if skip is not None and skip(top):
+                continue
             os.makedirs(out + top, exist_ok=True)
             stack = [(top, posixpath.dirname(top), root)]
             while stack:
