@@ -31,8 +31,8 @@ def test_render_reports_progress_per_device(tmp_path, monkeypatch):
         calls.append((label, total, bar))
         yield bar
 
-    monkeypatch.setattr(progress_mod, "progress", fake)
     b = boot("biscuitos-b")
+    monkeypatch.setattr(progress_mod, "progress", fake)
     render(b, str(tmp_path))
     (label, total, bar), = calls
     assert label.startswith("rendering /sys")
