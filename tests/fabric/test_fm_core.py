@@ -173,25 +173,39 @@ def test_kill_minus_9_fm_or_host_mid_operation_100_trials(fm):
     interrupted = 0
     for trial in range(100):
         host = f"host{rng.randrange(3)}"
-        tag = rng.choice(tags)
         kind = rng.choice(["add", "release", "host"])
+        r_fd, w_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:                                  # the FM (or a host) doing its work
+        if pid == 0:                                  # the FM (or a host) doing its work, until killed
+            os.close(r_fd)
+            crng = random.Random(trial)
             try:
                 f = FabricManager("r", host_timeout=0.5)
-                if kind == "add":
-                    f.add(host, f"{rng.randrange(1, 3)}G", tag)
-                elif kind == "release":
-                    held = [a for a in f.db.allocations(host)]
-                    if held:
-                        f.release(host, held[0]["tag"])
-                else:
-                    with Store().open(f"r/{host}"):
+                os.write(w_fd, b"x")
+                while True:                           # operations back to back: the kill lands inside one
+                    try:
+                        if kind == "add":
+                            f.add(host, f"{crng.randrange(1, 3)}G", crng.choice(tags))
+                        elif kind == "release":
+                            held = [a for a in f.db.allocations(host)]
+                            if held:
+                                f.release(host, held[0]["tag"])
+                            else:
+                                f.add(host, "1G", crng.choice(tags))
+                        else:
+                            with Store().open(f"r/{host}"):
+                                pass
+                            f.add(host, "1G", crng.choice(tags))
+                    except Exception:        # a full pool, nothing to release: go on
                         pass
+                    host = f"host{crng.randrange(3)}"
             except BaseException:
                 pass
             os._exit(0)
-        time.sleep(rng.uniform(0.05, 0.25))       # FM start ~0.1 s, an operation 0.04-0.1 s
+        os.close(w_fd)
+        os.read(r_fd, 1)                              # the FM is up (an operation takes ~10-100 ms)
+        os.close(r_fd)
+        time.sleep(rng.uniform(0.0, 0.1))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         r = FabricManager("r", host_timeout=2.0).reconcile()      # the FM restarts

@@ -70,4 +70,4 @@ def test_large_fabric_render_costs_seconds_not_minutes(tmp_path):
     n = render(b, str(tmp_path))
     cpu = time.process_time() - t0
     assert n > 100_000
-    assert cpu < 10.0, f"render of large-fabric took {cpu:.1f} s of CPU"
+    assert cpu < 20.0, f"render of large-fabric took {cpu:.1f} s of CPU"

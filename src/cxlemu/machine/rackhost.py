@@ -26,11 +26,12 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from cxlemu.data.media import MediaStore
 from cxlemu.hw import dcd as dcdhw
 from cxlemu.machine.appliance import ApplianceStore
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")   # the data path only: opening a host must not import numpy
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device

@@ -112,6 +112,11 @@ def _loads(data: bytes):
     return _deep(pickle.loads, data)
 
 
+def _in_rack(path: Path) -> bool:
+    """``racks/RACK/hosts/HOST``: only a rack's host pays for importing the rack code."""
+    return path.parent.name == "hosts" and path.parent.parent.parent.name == "racks"
+
+
 class Machine:
     """An open machine: its state, media and a sysfs backend over its kernel."""
 
@@ -122,8 +127,9 @@ class Machine:
         self.media = MediaStore(path / "media")
         self.state.kernel.media_store = self.media
         self._saved_bytes: bytes | None = None
-        from cxlemu.machine import rackhost
-        rackhost.attach(self)       # a rack's host: the shared devices it is cabled to
+        if _in_rack(path):
+            from cxlemu.machine import rackhost
+            rackhost.attach(self)   # a rack's host: the shared devices it is cabled to
 
     @property
     def kernel(self) -> Kernel:
@@ -250,7 +256,7 @@ class Store:
             if not isinstance(state, State) or state.version != STATE_VERSION:
                 raise MachineError(f"machine {name!r} was created by an incompatible cxlemu; recreate it")
             m = Machine(name, p, state)
-            if write:
+            if write and _in_rack(p):
                 from cxlemu.machine import rackhost
                 rackhost.service(m)     # DC events that waited in the device's log
             try:
