@@ -83,6 +83,7 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
+    timestamp_ns: int = 0           # Set Timestamp's value (the device clock; not the host's)
 
     @classmethod
     def from_topology(cls, d: Device, name: str) -> "Type3Device":

@@ -64,7 +64,11 @@ class EmulatorBackend:
         return self.vfs.read(path).decode(errors="replace")
 
     def write(self, path: str, data: str | bytes) -> None:
-        self.vfs.write(path, _as_bytes(data))
+        live = getattr(self.machine, "live", None)
+        if live is not None:       # a running machine: persisted before this returns (machine/live.py)
+            live.vfs_write(self, path, _as_bytes(data))
+        else:
+            self.vfs.write(path, _as_bytes(data))
         self.writes += 1
         if self.fault_after_writes is not None and self.writes >= self.fault_after_writes:
             # test hook: die like kill -9 right after this write
@@ -100,7 +104,7 @@ class EmulatorBackend:
         from cxlemu.kernel.cxl.memdev import CxlMemdev
         if not isinstance(dev, CxlMemdev):
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
-        return EmulatedMemdevChannel(self.kernel, dev)
+        return EmulatedMemdevChannel(self.kernel, dev, self.machine)
 
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
@@ -167,18 +171,25 @@ class HostFile:
 
 
 class EmulatedMemdevChannel:
-    def __init__(self, kernel: "Kernel", memdev):
-        self.kernel, self.memdev = kernel, memdev
+    def __init__(self, kernel: "Kernel", memdev, machine=None):
+        self.kernel, self.memdev, self.machine = kernel, memdev, machine
 
     def query(self):
         return self.kernel.cxl.mailbox.query(self.memdev)
 
-    def send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
+    def _send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
         from cxlemu.kernel.base.device import KernelError
         try:
             return self.kernel.cxl.mailbox.send(self.memdev, cmd_id, payload_in, out_size)
         except KernelError as e:
             raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
+        live = getattr(self.machine, "live", None)
+        if live is not None:       # a running machine: persisted before this returns (machine/live.py)
+            return live.mbox_send(self, cmd_id, payload_in, out_size,
+                                  lambda: self._send(cmd_id, payload_in, out_size))
+        return self._send(cmd_id, payload_in, out_size)
 
     def close(self) -> None:
         pass
