@@ -19,7 +19,6 @@ the process returns that live machine, and outside it raises
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import errno
 import fcntl
 import os
@@ -34,6 +33,7 @@ from cxlemu.hw.platform import Platform, build_platform
 from cxlemu.kernel.kernel import Kernel
 from cxlemu.machine import journal as journal_mod
 from cxlemu.machine import stateio
+from cxlemu.machine.client import serving
 from cxlemu.machine.paths import (JOURNAL_FILE, LEGACY_STATE_FILE, LOCK_FILE, PID_FILE, SOCK_FILE, STATE_FILE,
                                   TOPOLOGY_FILE, MachineError, MachineRunning, check_name, ensure_dir, home,
                                   machines_dir, racks_dir)
@@ -49,8 +49,6 @@ __all__ = ["STATE_VERSION", "Machine", "MachineError", "MachineRunning", "Store"
 #: Bump whenever the saved object model changes incompatibly.  4: the data-only format.
 STATE_VERSION = 4
 
-#: The live machine served by this thread (set by the machine process for each request).
-serving: contextvars.ContextVar["LiveMachine | None"] = contextvars.ContextVar("cxlemu_serving", default=None)
 
 
 class TrackedMedia(MediaStore):
@@ -132,7 +130,11 @@ class Machine:
         """A sysfs backend over the current kernel (a reboot replaces the kernel:
         long-lived users call this again rather than keep an old backend)."""
         from cxlemu.sysfs.backend import EmulatorBackend
-        return EmulatorBackend(self.kernel, self)
+        b = EmulatorBackend(self.kernel, self)
+        fault = os.environ.get("CXLEMU_FAULT_AFTER_WRITES")     # test hook: kill -9 after N writes
+        if fault:
+            b.fault_after_writes = int(fault)
+        return b
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self) -> None:

@@ -148,19 +148,58 @@ class HpaFile:
         pass
 
 
+_STD_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2, "/dev/fd/0": 0, "/dev/fd/1": 1, "/dev/fd/2": 2}
+
+
+def _std_fileno(path: str) -> int | None:
+    """The descriptor of sys.stdin/stdout/stderr for /dev/std* (in a machine
+    process these are the requesting client's, not the process's own)."""
+    import sys
+    i = _STD_PATHS.get(path)
+    if i is None:
+        return None
+    stream = (sys.stdin, sys.stdout, sys.stderr)[i]
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class HostFile:
     def __init__(self, path: str, write: bool):
         flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
-        self.fd = os.open(path, flags, 0o644)
+        std = _std_fileno(path)
+        self.fd = os.dup(std) if std is not None else os.open(path, flags, 0o644)
         st = os.fstat(self.fd)
         self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
         self.is_regular = stat.S_ISREG(st.st_mode)
+        try:                          # pipes and terminals: read(2)/write(2) in order, as dd does
+            os.lseek(self.fd, 0, os.SEEK_CUR)
+            self.stream = False
+        except OSError:
+            self.stream = True
+        self.pos = 0
 
     def pread(self, n: int, off: int) -> bytes:
-        return os.pread(self.fd, n, off)
+        if not self.stream:
+            return os.pread(self.fd, n, off)
+        while self.pos < off:         # skip= on a stream reads and discards
+            got = os.read(self.fd, min(off - self.pos, 1 << 20))
+            if not got:
+                return b""
+            self.pos += len(got)
+        data = os.read(self.fd, n)
+        self.pos += len(data)
+        return data
 
     def pwrite(self, data: bytes, off: int) -> int:
-        return os.pwrite(self.fd, data, off)
+        if not self.stream:
+            return os.pwrite(self.fd, data, off)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        return len(data)
 
     def truncate(self, n: int) -> None:
         if self.is_regular:
