@@ -155,3 +155,15 @@ def test_read_only_commands_never_rewrite_the_state():
         run(*cmd)
     assert (sf.read_bytes(), sf.stat().st_mtime_ns) == before
     assert json.loads(run("exec", "pm", "--", "daxctl", "list").stdout)[0]["chardev"] == "dax0.0"
+
+
+def test_mem_alloc_on_a_node_that_does_not_exist_is_refused():
+    run("create", "m", "--topology", "cxl-test")
+    sf = machine_dir("m") / "state.bin"
+    before = sf.read_bytes()
+    for node in ("99", "-5"):
+        p = run("mem", "m", "alloc", "--kernel", "64M", "--node", node, check=False)
+        assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+            f"cxlemu: mem alloc: node {node} does not exist (online nodes: 0-2)"]
+    assert sf.read_bytes() == before
+    assert "preferred node 1" in run("mem", "m", "alloc", "--kernel", "64M", "--node", "1").stdout

@@ -292,3 +292,25 @@ def test_yield_point_raises_when_the_client_has_gone(tmp_path):
             m.yield_point()
         live.close()
         m.live = None
+
+
+def test_the_client_fast_path_imports_nothing_heavy():
+    run("create", "b", "--topology", "biscuitos-b")
+    run("start", "b")
+    code = ("import sys, io, os\n"
+            "before = set(sys.modules)\n"
+            "from cxlemu.cli.main import main\n"
+            "rc = main(['exec', 'b', '--', 'cxl', 'list', '-M'])\n"
+            "new = sorted(set(sys.modules) - before)\n"
+            "print(rc, ' '.join(new), file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    rc, *mods = p.stderr.split()
+    assert rc == "0" and json.loads(p.stdout)[0]["memdev"] == "mem0"
+    heavy = [m for m in mods if m.split(".")[0] in ("numpy", "argparse", "rich", "socket", "selectors")
+             or m.startswith(("cxlemu.kernel", "cxlemu.hw", "cxlemu.tools", "cxlemu.sysfs", "cxlemu.data",
+                              "cxlemu.machine.store", "cxlemu.machine.stateio"))]
+    assert heavy == [], heavy
+    assert set(mods) <= {"__future__", "_contextvars", "_json", "_socket", "contextvars", "cxlemu", "cxlemu.cli",
+                         "cxlemu.cli.main", "cxlemu.machine", "cxlemu.machine.client", "cxlemu.machine.paths",
+                         "json", "json.decoder", "json.encoder", "json.scanner", "re", "enum", "typing",
+                         "struct", "_struct"}, mods

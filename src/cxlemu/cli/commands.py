@@ -317,6 +317,8 @@ def cmd_stop(args) -> int:
     if not st.exists(args.name):
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
     pid = st.running(args.name)
+    if client.serving.get() is not None:
+        raise MachineError(f"cannot stop {args.name!r} from a command running inside a machine process")
     try:
         reply = client.request(str(st.path(args.name)), {"op": "stop"}, timeout=300)
     except client.ServerGone:
@@ -351,7 +353,13 @@ def cmd_status(args) -> int:
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
     pid = st.running(args.name)
     reply = None
-    if pid:
+    live = client.serving.get()
+    if live is not None and live.path == st.path(args.name):
+        reply = dict(live.status(), name=args.name, path=str(live.path))    # asked from inside the process
+        if args.check:
+            from cxlemu.machine.fsck import check
+            reply["problems"] = check(live.machine)
+    elif pid:
         try:
             reply = client.request(str(st.path(args.name)), {"op": "status", "check": args.check})
         except client.ServerGone:

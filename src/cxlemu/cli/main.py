@@ -123,9 +123,10 @@ def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -
     except MachineRunning as e:
         # the machine was started after the fast path looked: send the command there
         rc = None
-        if client.serving.get() is None:
+        fds = client.stdio_fds()
+        if client.serving.get() is None and fds is not None:
             from cxlemu.machine.store import Store
-            rc = client.run(str(Store().path(e.name)), args_in)
+            rc = client.run(str(Store().path(e.name)), args_in, fds=fds)
         if rc is None:
             print(f"cxlemu: {e}", file=sys.stderr)
             return 1

@@ -23,10 +23,10 @@ The server accepts a connection only from its own user (SO_PEERCRED).
 
 from __future__ import annotations
 
+import _socket   # the C module: socket.py would add enum classes, selectors, array (a few ms)
 import contextvars
 import json
 import os
-import socket
 import struct
 import sys
 from typing import Any
@@ -59,7 +59,7 @@ def socket_path(path: str) -> str:
     return os.path.join(path, SOCK_FILE)
 
 
-def _connect_addr(sock: socket.socket, path: str) -> None:
+def _connect_addr(sock: Any, path: str) -> None:
     """connect(2) to ``path`` even beyond sun_path's 108 bytes (through
     /proc/self/fd of the directory)."""
     if len(os.fsencode(path)) < 100:
@@ -72,13 +72,14 @@ def _connect_addr(sock: socket.socket, path: str) -> None:
         os.close(dfd)
 
 
-def connect(machine_path: str) -> socket.socket | None:
-    """A connection to the machine process at ``machine_path``, or None when it
-    does not run (no socket, or a stale one nobody listens on)."""
+def connect(machine_path: str) -> Any:
+    """A connection (a ``_socket.socket``) to the machine process at
+    ``machine_path``, or None when it does not run (no socket, or a stale one
+    nobody listens on)."""
     sp = socket_path(machine_path)
     if not os.path.exists(sp):
         return None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         _connect_addr(s, sp)
     except OSError:
@@ -87,18 +88,19 @@ def connect(machine_path: str) -> socket.socket | None:
     return s
 
 
-def send(sock: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
+def send(sock: Any, obj: dict, fds: list[int] | None = None) -> None:
     data = json.dumps(obj, separators=(",", ":")).encode()
     frame = _LEN.pack(len(data)) + data
     if fds:
-        sent = socket.send_fds(sock, [frame], fds)
+        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+        sent = sock.sendmsg([frame], anc)
         if sent < len(frame):
             sock.sendall(frame[sent:])
     else:
         sock.sendall(frame)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _recv_exact(sock: Any, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -108,7 +110,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv(sock: socket.socket) -> dict:
+def recv(sock: Any) -> dict:
     (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
     if n > MAX_FRAME:
         raise ValueError("frame too large")
@@ -123,13 +125,15 @@ def request(machine_path: str, obj: dict, timeout: float | None = 30.0) -> dict 
     s = connect(machine_path)
     if s is None:
         return None
-    with s:
+    try:
         s.settimeout(timeout)
         send(s, obj)
         try:
             return recv(s)
         except (EOFError, OSError, ValueError):
             raise ServerGone("the machine process went away during the request") from None
+    finally:
+        s.close()
 
 
 def _std_fds() -> list[int]:
@@ -143,9 +147,24 @@ def _std_fds() -> list[int]:
     return out
 
 
-def run(machine_path: str, argv: list[str], sock: socket.socket | None = None) -> int | None:
-    """Run ``cxlemu ARGV`` in the machine process with this process's stdio;
-    its exit code, or None when the machine does not run."""
+def stdio_fds() -> list[int] | None:
+    """The descriptors behind sys.stdin/stdout/stderr, or None when one of
+    them is not a real file (captured output): then a command cannot be
+    handed to a machine process with these streams."""
+    out = []
+    for s in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            out.append(s.fileno())
+        except (AttributeError, OSError, ValueError):
+            return None
+    return out
+
+
+def run(machine_path: str, argv: list[str], sock: Any = None,
+        fds: list[int] | None = None) -> int | None:
+    """Run ``cxlemu ARGV`` in the machine process with this process's stdio
+    (or ``fds``: stdin, stdout, stderr); its exit code, or None when the
+    machine does not run."""
     s = sock or connect(machine_path)
     if s is None:
         return None
@@ -157,16 +176,17 @@ def run(machine_path: str, argv: list[str], sock: socket.socket | None = None) -
     except (OSError, ValueError):
         pass
     msg = {"op": "run", "argv": list(argv), "cwd": _cwd(), "env": dict(os.environ), "umask": umask}
-    with s:
-        try:
-            send(s, msg, _std_fds())
-            reply = recv(s)
-        except KeyboardInterrupt:
-            return 130                       # closing the socket cancels the command
-        except (EOFError, OSError, ValueError):
-            sys.stderr.write("cxlemu: the machine process went away during the command "
-                             "(every change it acknowledged is kept; see cxlemu status)\n")
-            return 1
+    try:
+        send(s, msg, fds if fds is not None else _std_fds())
+        reply = recv(s)
+    except KeyboardInterrupt:
+        return 130                           # closing the socket cancels the command
+    except (EOFError, OSError, ValueError):
+        sys.stderr.write("cxlemu: the machine process went away during the command "
+                         "(every change it acknowledged is kept; see cxlemu status)\n")
+        return 1
+    finally:
+        s.close()
     if "exit" in reply:
         return int(reply["exit"])
     sys.stderr.write(f"cxlemu: {reply.get('error', 'bad reply from the machine process')}\n")

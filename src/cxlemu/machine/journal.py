@@ -7,8 +7,10 @@ the entry point's input to this journal and fsyncs it:
 
 * ``w``: a VFS write -- the path and the exact bytes written (and the errno
   the kernel answered, to check the replay);
-* ``ioctl``: a memdev mailbox command (CXL_MEM_SEND_COMMAND) -- the device
-  node, the command id, the input payload and the output size.
+* ``ioctl``: a memdev mailbox command (CXL_MEM_SEND_COMMAND) -- the memdev,
+  the command id, the input payload and the output size;
+* ``nd_set_config``: a label write on /dev/nmemN (ND_CMD_SET_CONFIG_DATA) --
+  the nmem, the offset and the bytes.
 
 On load, the records are replayed on the snapshot in order.  Anything else
 that changes the machine (reboot, power failure, ``cxlemu mem``, workload

@@ -186,6 +186,11 @@ class LiveMachine:
         name = channel.memdev.name
         return self._run(channel.kernel, "ioctl", lambda err: [name, cmd_id, out_size, err], bytes(payload), send)
 
+    def nd_set_config(self, kernel, nmem: str, offset: int, data: bytes, fn: Callable[[], Any]) -> Any:
+        """ND_CMD_SET_CONFIG_DATA on /dev/nmemN (a label write), for a backend's
+        nvdimm ioctl channel: ``fn`` performs it; journalled like a VFS write."""
+        return self._run(kernel, "nd_set_config", lambda err: [nmem, offset, err], bytes(data), fn)
+
     # ---- long operations --------------------------------------------------------------------------
     def yield_point(self) -> None:
         if getattr(self.local, "cancelled", None) is not None and self.local.cancelled.is_set():
@@ -229,6 +234,18 @@ def apply_record(machine: "Machine", rec: Record) -> bool:
         got = 0
         try:
             k.cxl.mailbox.send(md, cmd_id, rec.data, out_size)
+        except KernelError as e:
+            got = e.errno
+        return got == err
+    if rec.kind == "nd_set_config":
+        name, offset, err = rec.fields
+        dimm = k.nvdimm.nd_bus.devices.get(name)
+        if dimm is None:
+            return False
+        from cxlemu.kernel.base.device import KernelError
+        got = 0
+        try:
+            dimm.ioctl_set_config_data(offset, rec.data)
         except KernelError as e:
             got = e.errno
         return got == err
