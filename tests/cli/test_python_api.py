@@ -61,3 +61,22 @@ def test_same_answers_running_or_not():
         assert "no active memdevs" in e.value.stderr
     finally:
         m.stop()
+
+
+def test_an_open_mapping_does_not_block_other_commands():
+    import numpy as np
+
+    import cxlemu
+    m = cxlemu.create("pm", topology="biscuitos-b")
+    m.run_tool("cxl", "create-region", "-d", "decoder0.0", "-m", "mem0", "-s", "512M", "-t", "pmem")
+    m.run_tool("ndctl", "create-namespace", "--mode=devdax")
+    with m.dax("dax0.0") as buf:
+        buf[:4] = np.frombuffer(b"CXL!", dtype=np.uint8)
+        p = subprocess.run([sys.executable, "-m", "cxlemu", "exec", "pm", "--", "daxctl", "list"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0 and "dax0.0" in p.stdout
+        m.start()                                   # even the machine process can take the machine
+        assert m.run_tool("daxctl", "list")[0]["chardev"] == "dax0.0"
+    with m.dax("dax0.0") as buf:
+        assert bytes(buf[:4]) == b"CXL!"
+    m.stop()

@@ -314,3 +314,18 @@ def test_the_client_fast_path_imports_nothing_heavy():
                          "cxlemu.cli.main", "cxlemu.machine", "cxlemu.machine.client", "cxlemu.machine.paths",
                          "json", "json.decoder", "json.encoder", "json.scanner", "re", "enum", "typing",
                          "struct", "_struct"}, mods
+
+
+def test_mount_requests_without_the_fuse_module_are_refused_cleanly(tmp_path):
+    import importlib.util
+
+    from cxlemu.machine import client
+    from cxltest_support import running_machine
+    if importlib.util.find_spec("cxlemu.machine.mount") is not None:
+        pytest.skip("the FUSE module is present: its own tests cover mounts")
+    with running_machine("mnt") as path:
+        reply = client.request(str(path), {"op": "mount", "dir": str(tmp_path)})
+        assert "not available" in reply["error"]
+        assert "not a mount" in client.request(str(path), {"op": "umount", "dir": str(tmp_path)})["error"]
+        assert client.request(str(path), {"op": "bogus"})["error"].startswith("unknown request")
+        assert client.request(str(path), {"op": "status"})["mounts"] == []

@@ -393,10 +393,10 @@ class MachineServer:
     def status(self, check: bool = False) -> dict:
         live = self.live
         assert live is not None
-        with live.lock:
-            out = dict(live.status(), name=self.name, path=str(self.path), clients=self.clients)
-            if check:
-                from cxlemu.machine.fsck import check as fsck
+        out = dict(live.status(), name=self.name, path=str(self.path), clients=self.clients)
+        if check:                          # the model must hold still while it is checked
+            from cxlemu.machine.fsck import check as fsck
+            with live.lock:
                 out["problems"] = fsck(live.machine)
         return out
 

@@ -126,6 +126,11 @@ class Machine:
     def booted(self) -> float:
         return float(self.meta.get("booted", 0.0))
 
+    @property
+    def state(self) -> "Machine":
+        """Compatibility with the pickled ``State`` (``m.state.kernel``): the machine itself."""
+        return self
+
     def backend(self):
         """A sysfs backend over the current kernel (a reboot replaces the kernel:
         long-lived users call this again rather than keep an old backend)."""
