@@ -123,6 +123,13 @@ def operation(rng: random.Random) -> list[str]:
     return rng.choice(choices)
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def wait_dead(name: str, pid: int) -> None:
     for _ in range(1000):
         if running_pid(Store().path(name)) is None:
@@ -144,7 +151,7 @@ def test_kill_9_at_random_points_during_100_mutations(tmp_path):
     try:
         for step in range(100):
             argv = operation(rng)
-            if rng.random() >= 0.12:
+            if rng.random() >= 0.15:
                 cx("exec", name, "--", *argv, check=False)
                 continue
             # copy the idle machine, then interrupt the command with kill -9 at a random moment
@@ -155,11 +162,17 @@ def test_kill_9_at_random_points_during_100_mutations(tmp_path):
                 (ref_root / name / f).unlink(missing_ok=True)
             pid = running_pid(live_dir)
             assert pid and pid > 0
-            delay = rng.uniform(0.0, 0.35)
-            timer = threading.Timer(delay, os.kill, (pid, signal.SIGKILL))
-            timer.start()
-            p = cx("exec", name, "--", *argv, check=False)
-            timer.join()
+            if rng.random() < 0.5:
+                # at a random moment (before, during or after the command)
+                timer = threading.Timer(rng.uniform(0.0, 0.5), _kill, (pid,))
+                timer.start()
+                p = cx("exec", name, "--", *argv, check=False)
+                timer.join()
+            else:
+                # right after the k-th write of the command returned inside the process
+                env = dict(os.environ, CXLEMU_FAULT_AFTER_WRITES=str(rng.randrange(1, 80)))
+                p = cx("exec", name, "--", *argv, check=False, env=env)
+            _kill(pid)                       # the command may have finished first
             wait_dead(name, pid)
             kills += 1
             acked = "went away" not in p.stderr
