@@ -133,9 +133,12 @@ class LiveMachine:
                 self.machine.media.flush()
 
     @contextmanager
-    def session(self) -> Iterator["Machine"]:
+    def session(self, write: bool = True) -> Iterator["Machine"]:
         """What ``Store.open`` gives a command in the machine process."""
         with self.lock:
+            if write:
+                from cxlemu.machine import rackhost
+                rackhost.service(self.machine)    # DC events waiting in a rack host's device log
             try:
                 yield self.machine
             finally:
@@ -143,13 +146,21 @@ class LiveMachine:
                     self.snapshot()
 
     # ---- persisted entry points ----------------------------------------------------------------------
-    def _persist(self, pre_dirty: bool, touches: int, kind: str, fields: list, data: bytes) -> None:
+    def _touches(self) -> tuple[int, int]:
+        """Accesses so far to device media, and to devices outside the machine
+        (a rack host's shared appliances): a mutation that made any is not
+        replayable and takes a snapshot."""
+        m = self.machine
+        return (getattr(m.media, "touches", -1), getattr(getattr(m.kernel, "fabric", None), "calls", 0))
+
+    def _persist(self, pre_dirty: bool, touches: tuple[int, int], kind: str, fields: list, data: bytes) -> None:
         m = self.machine
         k = m.kernel
         if not k.dirty:
             k.dirty = pre_dirty
             return
-        if (pre_dirty or m.media.touches != touches or self.journal.records >= JOURNAL_MAX_RECORDS
+        if (pre_dirty or self._touches() != touches or touches[0] < 0
+                or self.journal.records >= JOURNAL_MAX_RECORDS
                 or self.journal.bytes >= JOURNAL_MAX_BYTES):
             self.snapshot()
             return
@@ -167,7 +178,7 @@ class LiveMachine:
             if kernel is not m.kernel:
                 raise OSError(errno.ESTALE, "the machine rebooted: reopen", fields(0)[0])
             pre = kernel.dirty
-            touches = m.media.touches
+            touches = self._touches()
             kernel.dirty = False
             err = 0
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import tempfile
@@ -34,37 +35,63 @@ from cxlemu.kernel.kernel import Kernel
 from cxlemu.machine import journal as journal_mod
 from cxlemu.machine import stateio
 from cxlemu.machine.client import serving
-from cxlemu.machine.paths import (JOURNAL_FILE, LEGACY_STATE_FILE, LOCK_FILE, PID_FILE, SOCK_FILE, STATE_FILE,
-                                  TOPOLOGY_FILE, MachineError, MachineRunning, check_name, ensure_dir, home,
-                                  machines_dir, racks_dir)
+from cxlemu.machine import paths
+from cxlemu.machine.paths import (JOURNAL_FILE, LEGACY_STATE_FILE, LOCK_FILE, NAME_RE, PID_FILE, SOCK_FILE,
+                                  STATE_FILE, TOPOLOGY_FILE, MachineError, MachineRunning, check_name, ensure_dir)
 from cxlemu.topology.schema import Topology, loads
 from cxlemu.util.fileio import atomic_open, stale_temp_files
 
 if TYPE_CHECKING:
     from cxlemu.machine.live import LiveMachine
 
-__all__ = ["STATE_VERSION", "Machine", "MachineError", "MachineRunning", "Store", "check_name", "home",
+__all__ = ["NAME_RE", "STATE_VERSION", "Machine", "MachineError", "MachineRunning", "Store", "check_name", "home",
            "machines_dir", "racks_dir", "running_pid"]
+
+
+def home() -> Path:
+    """``$CXLEMU_HOME`` or the user's data directory (machine/paths.py)."""
+    return Path(paths.home())
+
+
+def machines_dir() -> Path:
+    return Path(paths.machines_dir())
+
+
+def racks_dir() -> Path:
+    return Path(paths.racks_dir())
 
 #: Bump whenever the saved object model changes incompatibly.  4: the data-only format.
 STATE_VERSION = 4
 
 
 
-class TrackedMedia(MediaStore):
-    """The media store of a machine, counting accesses to device media: a
-    journalled mutation must not touch media (replaying it would touch it
-    twice), so the machine takes a snapshot when one did."""
+class MediaTouches:
+    """Counts a media store's accesses to device media.  A journalled
+    mutation must not touch media (replaying it would touch it twice), so the
+    live machine takes a snapshot when one did.  Mixed into whatever class the
+    machine's media store has (a rack host's has its own)."""
 
     touches = 0
 
     def array(self, hw):
         self.touches += 1
-        return super().array(hw)
+        return super().array(hw)             # type: ignore[misc]
 
     def discard(self, hw, start: int, length: int) -> None:
         self.touches += 1
-        super().discard(hw, start, length)
+        super().discard(hw, start, length)   # type: ignore[misc]
+
+
+@functools.lru_cache(maxsize=None)
+def _tracked_class(cls: type) -> type:
+    return type(f"Tracked{cls.__name__}", (MediaTouches, cls), {"__module__": __name__})
+
+
+def track_media(media: MediaStore) -> MediaStore:
+    """``media``, counting its touches (its class becomes a counting subclass)."""
+    if not isinstance(media, MediaTouches):
+        media.__class__ = _tracked_class(type(media))
+    return media
 
 
 def running_pid(path: Path | str) -> int | None:
@@ -99,10 +126,13 @@ class Machine:
         self.path = Path(path)
         self.meta = meta
         self.generation = int(meta.get("generation", 0))
-        self.media = TrackedMedia(self.path / "media")
+        self.media = MediaStore(self.path / "media")
         self.live: "LiveMachine | None" = None
         self._kernel = kernel
         kernel.media_store = self.media
+        from cxlemu.machine import rackhost
+        rackhost.attach(self)       # a rack's host: the shared devices it is cabled to
+        self.media = track_media(self.media)     # (the same object, now counting its touches)
 
     # ---- the model -------------------------------------------------------------------------
     @property
@@ -204,6 +234,7 @@ class Machine:
         plat.firmware_boot()
         k = Kernel(plat)
         k.media_store = self.media          # boot reads media (info blocks, region labels)
+        k.fabric = self.kernel.fabric
         k.boot()
         k.dirty = True
         self.kernel = k
@@ -307,6 +338,9 @@ class Store:
             raise
         finally:
             os.close(lock_fd)
+        if "/" in name:                     # a rack's host: set up its DC region now
+            with self.open(name):
+                pass
 
     @staticmethod
     def _clean_stale_creations(parent: Path) -> None:
@@ -390,13 +424,16 @@ class Store:
         p = self.path(name)
         live = serving.get()
         if live is not None and live.path == p:
-            with live.session() as m:
+            with live.session(write) as m:
                 yield m
             return
         self._require(name)
         with self._locked(p, name):
             self.clean_stale(p)
             m = _load(name, p)
+            if write:
+                from cxlemu.machine import rackhost
+                rackhost.service(m)     # DC events that waited in the device's log
             try:
                 yield m
             finally:
