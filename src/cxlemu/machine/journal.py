@@ -104,6 +104,7 @@ class Journal:
         self.records = 0
         self.bytes = 0
         self.fd = -1
+        self.unsynced = False
         records, end = read(path, generation)
         if end:
             self.fd = os.open(path, os.O_WRONLY)
@@ -124,18 +125,31 @@ class Journal:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.records = 0
         self.bytes = 0
+        self.unsynced = False
 
-    def append(self, kind: str, fields: list, data: bytes = b"") -> None:
+    def append(self, kind: str, fields: list, data: bytes = b"", sync: bool = True) -> None:
+        """Append one record.  Once write(2) returns it survives the death of
+        the process (it is in the page cache); ``sync`` also fdatasyncs it, so
+        that it survives the host.  ``sync=False`` defers that to :meth:`sync`
+        (group commit: the end of a forwarded command)."""
         rec = encode_record(kind, fields, data)
         view = memoryview(rec)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
-        os.fdatasync(self.fd)
         self.records += 1
         self.bytes += len(rec)
+        self.unsynced = True
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        if self.unsynced and self.fd >= 0:
+            os.fdatasync(self.fd)
+        self.unsynced = False
 
     def close(self) -> None:
+        self.sync()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -165,7 +165,9 @@ class LiveMachine:
             self.snapshot()
             return
         try:
-            self.journal.append(kind, fields, data)
+            # inside a forwarded command the fdatasync waits for its end (group commit);
+            # the record is past write(2) already, so a killed process keeps it
+            self.journal.append(kind, fields, data, sync=not getattr(self.local, "group_commit", False))
         except OSError:
             self.snapshot()                   # the journal cannot take it: a snapshot must
             return
@@ -211,6 +213,11 @@ class LiveMachine:
             hook = getattr(self.local, "on_reacquire", None)
             if hook is not None:
                 hook()                        # the request's cwd/env/umask again
+
+    def sync(self) -> None:
+        """Make every journal record durable (before a command's exit code is sent)."""
+        with self.lock:
+            self.journal.sync()
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "socket": str(self.path / "machine.sock"), "uptime_s": time.time() - self.started,

@@ -353,6 +353,7 @@ class MachineServer:
                 enter()
                 live.local.cancelled = cancelled
                 live.local.on_reacquire = enter
+                live.local.group_commit = True
                 token = client.serving.set(live)
                 try:
                     from cxlemu.cli.main import _main, build_parser
@@ -375,8 +376,10 @@ class MachineServer:
                     client.serving.reset(token)
                     live.local.cancelled = None
                     live.local.on_reacquire = None
+                    live.local.group_commit = False
                     if live.machine.kernel.dirty:
                         live.snapshot()              # persisted before the exit code is sent
+                    live.journal.sync()
                     self.streams.active = None
         finally:
             self.clients -= 1
