@@ -263,3 +263,30 @@ def real_and_ours(b: EmulatorBackend, tool: str, argvs, ours):
     binary on a render of ``b``, ours on ``b`` itself."""
     reals = run_real_many(b, [[tool, *argv] for argv in argvs])
     return [(argv, real, ours(b, *argv)) for argv, real in zip(argvs, reals)]
+
+
+# ---- running machines (machine/server.py) ------------------------------------------------------
+import contextlib as _contextlib  # noqa: E402
+import signal as _signal  # noqa: E402
+import sys as _sys  # noqa: E402
+
+
+@_contextlib.contextmanager
+def running_machine(name: str, topology: str = "biscuitos-b"):
+    """Create machine ``name`` under $CXLEMU_HOME, run it as a process
+    (``cxlemu start``) and yield its directory; the process is stopped at the
+    end (killed if it does not stop)."""
+    from cxlemu.machine.store import Store, running_pid
+    cx = [_sys.executable, "-m", "cxlemu"]
+    st = Store()
+    if not st.exists(name):
+        subprocess.run(cx + ["create", name, "--topology", topology], check=True, capture_output=True)
+    subprocess.run(cx + ["start", name], check=True, capture_output=True)
+    path = st.path(name)
+    try:
+        yield path
+    finally:
+        subprocess.run(cx + ["stop", name], capture_output=True, timeout=120)
+        pid = running_pid(path)
+        if pid and pid > 0:
+            os.kill(pid, _signal.SIGKILL)

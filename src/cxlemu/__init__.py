@@ -6,7 +6,27 @@ Layers (see docs/architecture.md):
   sysfs/   the kernel's sysfs ABI as an in-process filesystem, renderable to a directory
   tools/   cxl, ndctl, daxctl, numactl, lspci, dd on a sysfs backend
   data/    the data path: HPA-addressed bulk access and dax mappings
-  machine/ persistent machines under $CXLEMU_HOME
+  machine/ persistent machines under $CXLEMU_HOME, the machine process, the state format
+
+The Python API (docs/python.md), imported on first use::
+
+    import cxlemu
+    m = cxlemu.create("box", topology="biscuitos-b")     # or cxlemu.open("box")
+    m.run_tool("cxl", "list", "-M")
 """
 
 __version__ = "0.1.0"
+
+_API = ("create", "open", "machines", "Machine", "CommandError", "ToolError")
+
+
+def __getattr__(name: str):
+    """cxlemu.create / cxlemu.open / ...: the API module is imported only when used."""
+    if name in _API:
+        from cxlemu import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'cxlemu' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_API))

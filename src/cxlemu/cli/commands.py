@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -84,10 +85,14 @@ def cmd_ls(args) -> int:
     st = _store()
     for name in st.names():
         try:
-            with st.open(name, write=False) as m:
+            pid = st.running(name)
+            m = st.load_unlocked(name) if pid else None
+            with (contextlib.nullcontext(m) if m is not None else st.open(name, write=False)) as m:
                 t = m.topology
                 print(f"{name:20} {t.name:20} {len(t.devices):5} device(s)  "
-                      f"{len(m.kernel.cxl.regions.all())} region(s)")
+                      f"{len(m.kernel.cxl.regions.all())} region(s)" + (f"  running (pid {pid})" if pid else ""))
+            if pid:
+                m.media.close()
         except Exception as e:  # a broken machine must not hide the others
             print(f"{name:20} (unreadable: {e})")
     return 0
@@ -331,3 +336,122 @@ def cmd_translate(args) -> int:
 def cmd_demo(args) -> int:
     from cxlemu.demo import run_demo
     return run_demo(keep=args.keep)
+
+
+# ---- the machine process (machine/server.py) ------------------------------------------------------
+def cmd_start(args) -> int:
+    st = _store()
+    st._require(args.name)
+    p = st.path(args.name)
+    pid = st.running(args.name)
+    if pid:
+        raise MachineError(f"machine {args.name!r} is already running (pid {pid})")
+    if args.foreground:
+        from cxlemu.machine.server import run_foreground
+        print(f"cxlemu: serving {args.name} in the foreground (Ctrl-C stops it)", file=sys.stderr)
+        return run_foreground(args.name)
+    from cxlemu.machine.paths import LOG_FILE
+    r, w = os.pipe()
+    log = open(p / LOG_FILE, "ab")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "cxlemu.machine.server", args.name, "--ready-fd", str(w)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(w,),
+                                start_new_session=True, close_fds=True)
+    finally:
+        os.close(w)
+        log.close()
+    with os.fdopen(r, "rb") as f:
+        line = f.readline().decode(errors="replace").strip()
+    if line != "ok":
+        proc.wait(timeout=30)
+        msg = line or f"the machine process exited with {proc.returncode}; see {p / LOG_FILE}"
+        raise MachineError(msg)
+    print(f"started {args.name} (pid {proc.pid}); stop it with: cxlemu stop {args.name}")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from cxlemu.machine import client
+    st = _store()
+    st.path(args.name)
+    if not st.exists(args.name):
+        raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+    pid = st.running(args.name)
+    if client.serving.get() is not None:
+        raise MachineError(f"cannot stop {args.name!r} from a command running inside a machine process")
+    try:
+        reply = client.request(str(st.path(args.name)), {"op": "stop"}, timeout=300)
+    except client.ServerGone:
+        reply = None
+    if reply is None:
+        if pid:     # running but not answering: let it stop on SIGTERM
+            import signal
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(600):
+                if not st.running(args.name):
+                    break
+                import time
+                time.sleep(0.05)
+            print(f"stopped {args.name}")
+            return 0
+        raise MachineError(f"machine {args.name!r} is not running")
+    if "error" in reply:
+        raise MachineError(reply["error"])
+    for _ in range(600):                 # until the process has let go of the machine
+        if not st.running(args.name):
+            break
+        import time
+        time.sleep(0.01)
+    print(f"stopped {args.name} (state saved)")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from cxlemu.machine import client
+    st = _store()
+    if not st.exists(args.name):
+        raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+    pid = st.running(args.name)
+    reply = None
+    live = client.serving.get()
+    if live is not None and live.path == st.path(args.name):
+        reply = dict(live.status(), name=args.name, path=str(live.path))    # asked from inside the process
+        if args.check:
+            from cxlemu.machine.fsck import check
+            reply["problems"] = check(live.machine)
+    elif pid:
+        try:
+            reply = client.request(str(st.path(args.name)), {"op": "status", "check": args.check})
+        except client.ServerGone:
+            reply = None
+    if reply is None or "error" in reply:
+        out = {"name": args.name, "running": False, "path": str(st.path(args.name))}
+        if pid:
+            out.update(running=True, pid=pid, error=(reply or {}).get("error", "not answering"))
+        elif args.check:
+            from cxlemu.machine.fsck import check
+            with st.open(args.name, write=False) as m:
+                out["problems"] = check(m)
+    else:
+        out = dict(reply, running=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    elif not out["running"]:
+        print(f"{args.name}: not running (commands load and save {out['path']})")
+    else:
+        up = out.get("uptime_s", 0)
+        print(f"{args.name}: running, pid {out.get('pid')}, up {up:.0f} s")
+        if "socket" in out:
+            print(f"  socket   {out['socket']}")
+            print(f"  journal  {out['journal_records']} record(s), {out['journal_bytes']} bytes since snapshot "
+                  f"{out['generation']}")
+            print(f"  mounts   {', '.join(out['mounts']) or '-'}")
+            if out.get("dev_socket"):
+                print(f"  devices  {out['dev_socket']}")
+    if "problems" in out:
+        for p in out["problems"]:
+            print(f"  fsck: {p}")
+        if not args.json:
+            print(f"  fsck: {'clean' if not out['problems'] else str(len(out['problems'])) + ' problem(s)'}")
+        return 1 if out["problems"] else 0
+    return 0

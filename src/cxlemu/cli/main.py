@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from cxlemu import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 EPILOG = """examples:
   cxlemu demo
@@ -15,7 +18,9 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> "argparse.ArgumentParser":
+    import argparse
+
     from cxlemu.cli import commands as c
     p = argparse.ArgumentParser(prog="cxlemu", description=__doc__.replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -77,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("args", nargs="+")
     sp = add("demo", c.cmd_demo, "narrate the seed's DEVDAX walkthrough on topology B")
     sp.add_argument("--keep", action="store_true", help="keep the demo machine")
+    sp = add("start", c.cmd_start, "run the machine as a process: commands talk to it, no load/save each time")
+    sp.add_argument("name")
+    sp.add_argument("--foreground", "-f", action="store_true", help="serve in this terminal until Ctrl-C")
+    sp = add("stop", c.cmd_stop, "stop the machine process (its state is saved; cxlemu start resumes it)")
+    sp.add_argument("name")
+    sp = add("status", c.cmd_status, "is the machine running: pid, socket, uptime, journal, mounts")
+    sp.add_argument("name")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--check", action="store_true", help="also check the kernel model's invariants (fsck)")
     # subcommands contributed by other modules: each has register(add) -> None
     import importlib
     for mod in PLUGINS:
@@ -135,16 +149,40 @@ PLUGINS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    # The client fast path: a command for a running machine goes to its process
+    # before anything heavy is imported (machine/client.py).
+    from cxlemu.machine import client
+    rc = client.maybe_forward(args_in)
+    if rc is not None:
+        return rc
+    return _main(args_in)
+
+
+def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -> int:
+    """Parse and run one command (the machine process calls this with its
+    parser built once)."""
+    parser = parser or build_parser()
     args = parser.parse_args(args_in)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 1
-    from cxlemu.machine.store import MachineError
+    from cxlemu.machine import client
+    from cxlemu.machine.paths import MachineError, MachineRunning
     from cxlemu.topology.schema import TopologyError
     try:
         return int(args.fn(args) or 0)
+    except MachineRunning as e:
+        # the machine was started after the fast path looked: send the command there
+        rc = None
+        fds = client.stdio_fds()
+        if client.serving.get() is None and fds is not None:
+            from cxlemu.machine.store import Store
+            rc = client.run(str(Store().path(e.name)), args_in, fds=fds)
+        if rc is None:
+            print(f"cxlemu: {e}", file=sys.stderr)
+            return 1
+        return rc
     except TopologyError as e:
         print(f"cxlemu: topology error: {e.field}: {e.reason}", file=sys.stderr)
         return 2

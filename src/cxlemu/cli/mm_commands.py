@@ -107,6 +107,12 @@ def cmd_mem(args) -> int:
         mm = m.kernel.mm
         try:
             if args.mem_action == "alloc":
+                online = mm.numa.online_nodes()
+                if args.node != -1 and args.node not in online:
+                    from cxlemu.kernel.mm.numa import nodelist
+                    print(f"cxlemu: mem alloc: node {args.node} does not exist "
+                          f"(online nodes: {nodelist(online)})", file=sys.stderr)
+                    return 1
                 kind = "kernel" if args.kernel else "user"
                 size = _size(args.kernel or args.user)
                 pages = -(-size // 4096)

@@ -83,6 +83,7 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
+    timestamp_ns: int = 0           # Set Timestamp's value (the device clock; not the host's)
     dc_size: int = 0                # Dynamic Capacity (dynamic_ram_1) after the static capacity
     dc_block_size: int = 0
 

@@ -183,7 +183,10 @@ class Fabric:
     def __init__(self, media: RackMediaStore):
         self.media = media
 
+    calls = 0      # commands sent to appliances (a running host snapshots, not journals, after any)
+
     def mailbox(self, hw: "Type3Device", opcode: int, payload: bytes) -> tuple[int, bytes]:
+        self.calls += 1
         if not hw.topo.appliance:
             from cxlemu.hw.mailbox.opcodes import ReturnCode
             return ReturnCode.UNSUPPORTED, b""

@@ -93,7 +93,11 @@ class EmulatorBackend:
         return self.vfs.read(path).decode(errors="replace")
 
     def write(self, path: str, data: str | bytes) -> None:
-        self.vfs.write(path, _as_bytes(data))
+        live = getattr(self.machine, "live", None)
+        if live is not None:       # a running machine: persisted before this returns (machine/live.py)
+            live.vfs_write(self, path, _as_bytes(data))
+        else:
+            self.vfs.write(path, _as_bytes(data))
         self.writes += 1
         if self.fault_after_writes is not None and self.writes >= self.fault_after_writes:
             # test hook: die like kill -9 right after this write
@@ -129,7 +133,7 @@ class EmulatorBackend:
         from cxlemu.kernel.cxl.memdev import CxlMemdev
         if not isinstance(dev, CxlMemdev):
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
-        return EmulatedMemdevChannel(self.kernel, dev)
+        return EmulatedMemdevChannel(self.kernel, dev, self.machine)
 
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
@@ -173,19 +177,58 @@ class HpaFile:
         pass
 
 
+_STD_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2, "/dev/fd/0": 0, "/dev/fd/1": 1, "/dev/fd/2": 2}
+
+
+def _std_fileno(path: str) -> int | None:
+    """The descriptor of sys.stdin/stdout/stderr for /dev/std* (in a machine
+    process these are the requesting client's, not the process's own)."""
+    import sys
+    i = _STD_PATHS.get(path)
+    if i is None:
+        return None
+    stream = (sys.stdin, sys.stdout, sys.stderr)[i]
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class HostFile:
     def __init__(self, path: str, write: bool):
         flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
-        self.fd = os.open(path, flags, 0o644)
+        std = _std_fileno(path)
+        self.fd = os.dup(std) if std is not None else os.open(path, flags, 0o644)
         st = os.fstat(self.fd)
         self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
         self.is_regular = stat.S_ISREG(st.st_mode)
+        try:                          # pipes and terminals: read(2)/write(2) in order, as dd does
+            os.lseek(self.fd, 0, os.SEEK_CUR)
+            self.stream = False
+        except OSError:
+            self.stream = True
+        self.pos = 0
 
     def pread(self, n: int, off: int) -> bytes:
-        return os.pread(self.fd, n, off)
+        if not self.stream:
+            return os.pread(self.fd, n, off)
+        while self.pos < off:         # skip= on a stream reads and discards
+            got = os.read(self.fd, min(off - self.pos, 1 << 20))
+            if not got:
+                return b""
+            self.pos += len(got)
+        data = os.read(self.fd, n)
+        self.pos += len(data)
+        return data
 
     def pwrite(self, data: bytes, off: int) -> int:
-        return os.pwrite(self.fd, data, off)
+        if not self.stream:
+            return os.pwrite(self.fd, data, off)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        return len(data)
 
     def truncate(self, n: int) -> None:
         if self.is_regular:
@@ -196,18 +239,25 @@ class HostFile:
 
 
 class EmulatedMemdevChannel:
-    def __init__(self, kernel: "Kernel", memdev):
-        self.kernel, self.memdev = kernel, memdev
+    def __init__(self, kernel: "Kernel", memdev, machine=None):
+        self.kernel, self.memdev, self.machine = kernel, memdev, machine
 
     def query(self):
         return self.kernel.cxl.mailbox.query(self.memdev)
 
-    def send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
+    def _send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
         from cxlemu.kernel.base.device import KernelError
         try:
             return self.kernel.cxl.mailbox.send(self.memdev, cmd_id, payload_in, out_size)
         except KernelError as e:
             raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def send(self, cmd_id: int, payload_in: bytes, out_size: int) -> tuple[int, bytes]:
+        live = getattr(self.machine, "live", None)
+        if live is not None:       # a running machine: persisted before this returns (machine/live.py)
+            return live.mbox_send(self, cmd_id, payload_in, out_size,
+                                  lambda: self._send(cmd_id, payload_in, out_size))
+        return self._send(cmd_id, payload_in, out_size)
 
     def close(self) -> None:
         pass

@@ -19,7 +19,8 @@ import errno
 import posixpath
 from typing import TYPE_CHECKING, Callable
 
-from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Bus, Device, Driver, KernelError, bind_store, unbind_store
+from cxlemu.kernel.base.device import (AttrGroup, AttrSpec, Bus, Device, Driver, KernelError, bind_store, ignore_write,
+                                       unbind_store)
 from cxlemu.util.kernfs_hash import kernfs_order
 
 if TYPE_CHECKING:
@@ -75,6 +76,11 @@ class FuncFile(VFile):
             raise KernelError(errno.EACCES)
         self._write(data)
 
+    @property
+    def pure(self) -> bool:
+        """Writing changes nothing that persists (kernel/base/device.py pure_action)."""
+        return getattr(self._write, "sysfs_pure", False)
+
 
 class AttrFile(VFile):
     def __init__(self, dev: object, spec: AttrSpec, mode: int):
@@ -92,6 +98,10 @@ class AttrFile(VFile):
         if fn is None:
             raise KernelError(errno.EACCES)
         fn(data)
+
+    @property
+    def pure(self) -> bool:
+        return getattr(self.spec.store_fn(self.dev), "sysfs_pure", False)
 
 
 class CharDevNode(VFile):
@@ -191,7 +201,7 @@ class DeviceDir(VDir):
                         out[a.name] = AttrFile(dev, a, mode)
             else:
                 out[g.name] = GroupDir(dev, g)
-        out["uevent"] = FuncFile(dev.uevent_show, lambda b: None, 0o644)
+        out["uevent"] = FuncFile(dev.uevent_show, ignore_write, 0o644)
         if dev.devt:
             out["dev"] = FuncFile(lambda: f"{dev.devt[0]}:{dev.devt[1]}\n")
         if dev.bus is not None:
@@ -245,7 +255,7 @@ class DriverDir(VDir):
 
     def entries(self) -> dict[str, VNode]:
         drv = self.drv
-        out: dict[str, VNode] = {"uevent": FuncFile(None, lambda b: None)}
+        out: dict[str, VNode] = {"uevent": FuncFile(None, ignore_write)}
         if not drv.suppress_bind_attrs:
             out["bind"] = FuncFile(None, lambda b: bind_store(drv, b))
             out["unbind"] = FuncFile(None, lambda b: unbind_store(drv, b))
@@ -274,9 +284,9 @@ class BusDir(VDir):
             "devices": StaticDir(lambda: {n: DevLink(d) for n, d in bus.devices.items()},
                                  lambda n: DevLink(bus.devices[n]) if n in bus.devices else None),
             "drivers": StaticDir(lambda: {n: DriverDir(d) for n, d in bus.drivers.items()}),
-            "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", lambda b: None, 0o644),
-            "drivers_probe": FuncFile(None, lambda b: None),
-            "uevent": FuncFile(None, lambda b: None),
+            "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", ignore_write, 0o644),
+            "drivers_probe": FuncFile(None, ignore_write),
+            "uevent": FuncFile(None, ignore_write),
         }
         for name, (show, store, mode) in bus.attrs.items():
             out[name] = FuncFile(show, store, mode)
@@ -475,8 +485,10 @@ class Vfs:
             node.write(data)
         except KernelError as e:
             self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
+            self.kernel.dirty = True          # the log line is state too
             raise _err(e.errno, path) from None
-        self.kernel.dirty = True
+        if not getattr(node, "pure", False):
+            self.kernel.dirty = True
         return len(data)
 
     def mode(self, path: str) -> int:

@@ -52,3 +52,34 @@ def locked(lock_path: Path | str, exclusive: bool = True) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path | str) -> Iterator:
+    """A binary file that replaces ``path`` atomically when the block ends
+    normally (temp file in the same directory, fsync, rename, directory
+    fsync); on an exception the temp file is removed and ``path`` is kept."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def stale_temp_files(directory: Path | str) -> list[Path]:
+    """Temporary files ``atomic_write``/``atomic_open`` leave behind when the
+    writer is killed between creating and renaming them (``.NAME.XXXX.tmp``).
+    Only call this while holding the lock that serialises the writers."""
+    d = Path(directory)
+    try:
+        return [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()]
+    except OSError:
+        return []

@@ -5,7 +5,6 @@ output payload) like the hardware's mailbox status register and payload area.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
@@ -220,7 +219,19 @@ def sanitize(d: "Type3Device", _in: bytes, media: "MediaAccess | None") -> tuple
 
 
 def get_timestamp(d: "Type3Device", _in: bytes, _m) -> tuple[int, bytes]:
-    return _ok(P.Timestamp(time.time_ns()).encode())
+    """The device's timestamp (CXL r3.1 8.2.9.4.1): what Set Timestamp last
+    stored, 0 if never set (as QEMU's device).  The emulated device clock does
+    not follow the host's wall clock: no wall clock enters model state, so a
+    replayed journal and two identical machines answer alike."""
+    return _ok(P.Timestamp(d.timestamp_ns).encode())
+
+
+def set_timestamp(d: "Type3Device", raw: bytes, _m) -> tuple[int, bytes]:
+    try:
+        d.timestamp_ns = P.Timestamp.decode(raw).nanoseconds
+    except P.PayloadError:
+        return _invalid()
+    return _ok()
 
 
 def get_supported_logs(d: "Type3Device", _in: bytes, _m) -> tuple[int, bytes]:
@@ -256,6 +267,7 @@ HANDLERS: dict[int, Handler] = {
     Opcode.CLEAR_POISON: clear_poison,
     Opcode.SANITIZE: sanitize,
     Opcode.GET_TIMESTAMP: get_timestamp,
+    Opcode.SET_TIMESTAMP: set_timestamp,
     Opcode.GET_SUPPORTED_LOGS: get_supported_logs,
     Opcode.GET_LOG: get_log,
 }

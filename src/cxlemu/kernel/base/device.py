@@ -117,6 +117,20 @@ class AttrSpec:
         return int(v or 0)
 
 
+def pure_action(fn: Any) -> Any:
+    """Mark a sysfs store function as changing nothing that persists (a flush,
+    a trigger whose effect is over when the write returns): writing it does
+    not dirty the machine, so a read-only tool (``cxl list`` writes
+    /sys/bus/cxl/flush) never makes the machine rewrite its state."""
+    fn.sysfs_pure = True
+    return fn
+
+
+@pure_action
+def ignore_write(buf: bytes) -> None:
+    """A store that accepts anything and does nothing (uevent, drivers_probe)."""
+
+
 def RO(name: str, **kw: Any) -> AttrSpec:
     return AttrSpec(name, 0o444, **kw)
 

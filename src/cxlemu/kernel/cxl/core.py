@@ -14,7 +14,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from cxlemu.kernel.base.device import Bus, ClassDriver, Device, Ida, KernelError, device_add, device_del, kstrtobool
+from cxlemu.kernel.base.device import (Bus, ClassDriver, Device, Ida, KernelError, device_add, device_del, kstrtobool,
+                                       pure_action)
 from cxlemu.kernel.cxl.hdm import Hdm
 from cxlemu.kernel.cxl.memdev import CxlMemdev
 from cxlemu.kernel.cxl.port import CxlPort, Dport, RootDecoder
@@ -56,7 +57,10 @@ class CxlCore:
     def _is_switch_or_endpoint(dev) -> bool:
         return not dev.is_root
 
+    @pure_action
     def _flush_store(self, buf: bytes) -> None:
+        """/sys/bus/cxl/flush (core/port.c flush_store): waits for the cxl
+        workqueues; nothing persists."""
         kstrtobool(buf)
 
     # ---- lookups ---------------------------------------------------------------------

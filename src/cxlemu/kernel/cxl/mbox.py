@@ -84,7 +84,8 @@ class Mailbox:
         if spec.size_out != VARIABLE and out_size < spec.size_out:
             raise KernelError(errno.ENOMEM)
         rc, out = devmbox.execute(md.hw, spec.opcode, bytes(payload_in), self.core.kernel.media_access(md.hw))
-        self.core.kernel.dirty = True
+        if not changes_nothing(spec.opcode):
+            self.core.kernel.dirty = True
         return int(rc), out[:out_size]
 
     def sanitize(self, md: "CxlMemdev") -> None:
@@ -92,3 +93,15 @@ class Mailbox:
         rc, _ = devmbox.execute(md.hw, Opcode.SANITIZE, b"", self.core.kernel.media_access(md.hw))
         if rc:
             raise KernelError(errno.EBUSY if rc == 6 else errno.ENXIO)
+
+
+def changes_nothing(opcode) -> bool:
+    """Commands that only report (Identify, Get ...: the spec's read-only
+    commands, CXL r3.1 8.2.9) leave the device as it was: they do not dirty
+    the machine (``cxl list -H`` must not rewrite state)."""
+    from cxlemu.hw.mailbox.opcodes import Opcode
+    try:
+        name = Opcode(int(opcode)).name
+    except ValueError:
+        return False
+    return name.startswith(("GET_", "IDENTIFY"))
