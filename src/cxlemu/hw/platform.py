@@ -328,6 +328,7 @@ def build_platform(t: Topology) -> Platform:
             else:
                 dp.child = make_device(child, dp, dp.secondary_bus)
 
+    acpi_base = 0
     for i, hbt in enumerate(t.host_bridges):
         if cxl_test:
             name = f"cxl_host_bridge.{hbt.pdev_id if hbt.pdev_id is not None else i}"
@@ -370,8 +371,12 @@ def build_platform(t: Topology) -> Platform:
         if not cxl_test:
             next_bus[cursor["seg"]] = cursor["bus"] + 1
             if not t.boot.hypervisor:
+                # ACPI names companions "device:%02x" from one instance counter:
+                # 16 per host bridge as on the bare-metal machines we mirror, more
+                # when a bridge has more root ports (names never collide)
                 for k, dp in enumerate(hb.ports):
-                    dp.acpi_companion = f"device:{(i * 16 + k + 2):02x}"
+                    dp.acpi_companion = f"device:{(acpi_base + k + 2):02x}"
+                acpi_base += max(16, len(hb.ports))
 
     # windows: explicit bases, else packed after the CHBS blocks, 256M aligned
     win_cursor = align_up(mmio_cursor, SZ_256M)
