@@ -35,6 +35,7 @@ class Kernel:
         self.trace_events: list[tuple[str, Any]] = []
         self.chrdevs: list[Device] = []
         self.dirty = False
+        self.sysfs_events: dict[str, int] = {}     # attribute path -> sysfs_notify count
         self.uptime_ticks = 0
         self.clock_ns = 0        # simulated time since boot (advanced by runs and timed operations)
         for name in ("platform", "pci", "acpi", "cpu"):
@@ -68,6 +69,41 @@ class Kernel:
         self.trace_events.append((event, record))
         if len(self.trace_events) > TRACE_LIMIT:
             del self.trace_events[: len(self.trace_events) - TRACE_LIMIT]
+
+    # ---- change notification -------------------------------------------------------------
+    # ``dirty`` is set by every change of the model (a sysfs store, a mailbox
+    # command, a boot); watchers (the FUSE mount: kernel caches to drop) are
+    # told at once.  Watchers are transient: never saved with the kernel.
+    _dirty = False
+    _watchers: tuple = ()
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        if value:
+            for w in self._watchers:
+                w.kernel_changed(self)
+
+    def add_watcher(self, watcher: Any) -> None:
+        """``watcher.kernel_changed(kernel)`` after every change, and
+        ``watcher.sysfs_notified(path)`` on :meth:`sysfs_notify`."""
+        if watcher not in self._watchers:
+            self._watchers = (*self._watchers, watcher)
+
+    def remove_watcher(self, watcher: Any) -> None:
+        self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+    def sysfs_notify(self, dev: Device, group: str | None, attr: str) -> None:
+        """sysfs_notify() (fs/sysfs/file.c): wake pollers of an attribute."""
+        path = f"{dev.sysfs_path}/{group}/{attr}" if group else f"{dev.sysfs_path}/{attr}"
+        events = self.__dict__.setdefault("sysfs_events", {})
+        events[path] = events.get(path, 0) + 1
+        for w in self._watchers:
+            w.sysfs_notified(path)
 
     # ---- char devices ------------------------------------------------------------------------
     def register_chrdev(self, dev: Device) -> None:
@@ -123,6 +159,7 @@ class Kernel:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("media_store", None)
+        state.pop("_watchers", None)
         return state
 
     # ---- boot --------------------------------------------------------------------------------------

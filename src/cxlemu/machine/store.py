@@ -172,6 +172,8 @@ class Machine:
         plat.firmware_boot()
         k = Kernel(plat)
         k.media_store = self.media
+        for w in self.state.kernel._watchers:     # a live mount follows the new kernel
+            k.add_watcher(w)
         k.boot()
         self.state.kernel = k
         self.state.booted = time.time()
