@@ -55,11 +55,14 @@ class MountError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 def is_stale(path: str | os.PathLike) -> bool:
-    """A FUSE mount whose server is gone answers ENOTCONN/ECONNABORTED."""
-    try:
-        os.stat(path)
-    except OSError as e:
-        return e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    """A FUSE mount whose server is gone answers ENOTCONN/ECONNABORTED (a
+    lookup of a name that is not there reaches the server: nothing caches it)."""
+    for p in (os.fspath(path), os.path.join(os.fspath(path), ".cxlemu-probe")):
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+                return True
     return False
 
 
