@@ -381,6 +381,10 @@ class MachineFs:
                 if exc.errno == errno.ENOENT:
                     raise _oserror(errno.ENODEV, path) from None
                 raise
+            finally:
+                # a refused store may still have changed the tree (a failed
+                # nd_pmem probe registers the dax device that claims the namespace)
+                self._drop()
         return len(data)
 
     def truncate(self, path: str, length: int, fh=None) -> int:

@@ -20,6 +20,7 @@ import posixpath
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Bus, Device, Driver, KernelError, bind_store, unbind_store
+from cxlemu.kernel.module import loaded_modules, module_of
 from cxlemu.util.kernfs_hash import kernfs_order
 
 if TYPE_CHECKING:
@@ -209,6 +210,9 @@ class DriverDir(VDir):
             out["unbind"] = FuncFile(None, lambda b: unbind_store(drv, b))
         for name, (show, store, mode) in drv.extra_attrs.items():
             out[name] = FuncFile(show, store, mode)
+        mod = module_of(drv.bus.name, drv.name)
+        if mod is not None:
+            out["module"] = VLink(f"/sys/module/{mod}")
         for d in drv.bound_devices():
             out[d.name] = VLink(d.sysfs_path)
         return out
@@ -265,7 +269,7 @@ class Vfs:
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
             "kernel": k.sysfs_kernel_dir(),
-            "module": StaticDir(dict),
+            "module": StaticDir(lambda: {m: _module_dir(m, drvs) for m, drvs in loaded_modules(k.buses).items()}),
         }
 
     # ---- path walking --------------------------------------------------------------
@@ -373,6 +377,9 @@ class Vfs:
             node.write(data)
         except KernelError as e:
             self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
+            # a refused store can still change the model (a failed probe that
+            # registered a claim device, the log): it must be saved and seen
+            self.kernel.dirty = True
             raise _err(e.errno, path) from None
         self.kernel.dirty = True
         return len(data)
@@ -429,6 +436,20 @@ class _DevTreeDir(VDir):
             elif found is None and node.startswith(sub):
                 found = _DevTreeDir(self.kernel, full)
         return found
+
+
+def _module_dir(name: str, drivers: list[tuple[str, str]]) -> StaticDir:
+    """/sys/module/<name> of a loaded module (kernel/module/sysfs.c): what
+    libkmod reads to decide a module is already there."""
+    return StaticDir(lambda: {
+        "initstate": FuncFile(lambda: "live\n"),
+        "refcnt": FuncFile(lambda: f"{len(drivers)}\n"),
+        "taint": FuncFile(lambda: "\n"),
+        "uevent": FuncFile(None, lambda b: None),
+        "holders": StaticDir(dict),
+        "parameters": StaticDir(dict),
+        "drivers": StaticDir(lambda: {f"{b}:{d}": VLink(f"/sys/bus/{b}/drivers/{d}") for b, d in drivers}),
+    })
 
 
 class _MutableDir(VDir):
