@@ -145,7 +145,7 @@ class Kernel:
         return " ".join(parts)
 
     def sysfs_kernel_dir(self):
-        from cxlemu.sysfs.vfs import StaticDir
+        from cxlemu.kernel.base.kernfs import StaticDir
         return StaticDir(lambda: self.mm.sysfs_kernel_entries())
 
     # ---- media (attached by the machine; not persisted) -----------------------------------------
