@@ -30,7 +30,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, KernelError, RO, RW, kstr, kstrip, kstrtobool, kstrtoull
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import NdDevice
 from cxlemu.kernel.nvdimm.dpa import label_id
 

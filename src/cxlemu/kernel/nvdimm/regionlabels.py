@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.region import CxlRegion

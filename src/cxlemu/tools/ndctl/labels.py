@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import display_json
 from cxlemu.tools.common.labelfiles import label_options, open_label_files
