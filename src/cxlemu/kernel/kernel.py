@@ -149,7 +149,8 @@ class Kernel:
         return StaticDir(lambda: self.mm.sysfs_kernel_entries())
 
     # ---- media (attached by the machine; not persisted) -----------------------------------------
-    media_store: Any = None
+    media_store: Any = None      # device-side access to each device's media (mailbox, poison)
+    physmem: Any = None          # CPU-side reads and flushed writes at HPAs (data/physmem.py)
 
     def media_access(self, hw):
         if self.media_store is None:
@@ -159,6 +160,7 @@ class Kernel:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("media_store", None)
+        state.pop("physmem", None)
         state.pop("_watchers", None)
         return state
 

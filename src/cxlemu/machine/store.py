@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from cxlemu.data import physmem
 from cxlemu.data.media import MediaStore
 from cxlemu.hw.platform import Platform, build_platform
 from cxlemu.kernel.kernel import Kernel
@@ -120,7 +121,7 @@ class Machine:
         self.path = path
         self.state = state
         self.media = MediaStore(path / "media")
-        self.state.kernel.media_store = self.media
+        physmem.attach(self.state.kernel, self.media)
         self._saved_bytes: bytes | None = None
 
     @property
@@ -171,7 +172,7 @@ class Machine:
                 self.media.discard(d, 0, d.ram_size)
         plat.firmware_boot()
         k = Kernel(plat)
-        k.media_store = self.media
+        physmem.attach(k, self.media)
         for w in self.state.kernel._watchers:     # a live mount follows the new kernel
             k.add_watcher(w)
         k.boot()

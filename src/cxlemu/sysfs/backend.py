@@ -161,8 +161,8 @@ class HpaFile:
 
 
 class HostFile:
-    def __init__(self, path: str, write: bool):
-        flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
+    def __init__(self, path: str, write: bool, create: bool = True):
+        flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if write else os.O_RDONLY
         self.fd = os.open(path, flags, 0o644)
         st = os.fstat(self.fd)
         self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
@@ -365,7 +365,9 @@ class DirectoryBackend:
         return None
 
     def open_data(self, path: str, write: bool):
-        return HostFile(self._p(path) if path.startswith("/dev/") else path, write)
+        if path.startswith("/dev/"):                 # a device node is never created
+            return HostFile(self._p(path), write, create=False)
+        return HostFile(path, write)
 
 
 def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev")) -> int:
