@@ -261,7 +261,7 @@ def cmd_power_fail(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from cxlemu.kernel.cxl.translate_cli import translate
+    from cxlemu.cli.translate import translate
     with _store().open(args.name, write=False) as m:
         out = translate(m.kernel, args.kind, args.args)
     print(json.dumps(out, indent=2))

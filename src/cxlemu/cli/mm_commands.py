@@ -44,7 +44,7 @@ def register(add) -> None:
 
 
 def cmd_blocks(args) -> int:
-    from cxlemu.kernel.mm.lsmem import lsmem
+    from cxlemu.tools.lsmem import lsmem
     with _store().open(args.name, write=False) as m:
         sys.stdout.write(lsmem(m.backend()))
     return 0
@@ -56,7 +56,7 @@ def _size(text: str) -> int:
 
 
 def describe(mm, a) -> str:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     from cxlemu.kernel.mm.zones import ZONE_NAMES
     where: dict[tuple[int, str], int] = {}
     for bid, n in a.pieces.items():
@@ -71,7 +71,7 @@ def describe(mm, a) -> str:
 
 
 def stat_text(mm) -> str:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     from cxlemu.kernel.mm.zones import ZONE_NAMES
     out = ["node zone        managed       free     kernel       user  blocks\n"]
     for nid in mm.numa.online_nodes():
