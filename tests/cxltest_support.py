@@ -327,9 +327,10 @@ def require_preload() -> None:
 
 
 @contextlib.contextmanager
-def mounted(name: str, topology: str, tmp_path, **opts):
+def mounted(name: str, topology: str, tmp_path, with_handle: bool = False, **opts):
     """A new machine ``name`` (preset or TOML text) served on ``tmp_path/mnt``:
-    yields ``(machine, lock, mountpoint)``; unmounted and saved on exit."""
+    yields ``(machine, lock, mountpoint)`` (plus the mount handle with
+    ``with_handle``); unmounted and saved on exit."""
     import threading
     from cxlemu.machine.mount import mount
     from cxlemu.machine.store import Store
@@ -342,6 +343,6 @@ def mounted(name: str, topology: str, tmp_path, **opts):
         lock = threading.RLock()
         h = mount(m, lock, mnt, **opts)
         try:
-            yield m, lock, str(mnt)
+            yield (m, lock, str(mnt), h) if with_handle else (m, lock, str(mnt))
         finally:
             h.unmount()

@@ -91,6 +91,7 @@ class Stats:
     requests: int = 0
     invalidations: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    crashes: list[str] = field(default_factory=list)     # exceptions other than OSError (bugs)
 
 
 @dataclass(frozen=True)
