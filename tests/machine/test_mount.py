@@ -368,3 +368,23 @@ def test_fuzzed_writes_same_errno_both_ways(tmp_path):
         with lock:
             assert _state(m.backend()) == _state(twin)
         assert handle.fs.stats.crashes == []
+
+
+def test_unprivileged_mounts_link_the_hosts_nodes():
+    """fusermount3 mounts are nodev: the host's null, zero ... become links
+    into the host /dev that cxlemu real binds (checked on the operations,
+    without mounting; `cxlemu real` as nobody with unshare -Urm was run by hand)."""
+    import stat as st
+    from cxlemu.machine.fusefs import MachineFs
+    Store().create("u", open_preset("biscuitos-b"))
+    with Store().open("u", write=False) as m:
+        fs = MachineFs(m, threading.RLock(), host_dev_dir="/run/x/hostdev", host_nodes_as_links=True)
+        assert st.S_ISLNK(fs.getattr("/dev/null")["st_mode"])
+        assert fs.readlink("/dev/null") == "/run/x/hostdev/null"
+        assert fs.readlink("/dev/pts") == "/run/x/hostdev/pts"
+        assert st.S_ISCHR(fs.getattr("/dev/cxl/mem0")["st_mode"])          # the machine's own stay nodes
+        names = {n: mode for n, mode, _ in fs.readdir("/dev", None)}
+        assert names["null"] == st.S_IFLNK and names["nmem0"] == st.S_IFCHR
+        root = MachineFs(m, threading.RLock(), host_dev_dir="/run/x/hostdev")
+        assert st.S_ISCHR(root.getattr("/dev/null")["st_mode"])
+        assert root.getattr("/dev/null")["st_rdev"] == os.makedev(1, 3)

@@ -19,8 +19,10 @@ on a real kernfs/procfs (fs/kernfs/file.c, fs/sysfs/file.c, fs/seq_file.c):
 * /dev serves the machine's nodes as character devices with their
   ``st_rdev`` (the interposer recognises them by their major), plus the
   host's essential nodes (null, zero, full, random, urandom, tty) with the
-  host's numbers, and ``pts``, ``shm``, ``mqueue``, ``hugepages`` as links
-  into the host's /dev that ``cxlemu real`` binds at ``host_dev_dir``;
+  host's numbers (as links into ``host_dev_dir`` when the mount cannot be
+  ``dev``: unprivileged mounts), and ``pts``, ``shm``, ``mqueue``,
+  ``hugepages`` as links into the host's /dev that ``cxlemu real`` binds at
+  ``host_dev_dir``;
 * ``poll`` reports EPOLLERR|EPOLLPRI once the attribute was notified
   (``Kernel.sysfs_notify``) since the file was opened or last read, like
   kernfs_generic_poll, and wakes sleeping pollers when that happens.
@@ -126,13 +128,16 @@ class MachineFs:
     FUSE_PROTO_INC_EPOCH = 44
 
     def __init__(self, machine: Any, lock: Any, *, host_dev: bool = True,
-                 host_dev_dir: str | None = None,
+                 host_dev_dir: str | None = None, host_nodes_as_links: bool = False,
                  invalidate: Callable[[], None] | None = None,
                  notify_poll: Callable[..., None] | None = None):
         self.machine = machine
         self._lock = lock
         self.host_dev = host_dev
         self.host_dev_dir = host_dev_dir
+        # an unprivileged FUSE mount is always nodev: the host's null, zero ... are
+        # then links into host_dev_dir instead of device nodes
+        self.host_nodes_as_links = host_nodes_as_links and host_dev_dir is not None
         self._invalidate = invalidate
         self._notify_poll = notify_poll
         self._kernel = None
@@ -242,6 +247,9 @@ class MachineFs:
         if not self.host_dev or not path.startswith("/dev/"):
             return None
         rest = path[5:]
+        if rest in HOST_DEV_NODES and self.host_nodes_as_links:
+            target = f"{self.host_dev_dir}/{rest}"
+            return Entry(None, stat.S_IFLNK | 0o777, size=len(target), target=target)
         if rest in HOST_DEV_NODES:
             ma, mi = HOST_DEV_NODES[rest]
             return Entry(None, stat.S_IFCHR | 0o666, rdev=os.makedev(ma, mi))
@@ -255,7 +263,7 @@ class MachineFs:
         return Entry(None, stat.S_IFLNK | 0o777, size=len(target), target=target)
 
     def _host_dir_entries(self) -> list[tuple[str, int, int]]:
-        out = [(n, stat.S_IFCHR, 0) for n in HOST_DEV_NODES]
+        out = [(n, stat.S_IFLNK if self.host_nodes_as_links else stat.S_IFCHR, 0) for n in HOST_DEV_NODES]
         kind = stat.S_IFLNK if self.host_dev_dir is not None else stat.S_IFDIR
         out += [(n, kind, 0) for n in HOST_DEV_DIRS]
         out += [(n, stat.S_IFLNK, 0) for n in HOST_DEV_LINKS]

@@ -354,6 +354,7 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
                 log.debug("FUSE epoch notification failed: %s", e)
 
     fs = MachineFs(machine, lock, host_dev=host_dev, host_dev_dir=host_dev_dir,
+                   host_nodes_as_links=os.geteuid() != 0,     # fusermount3 mounts are always nodev
                    invalidate=invalidate, notify_poll=notify_poll)
     if cache_timeout is not None:
         fs.cache_timeout = cache_timeout
