@@ -58,9 +58,12 @@ def test_real_namespace_layout(box):
     assert lines[3] == "mem0"
     for want in ("nmem-ok", "null-ok", "pts-ok", "shm-ok", "proc-self-ok", "/proc/self/fd"):
         assert want in lines, want
-    # nothing leaked into the host's namespace
+    # nothing leaked into the host's namespace (other tests may have mounts of their own)
     assert "memhp_default_state" not in open("/proc/cmdline").read()
-    assert not any("cxlemu" in ln for ln in open("/proc/self/mounts"))
+    run_dir = os.path.join(os.environ["CXLEMU_HOME"], "machines", box, "run")
+    assert not any(run_dir in ln for ln in open("/proc/self/mounts"))
+    assert not any(ln.split()[1] in ("/sys", "/dev", "/proc/iomem") and "cxlemu" in ln
+                   for ln in open("/proc/self/mounts"))
 
 
 def test_real_runs_debian_cxl_and_the_change_persists(box):
