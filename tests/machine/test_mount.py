@@ -388,3 +388,20 @@ def test_unprivileged_mounts_link_the_hosts_nodes():
         root = MachineFs(m, threading.RLock(), host_dev_dir="/run/x/hostdev")
         assert st.S_ISCHR(root.getattr("/dev/null")["st_mode"])
         assert root.getattr("/dev/null")["st_rdev"] == os.makedev(1, 3)
+
+
+def test_a_link_whose_target_changes_is_read_afresh(tmp_path):
+    """Link targets may be cached by the host kernel; a driver link that now
+    names another driver must read back with its new target."""
+    with mounted("b", "cxl-test", tmp_path) as (m, lock, mnt):
+        link = f"{mnt}/sys/bus/dax/devices/dax0.0/driver"
+        assert os.readlink(link).endswith("/bus/dax/drivers/kmem")
+        assert os.readlink(link).endswith("/bus/dax/drivers/kmem")      # (now possibly cached)
+        # unbound and bound to another driver with no look at the link in between
+        _write(f"{mnt}/sys/bus/dax/drivers/kmem/unbind", b"dax0.0\0")
+        try:                   # daxctl_bind(): new_id (which probes), then bind
+            _write(f"{mnt}/sys/bus/dax/drivers/device_dax/new_id", b"dax0.0\0")
+        except OSError:
+            _write(f"{mnt}/sys/bus/dax/drivers/device_dax/bind", b"dax0.0\0")
+        assert os.readlink(link).endswith("/bus/dax/drivers/device_dax")
+        assert os.path.realpath(link) == f"{mnt}/sys/bus/dax/drivers/device_dax"

@@ -64,6 +64,9 @@ HOST_DEV_DIRS = ("pts", "shm", "mqueue", "hugepages")
 HOST_DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
                   "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
 
+FUSE_CAP_READDIRPLUS, FUSE_CAP_READDIRPLUS_AUTO = 1 << 13, 1 << 14    # fuse_common.h
+FUSE_CAP_CACHE_SYMLINKS = 1 << 23
+
 POLLIN, POLLPRI, POLLOUT, POLLERR = 0x1, 0x2, 0x4, 0x8
 POLLRDNORM, POLLWRNORM = 0x40, 0x100
 DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
@@ -130,6 +133,7 @@ class MachineFs:
     def __init__(self, machine: Any, lock: Any, *, host_dev: bool = True,
                  host_dev_dir: str | None = None, host_nodes_as_links: bool = False,
                  invalidate: Callable[[], None] | None = None,
+                 invalidate_path: Callable[[str], None] | None = None,
                  notify_poll: Callable[..., None] | None = None):
         self.machine = machine
         self._lock = lock
@@ -139,6 +143,9 @@ class MachineFs:
         # then links into host_dev_dir instead of device nodes
         self.host_nodes_as_links = host_nodes_as_links and host_dev_dir is not None
         self._invalidate = invalidate
+        self._invalidate_path = invalidate_path
+        self._dirs_cached: set[str] = set()       # directories whose listing the host kernel caches
+        self._links_cached: set[str] = set()      # links whose target the host kernel caches
         self._notify_poll = notify_poll
         self._kernel = None
         self._backend = None
@@ -189,6 +196,13 @@ class MachineFs:
         self.stats.invalidations += 1
         if self._invalidate is not None:
             self._invalidate()
+        if self._invalidate_path is not None:
+            for d in self._dirs_cached:
+                self._invalidate_path(d)
+            for link in self._links_cached:
+                self._invalidate_path(link)
+        self._dirs_cached.clear()
+        self._links_cached.clear()
 
     # ---- resolution --------------------------------------------------------------------------
     def entry(self, path: str) -> Entry:
@@ -271,12 +285,20 @@ class MachineFs:
 
     # ---- FUSE operations -------------------------------------------------------------------
     kernel_caching = False
+    link_caching = False
 
     def init_with_config(self, conn, config) -> None:
         """FUSE INIT: let the host kernel cache lookups only if it can be told
         to drop them (FUSE_NOTIFY_INC_EPOCH)."""
         ok = conn is not None and conn.proto_minor >= self.FUSE_PROTO_INC_EPOCH and self._invalidate is not None
         self.kernel_caching = bool(ok and self.cache_timeout > 0)
+        if conn is not None and self.kernel_caching:
+            # the host kernel keeps link targets (dropped with their inodes when
+            # the model changes); listings go through plain READDIR
+            conn.want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO)
+            if conn.capable & FUSE_CAP_CACHE_SYMLINKS and self._invalidate_path is not None:
+                conn.want |= FUSE_CAP_CACHE_SYMLINKS
+                self.link_caching = True
         if config is not None:
             t = self.cache_timeout if self.kernel_caching else 0.0
             config.entry_timeout = t
@@ -301,12 +323,19 @@ class MachineFs:
         e = self.entry(path)
         if e.target is None:
             raise _oserror(errno.EINVAL, path)
+        if self.link_caching:
+            self._links_cached.add(path)
         return e.target
 
     def opendir(self, path: str) -> int:
         return 0
 
     def readdir(self, path: str, fh) -> list:
+        return [(n.decode(errors="surrogateescape"), mode, 0) for n, mode in self.listing(path)]
+
+    def listing(self, path: str) -> list[tuple[bytes, int]]:
+        """(name, d_type mode) of a directory, "." and ".." first, kernfs order;
+        cached until the model changes (and then dropped in the host kernel too)."""
         self._count("readdir")
         cached = self._dirs.get(path)
         if cached is not None:
@@ -318,12 +347,14 @@ class MachineFs:
                 raise _oserror(errno.ENOTDIR, path)
             names = vfs.listdir(path)
             entries = node.entries()
-            out: list = [(".", stat.S_IFDIR, 0), ("..", stat.S_IFDIR, 0)]
-            out += [(n, _KIND_FMT.get(entries[n].kind, stat.S_IFREG), 0) for n in names]
+            out = [(b".", stat.S_IFDIR), (b"..", stat.S_IFDIR)]
+            out += [(n.encode(), _KIND_FMT.get(entries[n].kind, stat.S_IFREG)) for n in names]
             if path == "/dev" and self.host_dev:
                 have = set(names)
-                out += [x for x in self._host_dir_entries() if x[0] not in have]
+                out += [(n.encode(), mode) for n, mode, _ in self._host_dir_entries() if n not in have]
             self._dirs[path] = out
+            if self.kernel_caching:
+                self._dirs_cached.add(path)
         return out
 
     def releasedir(self, path: str, fh) -> int:
@@ -387,13 +418,13 @@ class MachineFs:
             try:
                 self._sync().write(of.path, data)
             except OSError as exc:
+                # (a refused store may still have changed the tree, e.g. a failed
+                # nd_pmem probe registers the dax device that claims the
+                # namespace: the VFS marks the model dirty then too, and the
+                # watcher hook drops the caches)
                 if exc.errno == errno.ENOENT:
                     raise _oserror(errno.ENODEV, path) from None
                 raise
-            finally:
-                # a refused store may still have changed the tree (a failed
-                # nd_pmem probe registers the dax device that claims the namespace)
-                self._drop()
         return len(data)
 
     def truncate(self, path: str, length: int, fh=None) -> int:

@@ -215,6 +215,7 @@ def _lib():
     lib.fuse_session_process_buf.argtypes = [ctypes.c_void_p, ctypes.POINTER(_fuse_buf)]
     lib.fuse_notify_poll.argtypes = [ctypes.c_void_p]
     lib.fuse_pollhandle_destroy.argtypes = [ctypes.c_void_p]
+    lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     return mfusepy, lib
 
 
@@ -258,6 +259,24 @@ def _fuse_class():
                 self.operations.stats.crashes.append(f"{func.__name__}: {e!r}")
                 log.exception("FUSE operation %s failed", func.__name__)
                 return -errno.EIO
+
+        def opendir(self, path, fip):
+            fi = fip.contents
+            fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
+            if self.operations.kernel_caching:
+                # the host kernel keeps the listing until the model changes
+                # (then MachineFs drops it with fuse_invalidate_path)
+                fi.cache_readdir = 1
+                fi.keep_cache = 1
+            return 0
+
+        def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+            st = mfusepy.c_stat()
+            for name, mode in self.operations.listing(path.decode(self.encoding, self.errors)):
+                st.st_mode = mode
+                if filler(buf, name, st, 0, 0) != 0:
+                    break
+            return 0
 
         def fgetattr(self, path, buf, fip):
             # the hot path: a cached struct stat image copied out in one go
@@ -353,9 +372,15 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
             except OSError as e:     # the connection is going away
                 log.debug("FUSE epoch notification failed: %s", e)
 
+    fbox: list[int] = []
+
+    def invalidate_path(path: str) -> None:
+        if fbox:
+            lib.fuse_invalidate_path(fbox[0], os.fsencode(path))
+
     fs = MachineFs(machine, lock, host_dev=host_dev, host_dev_dir=host_dev_dir,
                    host_nodes_as_links=os.geteuid() != 0,     # fusermount3 mounts are always nodev
-                   invalidate=invalidate, notify_poll=notify_poll)
+                   invalidate=invalidate, invalidate_path=invalidate_path, notify_poll=notify_poll)
     if cache_timeout is not None:
         fs.cache_timeout = cache_timeout
     fuse = _fuse_class()(fs)
@@ -376,6 +401,7 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
     if lib.fuse_mount(f, os.fsencode(str(mp))) != 0:
         lib.fuse_destroy(f)
         raise MountError(f"cannot mount on {mp} (fuse_mount failed; see the message above)")
+    fbox.append(f)
     handle = MountHandle(mp, fs, Path(mpath) if mpath is not None else None)
     handle._fuse = (fuse, argv, args)      # keep the ctypes objects alive
     handle_box.append(handle)
@@ -410,6 +436,7 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
             handle.error = e
         finally:
             fs.detach()
+            fbox.clear()
             lib.fuse_session_exit(se)
             lib.fuse_unmount(f)          # umount2(MNT_DETACH) as root, fusermount3 -u otherwise; closes the fd
             lib.fuse_destroy(f)
