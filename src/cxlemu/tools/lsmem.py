@@ -78,8 +78,10 @@ def merged(bs: int, blks: list[dict]) -> list[dict]:
     return rows
 
 
-def stranded_report(b, bs: int, block_ids: list[int]) -> list[str]:
+def stranded_report(b, bs: int, block_ids: list[int] | None = None) -> list[str]:
     """Each kmem-bound dax device: bytes hot-added and lost to block alignment."""
+    if block_ids is None:
+        block_ids = [blk["id"] for blk in blocks(b)[1]]
     lines = []
     try:
         names = b.listdir("/sys/bus/dax/devices")
