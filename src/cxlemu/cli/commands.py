@@ -9,16 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cxlemu.cli.errors import UsageError
 from cxlemu.machine.store import MachineError, Store
 from cxlemu.topology import presets
-
-
-class UsageError(MachineError):
-    """Wrong arguments to a cxlemu command: exit status 2, like argparse."""
-    exit_status = 2
-
-    def __str__(self) -> str:
-        return f"usage: cxlemu {super().__str__()}"
 
 
 def _store() -> Store:
