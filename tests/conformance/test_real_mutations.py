@@ -97,7 +97,9 @@ SCENARIOS = {
         "ndctl list -N -R", "ndctl disable-region region1", "ndctl disable-region -f region1",
         "ndctl enable-region region1", "ndctl list -N", "ndctl disable-namespace all", "ndctl enable-namespace all",
         "ndctl destroy-namespace all", "ndctl destroy-namespace -f all", "ndctl create-namespace -r region1 -m bogus",
-        "ndctl create-namespace -s 100T", "ndctl destroy-namespace namespace9.9", "cxl disable-region region3",
+        "ndctl create-namespace -s 100T", "ndctl destroy-namespace namespace9.9", "ndctl disable-dimm nmem0",
+        "ndctl disable-region region1", "ndctl disable-dimm all", "ndctl list -D", "ndctl enable-dimm all",
+        "ndctl enable-region region1", "ndctl disable-dimm nmem99", "cxl disable-region region3",
         "cxl destroy-region region3"]),
 }
 
