@@ -196,7 +196,7 @@ class DriverDir(VDir):
         d = self.drv.bus.devices.get(name)
         if d is not None and d.driver is self.drv:
             return DevLink(d)
-        if name in ("uevent", "bind", "unbind") or name in self.drv.extra_attrs:
+        if name in ("uevent", "bind", "unbind", "module") or name in self.drv.extra_attrs:
             return self.entries().get(name)
         return None
 
