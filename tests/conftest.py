@@ -35,3 +35,19 @@ def _no_machine_process_outlives_its_test(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many tests against the real tools were skipped, and why
+    (tests/cxltest_support.py need_real: in CI they fail instead)."""
+    from cxltest_support import REAL_SKIP_TAG
+    reasons: dict[str, int] = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        lr = getattr(rep, "longrepr", None)
+        msg = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+        if REAL_SKIP_TAG in msg:
+            why = msg.split(REAL_SKIP_TAG, 1)[1].strip()
+            reasons[why] = reasons.get(why, 0) + 1
+    if reasons:
+        n = sum(reasons.values())
+        detail = "; ".join(f"{c}: {w}" for w, c in sorted(reasons.items()))
+        terminalreporter.write_line(f"real tools/FUSE: {n} test(s) skipped ({detail}); "
+                                    f"CI (CXLEMU_REQUIRE_REAL=1) fails them instead", yellow=True)

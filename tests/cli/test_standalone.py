@@ -12,7 +12,7 @@ from cxltest_support import boot, render_machine
 
 
 def tool(name: str, *argv: str, env=None):
-    code = f"import sys; from cxlemu.tools import standalone; sys.argv=['x'] + {list(argv)!r}; " \
+    code = f"import sys; from cxlemu.cli import standalone; sys.argv=['x'] + {list(argv)!r}; " \
            f"sys.exit(standalone.{name}())"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
 

@@ -50,7 +50,8 @@ def test_cxl_ram_region_gets_a_dax_region_and_dax0_0_bound_to_kmem():
     host = "/sys/bus/cxl/devices/dax_region0/"
     assert b.read(host + "devtype") == "cxl_dax_region\n" and b.read(host + "modalias") == "cxl:t8\n"
     assert b.readlink(host + "driver").endswith("/bus/cxl/drivers/cxl_dax_region")
-    assert sorted(b.listdir("/sys/bus/cxl/drivers/cxl_dax_region")) == ["dax_region0", "uevent"]
+    assert sorted(b.listdir("/sys/bus/cxl/drivers/cxl_dax_region")) == ["dax_region0", "module", "uevent"]
+    assert b.readlink("/sys/bus/cxl/drivers/cxl_dax_region/module") == "../../../../module/dax_cxl"
 
 
 def test_dax_region_attributes():
@@ -81,7 +82,11 @@ def test_dev_dax_attributes_and_char_device():
 def test_cxl_dax_region_driver_suppresses_bind_attrs():
     b = boot("cxl-test")
     assert not b.exists("/sys/bus/cxl/drivers/cxl_dax_region/bind")
-    assert sorted(b.listdir(DRV + "kmem")) == ["bind", "dax0.0", "new_id", "remove_id", "uevent", "unbind"]
+    assert sorted(b.listdir(DRV + "kmem")) == ["bind", "dax0.0", "module", "new_id", "remove_id", "uevent",
+                                               "unbind"]
+    # the driver's module, loaded (what libkmod checks before inserting it)
+    assert b.read("/sys/module/kmem/initstate") == "live\n"
+    assert b.readlink("/sys/module/kmem/drivers/dax:kmem") == "../../../bus/dax/drivers/kmem"
 
 
 def test_create_store_makes_a_seed_and_enforces_space(devdax):

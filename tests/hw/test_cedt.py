@@ -22,24 +22,20 @@ from cxlemu.hw.acpi.cedt import (
     CHBS_VERSION_CXL20,
     SZ_256M,
     CedtDecodeError,
-    CedtError,
     Cfmws,
     Chbs,
     Cxims,
     Rdpas,
     UnknownCedt,
-    check_window,
-    chbs_is_usable,
-    cxims_for_window,
     decode_cedt,
     encode_cedt,
     encode_subtable,
-    failed_window_message,
-    find_chbs,
     parse_cedt,
-    validate_cfmws,
 )
 from cxlemu.hw.acpi.table import AcpiTableError, build_table
+from cxlemu.kernel.cxl.acpi import (CedtError, check_window, chbs_is_usable, cxims_for_window,
+                                    failed_window_message, find_chbs, root_decoder_granularity,
+                                    validate_cfmws)
 
 VALID_ENIW = [0, 1, 2, 3, 4, 8, 9, 10]
 WAYS_OF = {0: 1, 1: 2, 2: 4, 3: 8, 4: 16, 8: 3, 9: 6, 10: 12}
@@ -176,7 +172,7 @@ def test_well_formed_windows_validate(eniw, hbig, base, n):
     assert validate_cfmws(c) is None
     assert c.ways == WAYS_OF[eniw]
     assert c.granularity == 256 << hbig
-    assert c.root_decoder_granularity == (256 if c.ways == 1 else 256 << hbig)
+    assert root_decoder_granularity(c) == (256 if c.ways == 1 else 256 << hbig)
 
 
 # --------------------------------------------------- decode strictness ---
@@ -288,8 +284,8 @@ def test_cfmws_hbig_not_encodable_rejected_einval():
 
 
 def test_x1_window_advertises_256_granularity_acpi_c():
-    assert window(hbig=4).root_decoder_granularity == 256
-    assert window(eniw=1, hbig=4, targets=(1, 2)).root_decoder_granularity == 4096
+    assert root_decoder_granularity(window(hbig=4)) == 256
+    assert root_decoder_granularity(window(eniw=1, hbig=4, targets=(1, 2))) == 4096
 
 
 def test_restriction_bits():

@@ -1,5 +1,5 @@
 """Tests for the Label Storage Area codec and update protocol
-(cxlemu.kernel.nvdimm.label; rules from drivers/nvdimm/label.[ch], core.c,
+(cxlemu.hw.lsa; rules from drivers/nvdimm/label.[ch], core.c,
 CXL r3.1 §9.13.2 and ndctl/lib/dimm.c)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxlemu.kernel.nvdimm.label import (
+from cxlemu.hw.lsa import (
     CXL_NAMESPACE_TYPE_UUID,
     CXL_REGION_TYPE_UUID,
     LSA_VERSION_1_1,

@@ -98,7 +98,7 @@ def test_seed_003_window_preset_states_its_stranded_capacity():
                for line in k.dmesg)
     res = daxctl(b, "reconfigure-device", "--mode=system-ram", "dax0.0")
     assert res.rc == 0, res.err
-    from cxlemu.kernel.mm.lsmem import lsmem
+    from cxlemu.tools.lsmem import lsmem
     text = lsmem(b)
     assert "dax0.0: 242.5G dax device, 240G hot-added, 2.5G (0xa0000000 bytes) stranded by 2G block alignment" in text
     assert "0x000000c080000000-0x000000fc7fffffff  240G online       yes 385-504    1 Movable\n" in text

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cxltest_support import boot_text, create_region  # noqa: E402
 
 from cxlemu.data.media import MediaStore  # noqa: E402
+from cxlemu.data.physmem import attach  # noqa: E402
 from cxlemu.sysfs.backend import EmulatorBackend  # noqa: E402
 from cxlemu.topology import presets  # noqa: E402
 
@@ -70,7 +71,7 @@ restrictions = [{restrictions}]
 
 def backend(tmp_path: Path, text: str | None = None) -> EmulatorBackend:
     b = boot_text(text or presets.text("biscuitos-b"))
-    b.kernel.media_store = MediaStore(tmp_path / "media")
+    attach(b.kernel, MediaStore(tmp_path / "media"))
     b.machine = _FakeMachine(b, tmp_path)
     return b
 
@@ -93,7 +94,7 @@ def reboot(b: EmulatorBackend, power_loss: bool = False) -> EmulatorBackend:
     plat.reset(power_loss=power_loss)
     plat.firmware_boot()
     k = Kernel(plat)
-    k.media_store = b.kernel.media_store
+    attach(k, b.kernel.media_store)
     k.boot()
     nb = EmulatorBackend(k)
     nb.machine = b.machine

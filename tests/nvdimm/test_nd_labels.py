@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from pmem_support import MiB, backend, fabric, lsa, ndctl, pmem_region, reboot, topo
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 
 
 class PowerCut(Exception):

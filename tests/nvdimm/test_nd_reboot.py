@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from pmem_support import MiB, ndctl, pmem_region, topo
-from cxlemu.data.dax_mapping import CACHE_LINE, open_dax
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.data.dax_mapping import CACHE_LINE
+from cxlemu.machine.dax import open_dax
+from cxlemu.hw import lsa as lbl
 from cxlemu.machine.store import Store
 
 REGION_UUID = "9a9b1c1d-0000-4000-8000-00000000cafe"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from pmem_support import MiB, backend, fabric, pmem_region, lsa
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 
 D = "/sys/bus/nd/devices/"
 

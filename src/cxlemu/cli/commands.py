@@ -10,16 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cxlemu.cli.errors import UsageError
 from cxlemu.machine.store import MachineError, Store
 from cxlemu.topology import presets
-
-
-class UsageError(MachineError):
-    """Wrong arguments to a cxlemu command: exit status 2, like argparse."""
-    exit_status = 2
-
-    def __str__(self) -> str:
-        return f"usage: cxlemu {super().__str__()}"
 
 
 def _store() -> Store:
@@ -326,7 +319,7 @@ def cmd_power_fail(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from cxlemu.kernel.cxl.translate_cli import translate
+    from cxlemu.cli.translate import translate
     with _store().open(args.name, write=False) as m:
         out = translate(m.kernel, args.kind, args.args)
     print(json.dumps(out, indent=2))

@@ -169,7 +169,7 @@ def to_tree(t, title: str):
 
 
 def _usage(msg: str):
-    from cxlemu.cli.commands import UsageError
+    from cxlemu.cli.errors import UsageError
     return UsageError(msg)
 
 

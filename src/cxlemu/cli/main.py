@@ -143,6 +143,7 @@ examples:
 PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
+    "cxlemu.cli.real_commands",    # real, mount, umount: the machine's /sys, /proc, /dev for real programs
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
     "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
 )

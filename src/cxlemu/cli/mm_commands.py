@@ -28,7 +28,7 @@ def register(add) -> None:
         sp.add_argument("name")
         sp.add_argument("--json", action="store_true", help="print JSON")
     except argparse.ArgumentError:
-        pass                      # the placeholder in cli/commands.py uses kernel/mm/lsmem.py as well
+        pass                      # the placeholder in cli/commands.py uses tools/lsmem.py as well
     sp = add("mem", cmd_mem, "page allocations: alloc / free / stat (kernel vs user, per node and zone)")
     sp.add_argument("name")
     msub = sp.add_subparsers(dest="mem_action", metavar="ACTION", required=True)
@@ -48,7 +48,7 @@ def register(add) -> None:
 
 def cmd_blocks(args) -> int:
     from cxlemu.cli import views
-    from cxlemu.kernel.mm.lsmem import lsmem
+    from cxlemu.tools.lsmem import lsmem
     with _store().open(args.name, write=False) as m:
         if views.want_json(args) or views.on_terminal():
             views.blocks(m.backend(), args)        # JSON, or a rich table on a terminal
@@ -63,7 +63,7 @@ def _size(text: str) -> int:
 
 
 def describe(mm, a) -> str:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     from cxlemu.kernel.mm.zones import ZONE_NAMES
     where: dict[tuple[int, str], int] = {}
     for bid, n in a.pieces.items():
@@ -78,7 +78,7 @@ def describe(mm, a) -> str:
 
 
 def stat_text(mm) -> str:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     from cxlemu.kernel.mm.zones import ZONE_NAMES
     out = ["node zone        managed       free     kernel       user  blocks\n"]
     for nid in mm.numa.online_nodes():

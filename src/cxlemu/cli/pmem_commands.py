@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 
 
 def decode_lsa(data: bytes) -> dict:

@@ -83,8 +83,11 @@ def cmd_rack(args) -> int:
         return 0
     if args.rack_cmd == "rm":
         rc = 0
+        from cxlemu.fabric.fm import service
         for n in args.names:
             try:
+                if rack.rack_path(n).exists():
+                    service.stop(n, quiet=True)      # the rack's fabric manager goes first
                 rack.remove(n)
             except MachineError as e:
                 print(f"cxlemu: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@ of each command otherwise (JSON for ``show``, as before), and ``--json``
 everywhere.  rich is imported only when a table is printed.
 
 The rows come from the same data the text forms print: the lsmem view of
-/sys/devices/system/memory (kernel/mm/lsmem.py), numactl -H over the
+/sys/devices/system/memory (tools/lsmem.py), numactl -H over the
 machine's /sys, and the page-allocation model.
 """
 
@@ -81,7 +81,7 @@ def show(summary: dict) -> None:
 # ---- cxlemu blocks ------------------------------------------------------------------------------
 
 def blocks_data(b) -> dict:
-    from cxlemu.kernel.mm.lsmem import blocks, merged, stranded_report
+    from cxlemu.tools.lsmem import blocks, merged, stranded_report
     bs, blks = blocks(b)
     ranges = []
     for r in merged(bs, blks):
@@ -95,7 +95,7 @@ def blocks_data(b) -> dict:
 
 
 def blocks(b, args) -> None:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     d = blocks_data(b)
     if want_json(args):
         print_json(d)
@@ -190,7 +190,7 @@ def stat_data(mm) -> dict:
 
 
 def stat(mm, args) -> None:
-    from cxlemu.kernel.mm.lsmem import human
+    from cxlemu.tools.lsmem import human
     d = stat_data(mm)
     if want_json(args):
         print_json(d)

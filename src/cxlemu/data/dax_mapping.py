@@ -49,7 +49,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -559,24 +559,3 @@ class DaxFile:
         if self._journal is not None:
             self._journal.save()
             self._journal = None
-
-
-# ---------------------------------------------------------------------------------------------
-# convenience: a machine's dax device, mapped
-# ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def open_dax(machine: str, dev: str = "/dev/dax0.0", length: int | None = None, offset: int = 0,
-             store=None, populate: bool = False) -> Iterator[DaxMapping]:
-    """Open machine ``machine`` (holding its lock), map ``dev`` (/dev/daxX.Y
-    or daxX.Y) and yield the :class:`DaxMapping`; unmapped on exit, stores
-    not flushed by then stay in the CPU cache (the journal)."""
-    from cxlemu.machine.store import Store
-    st = store or Store()
-    with st.open(machine) as m:
-        d = DaxDevice.open(m.backend(), dev)
-        mapping = d.mmap(length, offset, populate=populate)
-        try:
-            yield mapping
-        finally:
-            mapping.close()

@@ -276,11 +276,11 @@ def create(name: str, text: str, base: Path | None = None) -> dict:
 
 
 def remove(name: str) -> None:
+    """Remove a rack's directory (its fabric manager must be stopped first:
+    ``cxlemu rack rm`` does both; fm/service.py sits above this module)."""
     p = rack_path(name)
     if not p.exists():
         raise RackError(f"no rack named {name!r}")
-    from cxlemu.fabric.fm import service
-    service.stop(name, quiet=True)
     with locked(p / "lock"):
         trash = Path(tempfile.mkdtemp(prefix=f".{name}.rm.", dir=p.parent))
         os.rename(p, trash / name)

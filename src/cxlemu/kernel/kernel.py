@@ -36,6 +36,7 @@ class Kernel:
         self.trace_events: list[tuple[str, Any]] = []
         self.chrdevs: list[Device] = []
         self.dirty = False
+        self.sysfs_events: dict[str, int] = {}     # attribute path -> sysfs_notify count
         self.uptime_ticks = 0
         self.clock_ns = 0        # simulated time since boot (advanced by runs and timed operations)
         for name in ("platform", "pci", "acpi", "cpu"):
@@ -79,6 +80,41 @@ class Kernel:
         if len(self.trace_events) > TRACE_LIMIT:
             del self.trace_events[: len(self.trace_events) - TRACE_LIMIT]
 
+    # ---- change notification -------------------------------------------------------------
+    # ``dirty`` is set by every change of the model (a sysfs store, a mailbox
+    # command, a boot); watchers (the FUSE mount: kernel caches to drop) are
+    # told at once.  Watchers are transient: never saved with the kernel.
+    _dirty = False
+    _watchers: tuple = ()
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        if value:
+            for w in self._watchers:
+                w.kernel_changed(self)
+
+    def add_watcher(self, watcher: Any) -> None:
+        """``watcher.kernel_changed(kernel)`` after every change, and
+        ``watcher.sysfs_notified(path)`` on :meth:`sysfs_notify`."""
+        if watcher not in self._watchers:
+            self._watchers = (*self._watchers, watcher)
+
+    def remove_watcher(self, watcher: Any) -> None:
+        self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+    def sysfs_notify(self, dev: Device, group: str | None, attr: str) -> None:
+        """sysfs_notify() (fs/sysfs/file.c): wake pollers of an attribute."""
+        path = f"{dev.sysfs_path}/{group}/{attr}" if group else f"{dev.sysfs_path}/{attr}"
+        events = self.__dict__.setdefault("sysfs_events", {})
+        events[path] = events.get(path, 0) + 1
+        for w in self._watchers:
+            w.sysfs_notified(path)
+
     # ---- char devices ------------------------------------------------------------------------
     def register_chrdev(self, dev: Device) -> None:
         self.chrdevs.append(dev)
@@ -119,11 +155,12 @@ class Kernel:
         return " ".join(parts)
 
     def sysfs_kernel_dir(self):
-        from cxlemu.sysfs.vfs import StaticDir
+        from cxlemu.kernel.base.kernfs import StaticDir
         return StaticDir(lambda: self.mm.sysfs_kernel_entries())
 
     # ---- media (attached by the machine; not persisted) -----------------------------------------
-    media_store: Any = None
+    media_store: Any = None      # device-side access to each device's media (mailbox, poison)
+    physmem: Any = None          # CPU-side reads and flushed writes at HPAs (data/physmem.py)
 
     def media_access(self, hw):
         if self.media_store is None:
@@ -136,6 +173,8 @@ class Kernel:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("media_store", None)
+        state.pop("physmem", None)
+        state.pop("_watchers", None)
         state.pop("_features", None)
         state.pop("fabric", None)
         return state

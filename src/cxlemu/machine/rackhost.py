@@ -26,6 +26,7 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cxlemu.data import physmem
 from cxlemu.data.media import MediaStore
 from cxlemu.hw import dcd as dcdhw
 from cxlemu.machine.appliance import ApplianceStore
@@ -200,7 +201,7 @@ def attach(m: "Machine") -> None:
         return
     media = RackMediaStore(m.path / "media", rack)
     m.media = media
-    m.kernel.media_store = media
+    physmem.attach(m.kernel, media)     # device-side and CPU-side accesses reach the shared media
     m.kernel.fabric = Fabric(media)
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from cxlemu.data import physmem
 from cxlemu.data.media import MediaStore
 from cxlemu.hw.platform import Platform, build_platform
 from cxlemu.kernel.kernel import Kernel
@@ -134,7 +135,7 @@ class Machine:
         self.media = MediaStore(self.path / "media")
         self.live: "LiveMachine | None" = None
         self._kernel = kernel
-        kernel.media_store = self.media
+        physmem.attach(kernel, self.media)
         if _in_rack(self.path):
             from cxlemu.machine import rackhost
             rackhost.attach(self)   # a rack's host: the shared devices it is cabled to
@@ -147,7 +148,9 @@ class Machine:
 
     @kernel.setter
     def kernel(self, k: Kernel) -> None:
-        k.media_store = self.media
+        physmem.attach(k, self.media)
+        for w in self._kernel._watchers:    # a live mount follows the new kernel
+            k.add_watcher(w)
         self._kernel = k
 
     @property
@@ -239,7 +242,9 @@ class Machine:
                 self.media.discard(d, 0, d.ram_size)
         plat.firmware_boot()
         k = Kernel(plat)
-        k.media_store = self.media          # boot reads media (info blocks, region labels)
+        physmem.attach(k, self.media)       # boot reads media (info blocks, region labels)
+        for w in self._kernel._watchers:    # a live mount follows the new kernel
+            k.add_watcher(w)
         k.fabric = self.kernel.fabric
         k.boot()
         k.dirty = True

@@ -9,7 +9,11 @@ and ``/dev/...``.  Two backends implement the same interface:
 
 Device nodes get a channel: ``open_memdev`` returns an object with
 ``query()`` and ``send(cmd_id, payload, out_size) -> (retval, bytes)`` (the
-CXL_MEM_QUERY_COMMANDS / CXL_MEM_SEND_COMMAND ioctls).
+CXL_MEM_QUERY_COMMANDS / CXL_MEM_SEND_COMMAND ioctls); ``open_nmem`` one
+with ``config_size()``, ``get_config_data()`` and ``set_config_data()`` (the
+ND_IOCTL_*_CONFIG_* label ioctls on /dev/nmemN, sysfs/nd_ioctl.py).
+``open_data(path, write)`` gives positional I/O on /dev/mem, /dev/daxX.Y and
+/dev/pmemN (or a host file).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Backend(Protocol):
     def islink(self, path: str) -> bool: ...
     def chardev(self, path: str) -> tuple[int, int] | None: ...
     def open_memdev(self, path: str): ...
+    def open_nmem(self, path: str): ...
+    def open_data(self, path: str, write: bool): ...
 
 
 def _as_bytes(data: str | bytes) -> bytes:
@@ -135,6 +141,14 @@ class EmulatorBackend:
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
         return EmulatedMemdevChannel(self.kernel, dev, self.machine)
 
+    def open_nmem(self, path: str) -> "EmulatedNmemChannel":
+        dev = self.vfs.chardev(path)
+        from cxlemu.kernel.nvdimm.dimm import NvdimmDev
+        if not isinstance(dev, NvdimmDev):
+            from cxlemu.sysfs.nd_ioctl import NodeError
+            raise NodeError(errno.ENXIO, path, validate=dev is not None)
+        return EmulatedNmemChannel(dev)
+
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
 
@@ -152,6 +166,8 @@ class EmulatorBackend:
         if path.startswith("/dev/dax"):
             from cxlemu.data.dax_mapping import DaxFile
             return DaxFile.open(self, path, write)
+        if path.startswith("/dev/pmem"):
+            return PmemDiskFile.open(self.kernel, path)
         return HostFile(path, write)
 
 
@@ -196,8 +212,8 @@ def _std_fileno(path: str) -> int | None:
 
 
 class HostFile:
-    def __init__(self, path: str, write: bool):
-        flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
+    def __init__(self, path: str, write: bool, create: bool = True):
+        flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if write else os.O_RDONLY
         std = _std_fileno(path)
         self.fd = os.dup(std) if std is not None else os.open(path, flags, 0o644)
         st = os.fstat(self.fd)
@@ -258,6 +274,81 @@ class EmulatedMemdevChannel:
             return live.mbox_send(self, cmd_id, payload_in, out_size,
                                   lambda: self._send(cmd_id, payload_in, out_size))
         return self._send(cmd_id, payload_in, out_size)
+
+    def close(self) -> None:
+        pass
+
+
+class EmulatedNmemChannel:
+    """The /dev/nmemN label ioctls on the kernel model's nvdimm (bus.c
+    __nd_ioctl -> cxl_pmem's config-data commands)."""
+
+    def __init__(self, nvdimm):
+        self.nvdimm = nvdimm
+
+    def _call(self, fn, *args):
+        from cxlemu.kernel.base.device import KernelError
+        try:
+            return fn(*args)
+        except KernelError as e:
+            raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def config_size(self) -> tuple[int, int]:
+        return self._call(self.nvdimm.ioctl_config_size)
+
+    def get_config_data(self, offset: int, length: int) -> bytes:
+        return self._call(self.nvdimm.ioctl_get_config_data, offset, length)
+
+    def set_config_data(self, offset: int, data: bytes) -> None:
+        self._call(self.nvdimm.ioctl_set_config_data, offset, bytes(data))
+
+    def close(self) -> None:
+        pass
+
+
+class PmemDiskFile:
+    """/dev/pmemN[.M]: the block device nd_pmem publishes for a namespace
+    (raw) or its pfn device; I/O goes through the driver (pmem.c
+    pmem_do_read/write: flushed stores, nvdimm_read/write_bytes)."""
+
+    def __init__(self, kernel, host):
+        self.kernel, self.host = kernel, host
+        self.ns = host if hasattr(host, "res_start") else host.ndns
+        self.size = self.ns.res_size
+
+    @classmethod
+    def open(cls, kernel, path: str) -> "PmemDiskFile":
+        name = path.rsplit("/", 1)[-1]
+        for dev in kernel.buses["nd"].devices.values() if "nd" in kernel.buses else ():
+            if getattr(dev, "disk", None) == name and dev.driver is not None:
+                return cls(kernel, dev)
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+    def _check(self, off: int, n: int) -> None:
+        if off < 0 or off + n > self.size:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    def pread(self, n: int, off: int) -> bytes:
+        n = max(0, min(n, self.size - off))
+        self._check(off, n)
+        return self._io(self.kernel.nvdimm.ns_read, self.ns, off, n)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        self._check(off, len(data))
+        self._io(self.kernel.nvdimm.ns_write, self.ns, off, bytes(data))
+        self.kernel.dirty = True
+        return len(data)
+
+    @staticmethod
+    def _io(fn, *args):
+        from cxlemu.kernel.base.device import KernelError
+        try:
+            return fn(*args)
+        except KernelError as e:
+            raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def truncate(self, n: int) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -348,11 +439,17 @@ class DirectoryBackend:
         from cxlemu.hw.mailbox.uapi import RealMemdevChannel
         return RealMemdevChannel(self._p(path))
 
+    def open_nmem(self, path: str):
+        from cxlemu.sysfs.nd_ioctl import RealNmemChannel
+        return RealNmemChannel(self._p(path), devname=path)
+
     def dax_device(self, path: str):
         return None
 
     def open_data(self, path: str, write: bool):
-        return HostFile(self._p(path) if path.startswith("/dev/") else path, write)
+        if path.startswith("/dev/"):                 # a device node is never created
+            return HostFile(self._p(path), write, create=False)
+        return HostFile(path, write)
 
 
 def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev"),

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import errno
 import posixpath
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import (AttrGroup, AttrSpec, Bus, Device, Driver, KernelError, bind_store, ignore_write,
                                        unbind_store)
+from cxlemu.kernel.base.kernfs import FuncFile, StaticDir, VDir, VFile, VLink, VNode
+from cxlemu.kernel.module import loaded_modules, module_of
 from cxlemu.util.kernfs_hash import kernfs_order
 
 if TYPE_CHECKING:
@@ -42,44 +44,6 @@ def kernfs_target_path(link_dir: str, target: str) -> str:
         up += 1
     rest = target[len(base):].lstrip("/") if base != "/" else target.lstrip("/")
     return "../" * up + rest
-
-
-class VNode:
-    kind = "?"
-
-
-class VFile(VNode):
-    kind = "file"
-    mode = 0o444
-
-    def read(self) -> bytes:
-        raise KernelError(errno.EACCES)
-
-    def write(self, data: bytes) -> None:
-        raise KernelError(errno.EACCES)
-
-
-class FuncFile(VFile):
-    def __init__(self, read: Callable[[], "str | bytes"] | None = None,
-                 write: Callable[[bytes], None] | None = None, mode: int | None = None):
-        self._read, self._write = read, write
-        self.mode = mode if mode is not None else ((0o444 if read else 0) | (0o200 if write else 0))
-
-    def read(self) -> bytes:
-        if self._read is None:
-            raise KernelError(errno.EACCES)
-        v = self._read()
-        return v.encode() if isinstance(v, str) else v
-
-    def write(self, data: bytes) -> None:
-        if self._write is None:
-            raise KernelError(errno.EACCES)
-        self._write(data)
-
-    @property
-    def pure(self) -> bool:
-        """Writing changes nothing that persists (kernel/base/device.py pure_action)."""
-        return getattr(self._write, "sysfs_pure", False)
 
 
 class AttrFile(VFile):
@@ -111,41 +75,6 @@ class CharDevNode(VFile):
 
     def __init__(self, dev: Device):
         self.dev = dev
-
-
-class VLink(VNode):
-    kind = "link"
-
-    def __init__(self, target: str):
-        self.target = target
-
-
-class VDir(VNode):
-    kind = "dir"
-
-    def entries(self) -> dict[str, VNode]:
-        return {}
-
-    def lookup(self, name: str) -> VNode | None:
-        return self.entries().get(name)
-
-
-class StaticDir(VDir):
-    """A directory computed by ``fn``; ``lookup_fn(name)``, when given,
-    finds one entry without building the whole listing (big buses)."""
-
-    def __init__(self, fn: Callable[[], dict[str, VNode]],
-                 lookup_fn: Callable[[str], VNode | None] | None = None):
-        self._fn = fn
-        self._lookup_fn = lookup_fn
-
-    def entries(self) -> dict[str, VNode]:
-        return self._fn()
-
-    def lookup(self, name: str) -> VNode | None:
-        if self._lookup_fn is not None:
-            return self._lookup_fn(name)
-        return self._fn().get(name)
 
 
 class DevLink(VLink):
@@ -261,6 +190,9 @@ class DriverDir(VDir):
             out["unbind"] = FuncFile(None, lambda b: unbind_store(drv, b))
         for name, (show, store, mode) in drv.extra_attrs.items():
             out[name] = FuncFile(show, store, mode)
+        mod = module_of(drv.bus.name, drv.name)
+        if mod is not None:
+            out["module"] = VLink(f"/sys/module/{mod}")
         for d in drv.bound_devices():
             out[d.name] = DevLink(d)
         return out
@@ -269,7 +201,7 @@ class DriverDir(VDir):
         d = self.drv.bus.devices.get(name)
         if d is not None and d.driver is self.drv:
             return DevLink(d)
-        if name in ("uevent", "bind", "unbind") or name in self.drv.extra_attrs:
+        if name in ("uevent", "bind", "unbind", "module") or name in self.drv.extra_attrs:
             return self.entries().get(name)
         return None
 
@@ -343,7 +275,7 @@ class Vfs:
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
             "kernel": k.sysfs_kernel_dir(),
-            "module": StaticDir(dict),
+            "module": StaticDir(lambda: {m: _module_dir(m, drvs) for m, drvs in loaded_modules(k.buses).items()}),
         }
 
     # ---- path walking --------------------------------------------------------------
@@ -485,7 +417,9 @@ class Vfs:
             node.write(data)
         except KernelError as e:
             self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
-            self.kernel.dirty = True          # the log line is state too
+            # a refused store can still change the model (a failed probe that
+            # registered a claim device, the log): it must be saved and seen
+            self.kernel.dirty = True
             raise _err(e.errno, path) from None
         if not getattr(node, "pure", False):
             self.kernel.dirty = True
@@ -593,6 +527,20 @@ class _DevIndex:
         pre = full + "/"
         return any(d.registered and d.devt and d.devnode and d.devnode.startswith(pre)
                    for d in self.dirs.get(full, ()))
+
+
+def _module_dir(name: str, drivers: list[tuple[str, str]]) -> StaticDir:
+    """/sys/module/<name> of a loaded module (kernel/module/sysfs.c): what
+    libkmod reads to decide a module is already there."""
+    return StaticDir(lambda: {
+        "initstate": FuncFile(lambda: "live\n"),
+        "refcnt": FuncFile(lambda: f"{len(drivers)}\n"),
+        "taint": FuncFile(lambda: "\n"),
+        "uevent": FuncFile(None, lambda b: None),
+        "holders": StaticDir(dict),
+        "parameters": StaticDir(dict),
+        "drivers": StaticDir(lambda: {f"{b}:{d}": VLink(f"/sys/bus/{b}/drivers/{d}") for b, d in drivers}),
+    })
 
 
 class _MutableDir(VDir):

@@ -17,14 +17,13 @@ sub-structures, each starting with ``type u8 @0, reserved u8 @1, length u16 @2``
 Unknown types are kept as :class:`UnknownCedt` and skipped by users, like the
 kernel (which walks the table per type).
 
-The kernel's acceptance rules (``drivers/cxl/acpi.c``) are separate pure
-functions returning a :class:`CedtError` (or ``None``) so the kernel model can
-apply them the way ``cxl_acpi_probe`` does.
+The kernel's acceptance rules (``drivers/cxl/acpi.c``: which windows, CHBS
+and CXIMS ``cxl_acpi`` accepts) are kernel policy: they live in
+``cxlemu.kernel.cxl.acpi``; this module only encodes and decodes.
 """
 
 from __future__ import annotations
 
-import errno as _errno
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,14 +38,10 @@ from cxlemu.hw.acpi.table import (
     AcpiTableError,
     SubtableLayout,
     build_table,
-    c_hex,
     parse_table,
     walk_subtables,
 )
 
-# ways/granularity encodings (drivers/cxl/cxl.h) live with the kernel model;
-# their InterleaveError is a ValueError.
-from cxlemu.kernel.cxl.interleave import eig_to_granularity, eiw_to_ways
 
 __all__ = [
     "CEDT_SIGNATURE",
@@ -77,19 +72,11 @@ __all__ = [
     "Rdpas",
     "UnknownCedt",
     "CedtSubtable",
-    "CedtError",
     "CedtDecodeError",
-    "ChbsMatch",
     "encode_subtable",
     "encode_cedt",
     "decode_cedt",
     "parse_cedt",
-    "validate_cfmws",
-    "chbs_is_usable",
-    "find_chbs",
-    "cxims_for_window",
-    "check_window",
-    "failed_window_message",
 ]
 
 CEDT_SIGNATURE = "CEDT"
@@ -134,6 +121,15 @@ CFMWS_FIXED_SIZE = _CFMWS.size
 CXIMS_FIXED_SIZE = _CXIMS.size
 RDPAS_SIZE = _RDPAS.size
 assert (CHBS_SIZE, CFMWS_FIXED_SIZE, CXIMS_FIXED_SIZE, RDPAS_SIZE) == (32, 36, 8, 17)
+
+
+def eniw_to_ways(eniw: int) -> int:
+    """CFMWS ENIW (CXL r3.1 Table 9-22) -> host-bridge interleave ways."""
+    if 0 <= eniw <= 4:
+        return 1 << eniw
+    if 8 <= eniw <= 10:
+        return 3 << (eniw - 8)
+    raise ValueError(f"invalid encoded interleave ways: {eniw}")
 
 
 # --------------------------------------------------------------------------
@@ -187,8 +183,9 @@ class Cfmws:
 
     @property
     def ways(self) -> int:
-        """Host-bridge interleave ways (``eiw_to_ways(eniw)``); ValueError if not encodable."""
-        return eiw_to_ways(self.eniw)
+        """Host-bridge interleave ways encoded by ENIW (CXL r3.1 Table 9-22:
+        0-4 -> 1, 2, 4, 8, 16; 8-10 -> 3, 6, 12); ValueError otherwise."""
+        return eniw_to_ways(self.eniw)
 
     @property
     def interleave_targets(self) -> tuple[int, ...]:
@@ -199,11 +196,6 @@ class Cfmws:
     def granularity(self) -> int:
         """Host-bridge interleave granularity in bytes (``256 << hbig``)."""
         return 256 << self.hbig
-
-    @property
-    def root_decoder_granularity(self) -> int:
-        """Granularity the kernel gives the root decoder: 256 for x1 windows (acpi.c)."""
-        return 256 if self.ways == 1 else eig_to_granularity(self.hbig)
 
     @property
     def natural_length(self) -> int:
@@ -285,26 +277,6 @@ class UnknownCedt:
 CedtSubtable = Chbs | Cfmws | Cxims | Rdpas | UnknownCedt
 
 
-@dataclass(frozen=True)
-class CedtError:
-    """A kernel acceptance failure: positive ``errno`` and the message the kernel logs.
-
-    ``handler_errno`` is set when an inner CEDT-walk handler failed with a
-    different errno that the table walker converted (e.g. -ENXIO from the
-    CXIMS handler surfaces as -EINVAL).
-    """
-
-    errno: int
-    message: str
-    handler_errno: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.message} ({-self.errno})"
-
-
-# --------------------------------------------------------------------------
-# encode
-# --------------------------------------------------------------------------
 def _check_range(value: int, bits: int, what: str) -> None:
     if not 0 <= value < (1 << bits):
         raise ValueError(f"{what} {value} does not fit in u{bits}")
@@ -467,160 +439,3 @@ def parse_cedt(data: bytes | bytearray | memoryview) -> tuple[AcpiHeader, list[C
 def decode_cedt(data: bytes | bytearray | memoryview) -> list[CedtSubtable]:
     """Decode a whole CEDT into its sub-structures (see :func:`parse_cedt`)."""
     return parse_cedt(data)[1]
-
-
-# --------------------------------------------------------------------------
-# kernel acceptance rules (drivers/cxl/acpi.c)
-# --------------------------------------------------------------------------
-def validate_cfmws(c: Cfmws) -> CedtError | None:
-    """Checks a CFMWS the way ``cxl_acpi_cfmws_verify`` + ``__cxl_parse_cfmws`` do.
-
-    Order and messages follow drivers/cxl/acpi.c: arithmetic, base alignment,
-    size alignment, ENIW, header length; then the HBIG decode that
-    ``__cxl_parse_cfmws`` performs (it fails silently in the kernel, the
-    message here is ours). All failures are -EINVAL.
-    """
-    if c.interleave_arithmetic not in (CFMWS_ARITHMETIC_MODULO, CFMWS_ARITHMETIC_XOR):
-        return CedtError(_errno.EINVAL, f"CFMWS Unknown Interleave Arithmetic: {c.interleave_arithmetic}")
-    if c.base_hpa % SZ_256M:
-        return CedtError(_errno.EINVAL, "CFMWS Base HPA not 256MB aligned")
-    if c.window_size % SZ_256M:
-        return CedtError(_errno.EINVAL, "CFMWS Window Size not 256MB aligned")
-    try:
-        ways = eiw_to_ways(c.eniw)
-    except ValueError:
-        return CedtError(_errno.EINVAL, f"CFMWS Interleave Ways ({c.eniw}) invalid")
-    expected = CFMWS_FIXED_SIZE + 4 * ways
-    if c.header_length < expected:
-        return CedtError(_errno.EINVAL, f"CFMWS length {c.header_length} less than expected {expected}")
-    try:
-        eig_to_granularity(c.hbig)
-    except ValueError:
-        return CedtError(
-            _errno.EINVAL, f"CFMWS Host Bridge Interleave Granularity ({c.hbig}) invalid"
-        )
-    return None
-
-
-def chbs_is_usable(c: Chbs) -> bool:
-    """Whether ``cxl_get_chbs_iter`` (acpi.c) considers this CHBS at all.
-
-    A CXL 1.1 entry must describe 0x2000 bytes, a CXL 2.0 entry 0x10000
-    bytes, and the base must be non-zero. Like the kernel, entries with any
-    other ``cxl_version`` are not length-checked.
-    """
-    if c.cxl_version == CHBS_VERSION_CXL11 and c.length != CHBS_LENGTH_CXL11:
-        return False
-    if c.cxl_version == CHBS_VERSION_CXL20 and c.length != CHBS_LENGTH_CXL20:
-        return False
-    return c.base != 0
-
-
-@dataclass(frozen=True)
-class ChbsMatch:
-    """Result of :func:`find_chbs`: the winning entry and how many version switches were seen."""
-
-    chbs: Chbs | None
-    nr_versions: int
-
-    @property
-    def mixed(self) -> bool:
-        """The kernel then logs "Unsupported platform config, mixed Virtual Host and
-        Restricted CXL Host hierarchy."."""
-        return self.nr_versions > 1
-
-
-def find_chbs(cedt: Iterable[CedtSubtable], uid: int) -> ChbsMatch:
-    """CHBS lookup for host bridge ``uid`` as ``cxl_get_chbs`` does.
-
-    Unusable entries are ignored; every change of ``cxl_version`` between
-    consecutive usable entries counts as one more version; the *first*
-    usable entry whose UID matches wins.
-    """
-    found: Chbs | None = None
-    nr_versions = 0
-    saved: int | None = None
-    for sub in cedt:
-        if not isinstance(sub, Chbs) or not chbs_is_usable(sub):
-            continue
-        if saved != sub.cxl_version:
-            saved = sub.cxl_version
-            nr_versions += 1
-        if found is None and sub.uid == uid:
-            found = sub
-    return ChbsMatch(found, nr_versions)
-
-
-def cxims_for_window(cedt: Iterable[CedtSubtable], cfmws: Cfmws) -> tuple[int, ...] | CedtError:
-    """The XOR maps the kernel attaches to ``cfmws`` (acpi.c ``cxl_parse_cxims``).
-
-    Modulo windows and XOR windows of 1 or 3 ways need no maps → ``()``.
-    Otherwise the needed count is log2(ways) (2/4/8/16) or log2(ways/3)
-    (6/12). Every CXIMS is visited in table order:
-
-    * an HBIG that is not encodable makes the handler fail (-EINVAL);
-    * a CXIMS whose granularity differs from the window's is skipped;
-    * a matching CXIMS with too few maps makes the handler fail with -ENXIO
-      ("CXIMS nr_xormaps[%d] expected[%d]", a dev_dbg);
-    * otherwise its first N maps are taken (a later match replaces them).
-
-    Any handler failure aborts the CEDT walk, which the table walker reports
-    as -EINVAL (``lib/fw_table.c``), so the window fails with -EINVAL;
-    ``handler_errno`` keeps the handler's own errno. No match at all →
-    -EINVAL "No CXIMS for HBIG %u".
-    """
-    if cfmws.interleave_arithmetic != CFMWS_ARITHMETIC_XOR:
-        return ()
-    try:
-        ways = eiw_to_ways(cfmws.eniw)
-    except ValueError:
-        return CedtError(_errno.EINVAL, f"CFMWS Interleave Ways ({cfmws.eniw}) invalid")
-    if ways in (1, 3):
-        return ()
-    try:
-        ig = eig_to_granularity(cfmws.hbig)
-    except ValueError:
-        return CedtError(_errno.EINVAL, f"CFMWS Host Bridge Interleave Granularity ({cfmws.hbig}) invalid")
-    nr_maps = (ways.bit_length() - 1) if ways & (ways - 1) == 0 else ((ways // 3).bit_length() - 1)
-
-    chosen: tuple[int, ...] | None = None
-    for sub in cedt:
-        if not isinstance(sub, Cxims):
-            continue
-        try:
-            hbig = eig_to_granularity(sub.hbig)
-        except ValueError:
-            return CedtError(
-                _errno.EINVAL,
-                f"CXIMS HBIG ({sub.hbig}) invalid",
-                handler_errno=_errno.EINVAL,
-            )
-        if hbig != ig:
-            continue
-        if len(sub.xormaps) < nr_maps:
-            return CedtError(
-                _errno.EINVAL,
-                f"CXIMS nr_xormaps[{len(sub.xormaps)}] expected[{nr_maps}]",
-                handler_errno=_errno.ENXIO,
-            )
-        chosen = tuple(sub.xormaps[:nr_maps])
-    if chosen is None:
-        return CedtError(_errno.EINVAL, f"No CXIMS for HBIG {ig}")
-    return chosen
-
-
-def check_window(cedt: Iterable[CedtSubtable], cfmws: Cfmws) -> CedtError | None:
-    """All table-level checks ``__cxl_parse_cfmws`` applies to one window (validate, then CXIMS)."""
-    err = validate_cfmws(cfmws)
-    if err is not None:
-        return err
-    maps = cxims_for_window(cedt, cfmws)
-    return maps if isinstance(maps, CedtError) else None
-
-
-def failed_window_message(cfmws: Cfmws, err: CedtError) -> str:
-    """The dev_err acpi.c logs when a window is skipped (the driver keeps loading)."""
-    return (
-        f"Failed to add decode range: [{c_hex(cfmws.base_hpa)} - "
-        f"{c_hex((cfmws.base_hpa + cfmws.window_size - 1) & (2**64 - 1))}] ({-err.errno})"
-    )

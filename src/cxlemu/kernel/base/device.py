@@ -368,6 +368,42 @@ def unbind_store(drv: Driver, buf: bytes) -> None:
     device_release_driver(dev)
 
 
+def sysfs_attr(dev: Device, name: str) -> AttrSpec | None:
+    """The visible attribute ``name`` ("attr" or "group/attr") of ``dev``;
+    later groups shadow earlier ones, as in the sysfs directory."""
+    group, _, attr = name.rpartition("/")
+    for g in reversed(dev.attr_groups()):
+        if (g.name or "") != group or not g.is_visible(dev):
+            continue
+        for a in reversed(g.attrs):
+            if a.name == attr:
+                return a if a.effective_mode(dev) else None
+    return None
+
+
+def sysfs_store(dev: Device, name: str, buf: bytes) -> None:
+    """A store to ``<dev>/<name>`` from inside the kernel, with the errno a
+    write(2) of the same bytes would get (ENOENT: no such attribute)."""
+    a = sysfs_attr(dev, name)
+    if a is None:
+        raise KernelError(errno.ENOENT, f"{dev.name}/{name}: no such attribute")
+    fn = a.store_fn(dev)
+    if fn is None:
+        raise KernelError(errno.EACCES)
+    fn(buf)
+
+
+def sysfs_show(dev: Device, name: str) -> str:
+    a = sysfs_attr(dev, name)
+    if a is None:
+        raise KernelError(errno.ENOENT, f"{dev.name}/{name}: no such attribute")
+    fn = a.show_fn(dev)
+    if fn is None:
+        raise KernelError(errno.EACCES)
+    v = fn()
+    return v.decode() if isinstance(v, bytes) else v
+
+
 @dataclass
 class Ida:
     """include/linux/idr.h ida: lowest free id.

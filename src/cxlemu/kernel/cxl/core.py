@@ -116,6 +116,7 @@ class CxlCore:
     def acpi_probe(self, host: Device) -> None:
         """drivers/cxl/acpi.c cxl_acpi_probe."""
         from cxlemu.hw.acpi import cedt as cedt_mod
+        from cxlemu.kernel.cxl import acpi as rules
         k = self.kernel
         plat = k.platform
         root = CxlPort(self, self.port_ida.alloc(), host, host, None, "root", None)
@@ -125,7 +126,7 @@ class CxlCore:
         subtables = cedt_mod.decode_cedt(k.acpi_tables["CEDT"])
         chbs = {}
         for s in subtables:
-            if isinstance(s, cedt_mod.Chbs) and cedt_mod.chbs_is_usable(s) and s.uid not in chbs:
+            if isinstance(s, cedt_mod.Chbs) and rules.chbs_is_usable(s) and s.uid not in chbs:
                 chbs[s.uid] = s
         # add_host_bridge_dport, in ACPI namespace order
         for hb in plat.host_bridges:
@@ -139,10 +140,10 @@ class CxlCore:
         for s in subtables:
             if not isinstance(s, cedt_mod.Cfmws):
                 continue
-            err = cedt_mod.validate_cfmws(s)
+            err = rules.validate_cfmws(s)
             if err is None and s.interleave_arithmetic == 1:
-                maps = cedt_mod.cxims_for_window(subtables, s)
-                if isinstance(maps, cedt_mod.CedtError):
+                maps = rules.cxims_for_window(subtables, s)
+                if isinstance(maps, rules.CedtError):
                     err = maps
                     xormaps: tuple[int, ...] = ()
                 else:
@@ -154,7 +155,7 @@ class CxlCore:
                 for uid in s.targets:
                     dp = root.dports.get(uid)
                     if dp is None:
-                        err = cedt_mod.CedtError(errno.ENXIO, f"target {uid} not found")
+                        err = rules.CedtError(errno.ENXIO, f"target {uid} not found")
                         break
                     targets.append(dp)
             end = s.base_hpa + s.window_size - 1

@@ -122,6 +122,8 @@ class CxlMemdev(Device):
         if self.endpoint is not None and self.endpoint.commit_end >= 0:
             raise KernelError(errno.EBUSY, f"{self.name}: sanitize with active decoders")
         self.core.mailbox.sanitize(self)
+        # mbox.c: the sanitize-complete work wakes pollers of security/state
+        self.core.kernel.sysfs_notify(self, "security", "state")
 
     def erase_store(self, buf: bytes) -> None:
         self.sanitize_store(buf)

@@ -334,8 +334,8 @@ class RootDecoder(CxlDecoder):
 
     @property
     def regions(self) -> list["CxlRegion"]:
-        from cxlemu.kernel.cxl.region import CxlRegion
-        return [c for c in self.children if isinstance(c, CxlRegion)]
+        # the region devices below this root decoder (is_cxl_region(): their cxl device type)
+        return [c for c in self.children if getattr(c, "cxl_id", None) == CXL_DEVICE_REGION]
 
     def contains(self, start: int, size: int) -> bool:
         return self.start <= start and start + size <= self.start + self.size

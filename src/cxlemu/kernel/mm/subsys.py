@@ -350,7 +350,7 @@ class Mm:
         return zoneinfo(self)
 
     def sysfs_kernel_entries(self) -> dict:
-        from cxlemu.sysfs.vfs import FuncFile, StaticDir
+        from cxlemu.kernel.base.kernfs import FuncFile, StaticDir
         numa = StaticDir(lambda: {"demotion_enabled": FuncFile(self._demotion_show, self._demotion_store, 0o644)})
         return {"mm": StaticDir(lambda: {"numa": numa})}
 

@@ -212,7 +212,7 @@ def btt_geometry(rawsize: int, lbasize: int) -> list[tuple[int, int, int]]:
 
 def btt_info_block(btt_uuid: uuidlib.UUID, parent: uuidlib.UUID, arena_size: int, lbasize: int,
                    ext_nlba: int, int_nlba: int, major: int, minor: int) -> bytes:
-    from cxlemu.kernel.nvdimm.label import fletcher64
+    from cxlemu.hw.lsa import fletcher64
     internal_lbasize = (lbasize + INT_LBASIZE_ALIGNMENT - 1) // INT_LBASIZE_ALIGNMENT * INT_LBASIZE_ALIGNMENT
     logsize = -(-BTT_DEFAULT_NFREE * LOG_GRP_SIZE // BTT_PG_SIZE) * BTT_PG_SIZE
     mapsize = -(-ext_nlba * MAP_ENT_SIZE // BTT_PG_SIZE) * BTT_PG_SIZE
@@ -228,7 +228,7 @@ def btt_info_block(btt_uuid: uuidlib.UUID, parent: uuidlib.UUID, arena_size: int
 
 
 def parse_btt_info(raw: bytes) -> dict | None:
-    from cxlemu.kernel.nvdimm.label import fletcher64
+    from cxlemu.hw.lsa import fletcher64
     if raw[:16] != BTT_SIG:
         return None
     buf = bytearray(raw[:4096])

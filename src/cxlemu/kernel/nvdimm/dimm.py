@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import AttrGroup, KernelError, RO
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import (DIMM_CMD_NAMES, ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE,
                                       ND_CMD_SET_CONFIG_DATA, ND_DEVICE_DIMM, NVDIMM_MAJOR, NdDevice)
 from cxlemu.kernel.nvdimm.dpa import DpaMap, label_id

@@ -52,7 +52,7 @@ import struct
 import uuid as _uuid
 from dataclasses import dataclass
 
-from cxlemu.kernel.nvdimm.label import fletcher64
+from cxlemu.hw.lsa import fletcher64
 
 PFN_SIG = b"NVDIMM_PFN_INFO\x00"
 DAX_SIG = b"NVDIMM_DAX_INFO\x00"

@@ -30,7 +30,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, KernelError, RO, RW, kstr, kstrip, kstrtobool, kstrtoull
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import NdDevice
 from cxlemu.kernel.nvdimm.dpa import label_id
 
@@ -91,6 +91,9 @@ def parse_uuid(buf: bytes) -> uuidlib.UUID:
     return uuidlib.UUID(bytes=bytes(out))
 
 
+_CLAIM_MODE = {"nd_btt": "safe", "nd_dax": "dax", "nd_pfn": "memory"}
+
+
 class NdRegionChild(NdDevice):
     """A device a region hosts (``<prefix><region>.<id>``: namespaces and the
     btt/pfn/dax personalities): its nd type, NUMA nodes and nvdimm core are
@@ -149,15 +152,10 @@ class NdNamespacePmem(NdRegionChild):
         self.nv.set_namespace_size(self, val)
 
     def mode_show(self) -> str:
-        from cxlemu.kernel.nvdimm.claim import NdBtt, NdDax, NdPfn
+        # namespace_devs.c mode_show: by the claiming device's type (is_nd_btt ...)
         c = self.claim
-        if isinstance(c, NdBtt):
-            return "safe\n"
-        if isinstance(c, NdDax):
-            return "dax\n"
-        if isinstance(c, NdPfn):
-            return "memory\n"
-        return "raw\n"          # CXL regions do not set ND_REGION_PAGEMAP
+        mode = _CLAIM_MODE.get(getattr(c, "type_name", "")) if c is not None else None
+        return f"{mode}\n" if mode else "raw\n"          # CXL regions do not set ND_REGION_PAGEMAP
 
     def uuid_show(self) -> str:
         return f"{self.uuid}\n" if self.uuid else "\n"

@@ -11,8 +11,8 @@ plus namespace data access (nvdimm_read_bytes / nvdimm_write_bytes).
 * dax_pmem reserves the metadata range ("namespaceR.N" in iomem) and
   creates a static device-dax region and its daxR.N over the data area.
 
-Kernel writes are flushed writes: they clean the CPU-cache journal lines
-they cover (data/dax_mapping.py note_kernel_write).
+Kernel writes are flushed writes: they clean the CPU-cache lines they
+cover (``kernel.physmem``, attached with the media: data/physmem.py).
 """
 
 from __future__ import annotations
@@ -37,21 +37,17 @@ class PmemDrivers:
     kernel: "Kernel"
 
     # ---- data access (nvdimm_read_bytes / nvdimm_write_bytes) --------------------------------------------
-    def hpa_space(self):
-        media = self.kernel.media_store
-        if media is None:
+    def _physmem(self):
+        pm = self.kernel.physmem
+        if pm is None:
             raise KernelError(errno.EIO, "no media attached")
-        from cxlemu.data.datapath import HpaSpace
-        return HpaSpace(self.kernel.platform, media)
+        return pm
 
     def ns_read(self, ns: "NdNamespacePmem", offset: int, n: int) -> bytes:
-        return self.hpa_space().read(ns.res_start + offset, n)
+        return self._physmem().read(ns.res_start + offset, n)
 
     def ns_write(self, ns: "NdNamespacePmem", offset: int, data: bytes) -> None:
-        from cxlemu.data import dax_mapping
-        space = self.hpa_space()
-        space.write(ns.res_start + offset, data)
-        dax_mapping.note_kernel_write(self.kernel, space, ns.res_start + offset, len(data))
+        self._physmem().kernel_write(ns.res_start + offset, data)
 
     # ---- nd_pmem driver (pmem.c nd_pmem_probe) ---------------------------------------------------------------
     def _pmem_probe(self, dev: NdDevice) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Ida, KernelError, RO, RW, kstrtobool, kstrtoull
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import (ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_REGION_PMEM,
                                       NdDevice)
 from cxlemu.kernel.nvdimm.dpa import label_id

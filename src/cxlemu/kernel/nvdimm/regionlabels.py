@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.region import CxlRegion
@@ -86,10 +86,10 @@ def collect(nv: "Nvdimm") -> dict[uuidlib.UUID, list[_Member]]:
 
 def assemble(nv: "Nvdimm") -> list[str]:
     """Re-create every complete region label set; returns region names."""
+    from cxlemu.kernel.base.device import bind_store, sysfs_show, sysfs_store
     from cxlemu.kernel.cxl.port import EndpointDecoder
-    from cxlemu.sysfs.vfs import Vfs
     k = nv.kernel
-    vfs = Vfs(k)
+    cxl = k.cxl.bus
     created = []
     existing = {r.uuid for r in k.cxl.regions.all()}
     for ruuid, members in sorted(collect(nv).items(), key=lambda kv: kv[1][0].label.hpa):
@@ -114,7 +114,9 @@ def assemble(nv: "Nvdimm") -> list[str]:
             continue
 
         def w(path: str, value: str) -> None:
-            vfs.write(f"/sys/bus/cxl/devices/{path}", value.encode() + b"\0")
+            # the region ABI exactly as libcxl writes it (string + NUL)
+            dev, _, attr = path.partition("/")
+            sysfs_store(cxl.devices[dev], attr, value.encode() + b"\0")
 
         try:
             targets = []
@@ -127,7 +129,7 @@ def assemble(nv: "Nvdimm") -> list[str]:
                 if d.dpa_start != by_pos[pos].label.dpa:
                     raise KernelError(22, f"{d.name}: DPA {d.dpa_start:#x} != label {by_pos[pos].label.dpa:#x}")
                 targets.append(d.name)
-            name = vfs.read(f"/sys/bus/cxl/devices/{rd.name}/create_pmem_region").decode().strip()
+            name = sysfs_show(rd, "create_pmem_region").strip()
             w(f"{rd.name}/create_pmem_region", name)
             w(f"{name}/uuid", str(ruuid))
             w(f"{name}/interleave_granularity", str(ig_to_granularity(lab0.ig)))
@@ -136,7 +138,7 @@ def assemble(nv: "Nvdimm") -> list[str]:
             for pos, t in enumerate(targets):
                 w(f"{name}/target{pos}", t)
             w(f"{name}/commit", "1")
-            vfs.write("/sys/bus/cxl/drivers/cxl_region/bind", name.encode() + b"\0")
+            bind_store(cxl.drivers["cxl_region"], name.encode() + b"\0")
             k.log(f"{name}: assembled from region labels {ruuid}")
             created.append(name)
         except (OSError, KernelError, StopIteration) as e:

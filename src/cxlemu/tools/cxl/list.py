@@ -27,7 +27,8 @@ from cxlemu.tools.common.parse_options import (PARSE_OPT_HIDDEN, OPT_BOOLEAN, OP
                                                error_text, parse_options, usage_with_options)
 from cxlemu.tools.libcxl import CxlContext
 
-from .filter import FilterParams, filter_has, filter_to_flags, filter_walk
+from .filter import FilterParams, filter_has, filter_to_flags
+from .walk import filter_walk
 
 __all__ = ["cmd_list", "LIST_OPTIONS", "LIST_USAGE", "params_from_args"]
 

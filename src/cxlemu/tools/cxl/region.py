@@ -73,7 +73,8 @@ from cxlemu.tools.libcxl.region import uuid_parse
 from cxlemu.tools.libcxl.sysfs import strerror
 
 from . import json as cj
-from .filter import FilterParams, _args, bus_filter, decoder_filter, filter_walk, memdev_filter, region_filter
+from .filter import FilterParams, _args, bus_filter, decoder_filter, memdev_filter, region_filter
+from .walk import filter_walk
 
 __all__ = ["cmd_create_region", "cmd_enable_region", "cmd_disable_region", "cmd_destroy_region",
            "to_csv", "align_down", "CREATE_OPTIONS", "ENABLE_OPTIONS", "DISABLE_OPTIONS",

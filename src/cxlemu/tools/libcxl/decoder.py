@@ -25,13 +25,13 @@ Targets are head-inserted, so they iterate in reverse position order.
 
 from __future__ import annotations
 
-import enum
 import errno
 from typing import TYPE_CHECKING
 
 from .cnum import U32_MAX, U64_MAX, c_atoi, c_strtoul_u32, c_strtoull, c_tokens, to_s32, to_u64
 from .device import devname_of, same_id
-from .port import DportLink
+from .dport import DportLink
+from .mode import DecoderMode, TargetType, mode_from_ident, mode_name
 from .sysfs import strerror
 
 if TYPE_CHECKING:
@@ -41,43 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DecoderMode", "TargetType", "Target", "Decoder", "mode_name",
            "mode_from_ident", "max_available_extent"]
-
-
-class DecoderMode(enum.IntEnum):
-    """``enum cxl_decoder_mode`` (cxl/libcxl.h)."""
-
-    NONE = 0
-    MIXED = 1
-    PMEM = 2
-    RAM = 3
-
-
-class TargetType(enum.IntEnum):
-    UNKNOWN = 0
-    EXPANDER = 1
-    ACCELERATOR = 2
-
-
-_MODE_NAMES = {DecoderMode.NONE: "none", DecoderMode.MIXED: "mixed",
-               DecoderMode.PMEM: "pmem", DecoderMode.RAM: "ram"}
-
-
-def mode_name(mode: int) -> str:
-    """``cxl_decoder_mode_name()``; out-of-range values name "none"."""
-    try:
-        return _MODE_NAMES[DecoderMode(mode)]
-    except ValueError:
-        return "none"
-
-
-def mode_from_ident(ident: str) -> DecoderMode:
-    """``cxl_decoder_mode_from_ident()`` (regions and the tools): "ram",
-    "volatile" -> RAM, "pmem" -> PMEM, anything else NONE."""
-    if ident in ("ram", "volatile"):
-        return DecoderMode.RAM
-    if ident == "pmem":
-        return DecoderMode.PMEM
-    return DecoderMode.NONE
 
 
 def _decoder_mode_attr(text: str | None) -> DecoderMode:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .cnum import c_strtoull, to_s32
 from .device import IdList, SysfsDevice, devname_of, same_id
+from .dport import DportLink
 
 if TYPE_CHECKING:
     from .context import CxlContext
@@ -44,34 +45,6 @@ class PortType(enum.IntEnum):
     ROOT = 0
     SWITCH = 1
     ENDPOINT = 2
-
-
-class DportLink:
-    """What a dport and a decoder target (a dport named by ``target_list``)
-    share: ``dev_path`` (realpath of the dport link), ``phys_path`` (realpath
-    of its ``physical_node``, or ``dev_path`` when only a ``firmware_node``
-    exists) and ``fw_path`` (realpath of ``firmware_node``)."""
-
-    dev_path: str
-    phys_path: str | None
-    fw_path: str | None
-
-    @property
-    def devname(self) -> str:
-        return devname_of(self.dev_path)
-
-    @property
-    def physical_node(self) -> str | None:
-        return devname_of(self.phys_path) if self.phys_path else None
-
-    @property
-    def firmware_node(self) -> str | None:
-        return devname_of(self.fw_path) if self.fw_path else None
-
-    def maps_memdev(self, memdev: "Memdev") -> bool:
-        """``cxl_dport_maps_memdev()`` / ``cxl_target_maps_memdev()``:
-        substring match on host paths."""
-        return (self.phys_path or self.dev_path) in memdev.host_path
 
 
 class Dport(DportLink):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from cxlemu.tools.common.util_json import hex_text
 
 from .cnum import U32_MAX, U64_MAX, c_strtoul_u32, c_strtoull, to_s32, to_u64
-from .decoder import DecoderMode, mode_from_ident
+from .mode import DecoderMode, mode_from_ident
 from .device import SysfsDevice, devname_of
 from .sysfs import strerror
 

@@ -6,9 +6,10 @@ skipping...``, EBUSY) and otherwise unbinds the nvdimm driver; enable-dimm
 binds it, which re-reads the label area.  Both print ``disabled N nmem`` /
 ``enabled N nmem`` and exit 1 when no dimm was acted on because of an error.
 
-The label area is reached through the nmem's ND_IOCTL_*_CONFIG_* commands,
-which the emulator provides on /dev/nmemN (the kernel forwards them to the
-memdev mailbox, GET_LSA / SET_LSA).  Writes are refused while a region is
+The label area is reached only through the nmem's ND_IOCTL_*_CONFIG_*
+commands on /dev/nmemN (``backend.open_nmem()``: the emulated kernel, or
+real ioctls on a real node), in ``max_xfer`` pieces like libndctl; the
+kernel forwards them to the memdev mailbox (GET_LSA / SET_LSA).  Writes are refused while a region is
 active on the dimm (``<dev>: regions active, abort label write`` /
 ``dimm is active, abort label write``); after a write the dimm is disabled
 and re-enabled so the kernel re-reads its label cache.  Summaries:
@@ -20,7 +21,8 @@ from __future__ import annotations
 import errno
 import os
 
-from cxlemu.kernel.nvdimm import label as lbl
+from cxlemu.hw import lsa as lbl
+from cxlemu.sysfs.nd_ioctl import NodeError, read_in_chunks, write_in_chunks
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import display_json
 from cxlemu.tools.common.labelfiles import label_options, open_label_files
@@ -68,20 +70,12 @@ SUMMARY = {"read": "read {} nmem{}", "write": "wrote {} nmem{}", "zero": "zeroed
            "disable": "disabled {} nmem{}", "enable": "enabled {} nmem{}"}
 
 
-def _nmem_dev(ctx: CommandContext, dimm):
-    vfs_chardev = getattr(ctx.backend, "dax_device", None)
-    dev = vfs_chardev(f"/dev/{dimm.devname}") if vfs_chardev else None
-    if dev is None or not hasattr(dev, "ioctl_get_config_data"):
+def _nmem(ctx: CommandContext, dimm):
+    """The label channel of /dev/<nmemN> (ENOTTY when the backend has none)."""
+    opener = getattr(ctx.backend, "open_nmem", None)
+    if opener is None:
         raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
-    return dev
-
-
-def _ioctl(fn, *args):
-    from cxlemu.kernel.base.device import KernelError
-    try:
-        return fn(*args)
-    except KernelError as e:
-        raise OSError(e.errno, os.strerror(e.errno)) from None
+    return opener(f"/dev/{dimm.devname}")
 
 
 def _dump_json(dimm, data: bytes, flags: int, index_only: bool) -> dict | None:
@@ -134,8 +128,12 @@ def _action(kind: str, ctx: CommandContext, dimm, prm: dict, state: dict) -> int
         return dimm.disable()
     if kind == "enable":                    # dimm.c action_enable()
         return dimm.enable()
-    dev = _nmem_dev(ctx, dimm)
-    size, _max = dev.ioctl_config_size()
+    try:
+        dev = _nmem(ctx, dimm)
+        size, _max = dev.config_size()
+    except NodeError as e:           # libndctl: every command opens the node first
+        dimm.ctx.log.err("ndctl_cmd_submit", e.message())
+        return -(e.errno or errno.ENXIO)
     length = prm.get("len") or 0
     offset = prm.get("offset") or 0
     if kind in ("write", "zero") and dimm.is_active() == 1:
@@ -144,7 +142,7 @@ def _action(kind: str, ctx: CommandContext, dimm, prm: dict, state: dict) -> int
         return -errno.EBUSY
     if kind == "read":
         n = length or (size - offset)
-        data = _ioctl(dev.ioctl_get_config_data, offset, n)
+        data = read_in_chunks(dev, offset, n)
         if state.get("json") is not None:
             j = _dump_json(dimm, data, UTIL_JSON_HUMAN if prm.get("human") else 0, bool(prm.get("index")))
             if j is None:
@@ -155,18 +153,18 @@ def _action(kind: str, ctx: CommandContext, dimm, prm: dict, state: dict) -> int
         return 0
     if kind == "write":
         n = length or (size - offset)
-        cur = bytearray(_ioctl(dev.ioctl_get_config_data, offset, n))
+        cur = bytearray(read_in_chunks(dev, offset, n))
         new = state["in"].read(n)
         cur[:len(new)] = new
         if new:
-            _ioctl(dev.ioctl_set_config_data, offset, bytes(cur))
+            write_in_chunks(dev, offset, bytes(cur))
         return _revalidate(dimm)
     if kind == "zero":
         n = length or (size - offset)
-        _ioctl(dev.ioctl_set_config_data, offset, bytes(n))
+        write_in_chunks(dev, offset, bytes(n))
         return _revalidate(dimm)
     # init / check
-    data = bytearray(_ioctl(dev.ioctl_get_config_data, 0, size))
+    data = bytearray(read_in_chunks(dev, 0, size))
     if kind == "init" and dimm.is_active() == 1:
         ctx.stderr.write(f"{dimm.devname}: regions active, abort label write\n")
         return -errno.EBUSY
@@ -179,7 +177,7 @@ def _action(kind: str, ctx: CommandContext, dimm, prm: dict, state: dict) -> int
     v11 = prm["labelversion"] in ("1.1", "v1.1")
     area = lbl.LabelArea(data, label_size=128 if v11 else 256,
                          version=lbl.LSA_VERSION_1_1 if v11 else lbl.LSA_VERSION_1_2, cxl=False,
-                         writer=lambda off, b: _ioctl(dev.ioctl_set_config_data, off, b))
+                         writer=lambda off, b: write_in_chunks(dev, off, b))
     area.init(style="ndctl")
     return _revalidate(dimm)
 

@@ -528,23 +528,30 @@ def zero_info_block(job: Job, ndns: NdNamespace) -> int:
         if rc < 0:
             job.err(f"{ndns.devname} failed to enable for zeroing, continuing\n")
             return 1
-        bdev = ndns.block_device()
-        res = ndns.ctx.read(f"{ndns.path}/resource")
-        space = getattr(ndns.ctx.backend, "hpa_space", None)
-        if not bdev or res is None or space is None:
-            job.err(f"{ndns.devname}: failed to open /dev/{bdev} to zero info block\n")
+        path = f"/dev/{ndns.block_device()}"
+        try:
+            f = ndns.ctx.backend.open_data(path, True)
+        except OSError:
+            job.err(f"{ndns.devname}: failed to open {path} to zero info block\n")
             return rc
         try:
-            hpa = int(res, 0)
-            sp = space()
-            if sp.read(hpa, info_size) == bytes(info_size):
+            try:
+                cur = f.pread(info_size, 0)
+            except OSError:
+                cur = b""
+            if len(cur) < info_size:
+                job.err(f"{ndns.devname}: failed to read info block, continuing\n")
+            if cur == bytes(info_size):
                 return 1
-            sp.write(hpa, bytes(info_size))
-            from cxlemu.data import dax_mapping
-            dax_mapping.note_kernel_write(getattr(ndns.ctx.backend, "kernel", None), sp, hpa, info_size)
-        except OSError:
-            job.err(f"{ndns.devname}: failed to zero info block /dev/{bdev}\n")
-            return -errno.ENXIO
+            try:
+                n = f.pwrite(bytes(info_size), 0)
+            except OSError:
+                n = 0
+            if n < info_size:
+                job.err(f"{ndns.devname}: failed to zero info block {path}\n")
+                return -errno.ENXIO
+        finally:
+            f.close()
         return 0
     finally:
         ndns.set_raw_mode(False)

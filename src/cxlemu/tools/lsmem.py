@@ -1,6 +1,8 @@
 """An lsmem-like view of /sys/devices/system/memory (util-linux lsmem), read
 through a backend only, plus what cxlemu adds: the capacity each dax
-device in system-ram mode lost to memory-block alignment.
+device in system-ram mode lost to memory-block alignment (observed: the
+memory blocks that exist inside the device's ranges were hot-added, the
+rest of the ranges was not; kernel/mm/blocksize.py has the kernel's rule).
 
 Columns: RANGE SIZE STATE REMOVABLE BLOCK NODE ZONES, adjacent blocks with
 the same attributes merged, then "Memory block size", "Total online
@@ -11,8 +13,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-
-from cxlemu.kernel.mm.blocksize import stranded
 
 MEM = "/sys/devices/system/memory"
 
@@ -78,8 +78,10 @@ def merged(bs: int, blks: list[dict]) -> list[dict]:
     return rows
 
 
-def stranded_report(b, bs: int) -> list[str]:
+def stranded_report(b, bs: int, block_ids: list[int] | None = None) -> list[str]:
     """Each kmem-bound dax device: bytes hot-added and lost to block alignment."""
+    if block_ids is None:
+        block_ids = [blk["id"] for blk in blocks(b)[1]]
     lines = []
     try:
         names = b.listdir("/sys/bus/dax/devices")
@@ -100,7 +102,8 @@ def stranded_report(b, bs: int) -> list[str]:
             i += 1
         if not ranges or not bs:
             continue
-        added, lost = stranded(ranges, bs)
+        added = sum(bs for bid in block_ids if any(s <= bid * bs and (bid + 1) * bs - 1 <= e for s, e in ranges))
+        lost = sum(e - s + 1 for s, e in ranges) - added
         size = sum(e - s + 1 for s, e in ranges)
         lines.append(f"{name}: {human(size)} dax device, {human(added)} hot-added, "
                      f"{human(lost)} ({lost:#x} bytes) stranded by {human(bs)} block alignment")
@@ -132,7 +135,7 @@ def lsmem(b) -> str:
     for label, value in (("Memory block size:", bs), ("Total online memory:", online),
                          ("Total offline memory:", offline)):
         out.append(f"{label:<23} {human(value):>5}\n")       # print_summary(): "%-23s %5s"
-    notes = stranded_report(b, bs)
+    notes = stranded_report(b, bs, [blk["id"] for blk in blks])
     if notes:
         out.append("\n")
         out += [n + "\n" for n in notes]

@@ -1,4 +1,10 @@
-"""Label Storage Area (LSA) codec and the kernel's label update protocol.
+"""Label Storage Area (LSA) format: the codec and the two-index update protocol.
+
+This is the on-device format of a memory device's label area, so it sits on
+the hardware floor, like the CDAT and mailbox codecs: the kernel model's
+nvdimm label cache (kernel/nvdimm/dimm.py) and ndctl's label commands
+(tools/ndctl/labels.py, which reach the area only through the nvdimm
+config-data ioctls) both use it.
 
 A label area is two *index blocks* followed by ``nslot`` fixed-size label
 slots (CXL r3.1 §9.13.2; UEFI 2.7 / NVDIMM namespace spec for the 1.x

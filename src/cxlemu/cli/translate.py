@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from cxlemu.kernel.cxl.port import EndpointDecoder
 from cxlemu.kernel.cxl.translate import TranslateError
+from cxlemu.machine.store import MachineError
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
@@ -69,5 +70,4 @@ def translate(k: "Kernel", kind: str, args: list[str]) -> dict:
             raise TranslateCliError("usage: cxlemu translate NAME dpa MEMDEV ADDRESS")
         return dpa_to_hpa(k, args[0], _int(args[1]))
     except (TranslateError, TranslateCliError) as e:
-        from cxlemu.machine.store import MachineError
         raise MachineError(f"translate: {e}") from None
