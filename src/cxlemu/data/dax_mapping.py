@@ -280,13 +280,21 @@ class HpaOrderArray:
     device (the extents of an interleaved mapping).  Slices load into new
     numpy arrays and store through; ``np.asarray`` loads everything."""
 
-    def __init__(self, va: np.ndarray, gva: np.ndarray, granule: int, length: int):
+    def __init__(self, va: np.ndarray, gva: np.ndarray, granule: int, length: int, ways: int = 0):
         self._va = va                        # the reserved range, all extents
         self._gva = gva                      # offset in _va of every granule, HPA order
         self.granule = granule
         self.length = length
         g = granule
         self._rows2d = va[:va.size - va.size % g].reshape(-1, g) if not np.any(gva % g) else None
+        # modulo interleave: granule r*ways + w is at cols[w] + r*g (one
+        # contiguous run per device): copies go one device at a time
+        self._ways, self._cols = ways, None
+        if ways > 1 and len(gva) >= ways and len(gva) % ways == 0:
+            grid = gva.reshape(-1, ways)
+            cols = grid[0]
+            if np.array_equal(grid, cols[None, :] + (np.arange(grid.shape[0]) * g)[:, None]):
+                self._cols = cols.tolist()
 
     # numpy-ish surface
     shape = property(lambda self: (self.length,))
@@ -315,6 +323,44 @@ class HpaOrderArray:
             i += take
 
     def _copy(self, a: int, b: int, buf: np.ndarray, store: bool) -> None:
+        g, ways = self.granule, self._ways
+        if self._cols is not None:
+            ra, rb = -(-a // (g * ways)), b // (g * ways)
+            if rb > ra:
+                lo, hi = ra * ways * g - a, rb * ways * g - a
+                part = buf[lo:hi]
+                wide = g % 8 == 0 and part.ctypes.data % 8 == 0 and self._va.ctypes.data % 8 == 0
+                dt = np.uint64 if wide else np.uint8
+                w_g = g // 8 if wide else g
+                b3 = part.view(dt).reshape(rb - ra, ways, w_g)
+                va = self._va.view(dt) if wide else self._va
+                unit = 8 if wide else 1
+                cols = self._cols
+                step = cols[1] - cols[0]
+                if step > 0 and all(cols[w] == cols[0] + w * step for w in range(ways)):
+                    # one copy, device-major: each device's run is contiguous
+                    start = (cols[0] + ra * g) // unit
+                    dev3 = as_strided(va[start:], shape=(ways, rb - ra, w_g),
+                                      strides=(step, g, unit))
+                    if store:
+                        np.copyto(dev3, b3.transpose(1, 0, 2))
+                    else:
+                        np.copyto(b3.transpose(1, 0, 2), dev3)
+                else:
+                    for w, c in enumerate(cols):
+                        dev = va[(c + ra * g) // unit:(c + rb * g) // unit].reshape(rb - ra, w_g)
+                        if store:
+                            dev[...] = b3[:, w, :]
+                        else:
+                            b3[:, w, :] = dev
+                if a < ra * ways * g:
+                    self._copy_granules(a, ra * ways * g, buf[:lo], store)
+                if rb * ways * g < b:
+                    self._copy_granules(rb * ways * g, b, buf[hi:], store)
+                return
+        self._copy_granules(a, b, buf, store)
+
+    def _copy_granules(self, a: int, b: int, buf: np.ndarray, store: bool) -> None:
         g = self.granule
         ga, gb = -(-a // g), b // g
         if self._rows2d is not None and gb > ga:
@@ -366,9 +412,22 @@ class HpaOrderArray:
         a, b = span
         if isinstance(value, (bytes, bytearray, memoryview)):
             value = np.frombuffer(value, dtype=np.uint8)
-        buf = np.empty(b - a, dtype=np.uint8)
-        buf[...] = value
+        if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape == (b - a,):
+            buf = np.ascontiguousarray(value)
+        else:
+            buf = np.empty(b - a, dtype=np.uint8)
+            buf[...] = value
         self._copy(a, b, buf, store=True)
+
+    def load(self, offset: int, out: np.ndarray) -> np.ndarray:
+        """Copy ``out.size`` bytes from ``offset`` into ``out`` (a contiguous
+        uint8 array) without a temporary; returns ``out``."""
+        if out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous:
+            raise ValueError("out must be a contiguous 1-D uint8 array")
+        if offset < 0 or offset + out.size > self.length:
+            raise IndexError("load beyond the mapping")
+        self._copy(offset, offset + out.size, out, store=False)
+        return out
 
     def __array__(self, dtype=None, copy=None):
         out = self[:]
@@ -494,7 +553,7 @@ class DaxMapping:
                 shift[fi] = base[fi] - lo[fi]
             pva = shift[pieces[:, 2]] + pieces[:, 3]
             gva = np.repeat(pva, reps) + (np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)) * g
-            self._array = HpaOrderArray(va, gva.astype(np.int64), g, self.length)
+            self._array = HpaOrderArray(va, gva.astype(np.int64), g, self.length, len(order))
             self._rows_view(va, gva, g, order, base, rel, stride)
         else:                                   # odd layouts: one piece at a time
             gva = np.zeros(0, dtype=np.int64)
@@ -652,6 +711,7 @@ class _PieceArray(HpaOrderArray):
         self.length = length
         self.granule = 1
         self._rows2d = None
+        self._ways, self._cols = 0, None
         self._p = [(int(o), int(n), base[int(f)] + int(d) - lo[int(f)]) for o, n, f, d in pieces.tolist()]
 
     def _pieces(self, a: int, b: int):
