@@ -87,6 +87,7 @@ struct cxl_send_command {
 };
 
 struct efd {
+    int refs;                       /* descriptors sharing it (dup) */
     int kind;
     unsigned major, minor;
     struct stat64 st;
@@ -119,6 +120,11 @@ REAL(int, __open64_2, (const char *, int));
 REAL(int, __openat_2, (int, const char *, int));
 REAL(int, __openat64_2, (int, const char *, int));
 REAL(int, close, (int));
+REAL(int, dup, (int));
+REAL(int, dup2, (int, int));
+REAL(int, dup3, (int, int, int));
+REAL(int, fcntl, (int, int, ...));
+REAL(int, fcntl64, (int, int, ...));
 REAL(int, ioctl, (int, unsigned long, ...));
 REAL(void *, mmap, (void *, size_t, int, int, int, off_t));
 REAL(void *, mmap64, (void *, size_t, int, int, int, off64_t));
@@ -154,6 +160,7 @@ static int g_mode = CC_EVICT;
 static uint32_t g_unit = 512;
 static long g_max_pieces = 16384;
 static struct efd **g_fds;
+static char g_dirs[1024] = "/dev/";        /* CXLEMU_DEV_DIRS: where device nodes are */
 static struct shadow g_shadows[MAX_SHADOWS];
 
 static void *sym(const char *name)
@@ -165,7 +172,7 @@ static void resolve(void)
 {
 #define R(name) real_##name = sym(#name)
     R(open); R(open64); R(openat); R(openat64); R(__open_2); R(__open64_2); R(__openat_2); R(__openat64_2);
-    R(close); R(ioctl); R(mmap); R(mmap64); R(munmap); R(msync); R(mprotect);
+    R(close); R(dup); R(dup2); R(dup3); R(fcntl); R(fcntl64); R(ioctl); R(mmap); R(mmap64); R(munmap); R(msync); R(mprotect);
     R(read); R(write); R(pread); R(pread64); R(pwrite); R(pwrite64); R(lseek); R(lseek64);
     R(fstat); R(fstat64); R(__fxstat); R(__fxstat64); R(fstatat); R(fstatat64); R(sigaction);
     R(pmem_persist); R(pmem_flush); R(pmem_drain); R(pmem_msync); R(pmem_is_pmem);
@@ -175,6 +182,9 @@ static void resolve(void)
         strcpy(g_sock, s);
         g_active = 1;
     }
+    const char *dd = getenv("CXLEMU_DEV_DIRS");
+    if (dd && *dd && strlen(dd) < sizeof g_dirs)
+        strcpy(g_dirs, dd);
     const char *m = getenv("CXLEMU_PMEM_UNFLUSHED");
     if (m && strcmp(m, "keep") == 0)
         g_mode = CC_KEEP;
@@ -227,13 +237,38 @@ static int efd_put(int fd, struct efd *e)
 
 static void efd_drop(int fd)
 {
+    pthread_mutex_lock(&g_mu);
     struct efd *e = efd_get(fd);
+    if (e) {
+        __atomic_store_n(&g_fds[fd], NULL, __ATOMIC_RELEASE);
+        if (--e->refs > 0)
+            e = NULL;
+    }
+    pthread_mutex_unlock(&g_mu);
     if (!e)
         return;
-    __atomic_store_n(&g_fds[fd], NULL, __ATOMIC_RELEASE);
     free(e->cache_dir);
     pthread_mutex_destroy(&e->mu);
     free(e);
+}
+
+/* newfd now refers to what oldfd refers to (dup family) */
+static void efd_dup(int oldfd, int newfd)
+{
+    if (newfd < 0 || newfd == oldfd)
+        return;
+    efd_drop(newfd);
+    struct efd *e = efd_get(oldfd);
+    if (!e)
+        return;
+    pthread_mutex_lock(&g_mu);
+    e->refs++;
+    pthread_mutex_unlock(&g_mu);
+    if (efd_put(newfd, e) < 0) {
+        pthread_mutex_lock(&g_mu);
+        e->refs--;
+        pthread_mutex_unlock(&g_mu);
+    }
 }
 
 /* ---- talking to the server ---------------------------------------------------------------------------- */
@@ -308,12 +343,28 @@ static int call_fd(int fd, struct efd *e, uint16_t op, const void *a, size_t ale
 
 /* ---- open -------------------------------------------------------------------------------------------------- */
 
+/* is an absolute path under one of CXLEMU_DEV_DIRS (colon separated)? */
+static int in_dev_dirs(const char *path)
+{
+    const char *p = g_dirs;
+    while (*p) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n && strncmp(path, p, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 static int emulated_node(int dirfd, const char *path, struct stat64 *st)
 {
     init();
     if (!g_active || !path || !*path)
         return 0;
-    if (path[0] == '/' && strncmp(path, "/dev/", 5) != 0)
+    if (path[0] == '/' && !in_dev_dirs(path))
         return 0;
     if (path[0] != '/') {
         /* relative: only when it resolves under /dev */
@@ -377,6 +428,7 @@ static int emulated_open(const struct stat64 *st, int flags)
         errno = ENOMEM;
         return -1;
     }
+    e->refs = 1;
     e->kind = (int)r->kind;
     e->major = req.major;
     e->minor = req.minor;
@@ -479,6 +531,71 @@ int close(int fd)
     if (efd_get(fd))
         efd_drop(fd);
     return real_close(fd);
+}
+
+int dup(int fd)
+{
+    init();
+    int r = real_dup(fd);
+    if (r >= 0 && efd_get(fd))
+        efd_dup(fd, r);
+    return r;
+}
+
+int dup2(int fd, int newfd)
+{
+    init();
+    int r = real_dup2(fd, newfd);
+    if (r >= 0 && fd != newfd) {
+        if (efd_get(fd))
+            efd_dup(fd, r);
+        else
+            efd_drop(r);
+    }
+    return r;
+}
+
+int dup3(int fd, int newfd, int flags)
+{
+    init();
+    int r = real_dup3(fd, newfd, flags);
+    if (r >= 0) {
+        if (efd_get(fd))
+            efd_dup(fd, r);
+        else
+            efd_drop(r);
+    }
+    return r;
+}
+
+static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, va_list ap)
+{
+    init();
+    long arg = va_arg(ap, long);
+    int r = fn(fd, cmd, arg);
+    if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && efd_get(fd))
+        efd_dup(fd, r);
+    return r;
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    init();
+    int r = do_fcntl(real_fcntl, fd, cmd, ap);
+    va_end(ap);
+    return r;
+}
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    init();
+    int r = do_fcntl(real_fcntl64 ? real_fcntl64 : real_fcntl, fd, cmd, ap);
+    va_end(ap);
+    return r;
 }
 
 /* ---- fstat ------------------------------------------------------------------------------------------------- */
@@ -674,11 +791,14 @@ int ioctl(int fd, unsigned long req, ...)
     struct efd *e = efd_get(fd);
     if (!e)
         return real_ioctl(fd, req, arg);
+    /* the kernel's ioctl(2) takes an unsigned int command: callers that
+     * pass an int (libcxl's do_cmd) sign-extend it */
+    unsigned long cmd = (unsigned int)req;
     int rc = -ENOTTY;
     if (e->kind == CXLD_KIND_MEMDEV)
-        rc = cxl_ioctl(fd, e, req, arg);
+        rc = cxl_ioctl(fd, e, cmd, arg);
     else if (e->kind == CXLD_KIND_NMEM)
-        rc = nd_ioctl(fd, e, req, arg);
+        rc = nd_ioctl(fd, e, cmd, arg);
     if (rc < 0) {
         errno = -rc;
         return -1;
