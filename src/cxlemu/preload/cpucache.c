@@ -745,11 +745,11 @@ int cc_protect(void *addr, uint64_t len, int writable)
 /* ---- flushes --------------------------------------------------------------------------------------- */
 
 /* write-protect the pages of every local mapping that show [dpa, dpa+n) of dev */
-static void reprotect(uint32_t dev, uint64_t dpa, uint64_t n)
+static void reprotect(uint32_t dev, uint64_t dpa, uint64_t n, const struct map *skip)
 {
     for (int i = 0; i < MAX_MAPS; i++) {
         struct map *m = &g_maps[i];
-        if (!m->used)
+        if (!m->used || m == skip)
             continue;
         /* first segment of dev whose end is beyond dpa */
         uint32_t lo = 0, hi = m->nseg;
@@ -785,7 +785,7 @@ static void reprotect(uint32_t dev, uint64_t dpa, uint64_t n)
     }
 }
 
-static void clean_locked(uint32_t dev, uint64_t dpa, uint64_t n)
+static void clean_locked(uint32_t dev, uint64_t dpa, uint64_t n, const struct map *skip)
 {
     struct dev *d = &g_devs[dev];
     uint64_t l0 = dpa / CC_LINE, l1 = (dpa + n + CC_LINE - 1) / CC_LINE;
@@ -794,7 +794,7 @@ static void clean_locked(uint32_t dev, uint64_t dpa, uint64_t n)
     if (l1 <= l0)
         return;
     /* write-protect first: a store racing with the flush traps and waits */
-    reprotect(dev, l0 * CC_LINE, (l1 - l0) * CC_LINE);
+    reprotect(dev, l0 * CC_LINE, (l1 - l0) * CC_LINE, skip);
     fence();
     /* clear in 4 KiB chunks, only where something is set (holes stay holes) */
     uint64_t i = l0;
@@ -818,7 +818,7 @@ int cc_clean(int dev, uint64_t dpa, uint64_t n)
     pthread_mutex_lock(&g_mu);
     int d = g_devs[dev].dir;
     dir_lock(d);
-    clean_locked((uint32_t)dev, dpa, n);
+    clean_locked((uint32_t)dev, dpa, n, NULL);
     dir_unlock(d);
     pthread_mutex_unlock(&g_mu);
     return 0;
@@ -864,6 +864,20 @@ int cc_persist(const void *addr, uint64_t n)
         uint64_t hi = (e < m->addr + m->len ? e : m->addr + m->len) - m->addr;
         lo -= lo % CC_LINE;
         hi = (hi + CC_LINE - 1) / CC_LINE * CC_LINE;
+        /* this mapping's pages first, in as few mprotect calls as possible */
+        uint32_t p0 = (uint32_t)(lo / CC_PAGE), p1 = (uint32_t)((hi + CC_PAGE - 1) / CC_PAGE);
+        uint32_t p = p0;
+        while (p < p1) {
+            if (m->prot[p] != PG_RW) {
+                p++;
+                continue;
+            }
+            uint32_t q = p;
+            while (q < p1 && m->prot[q] == PG_RW)
+                m->prot[q++] = PG_RO;
+            sys_mprotect(m->addr + (uint64_t)p * CC_PAGE, (uint64_t)(q - p) * CC_PAGE, PROT_READ);
+            p = q;
+        }
         dir_lock(m->dir);
         uint64_t off = lo;
         while (off < hi) {
@@ -875,7 +889,7 @@ int cc_persist(const void *addr, uint64_t n)
             uint64_t take = s->off + s->len - off;
             if (take > hi - off)
                 take = hi - off;
-            clean_locked(s->dev, s->dpa + off - s->off, take);
+            clean_locked(s->dev, s->dpa + off - s->off, take, m);
             off += take;
         }
         dir_unlock(m->dir);
