@@ -194,7 +194,11 @@ def test_mapping_holds_no_machine_lock(tmp_path):
     with dm.open_dax("pm", store=st_, length=2 * MiB) as mp:
         mp.array[:3] = 1
         done = []
-        t = threading.Thread(target=lambda: done.append(st_.open("pm").__enter__() is not None))
+
+        def other_command():
+            with st_.open("pm", write=False) as m2:
+                done.append(m2.name == "pm")
+        t = threading.Thread(target=other_command)
         t.start()
         t.join(10)
         assert done == [True]                               # another command got the machine
