@@ -64,7 +64,7 @@ class Console:
 
 def devdax_app(console: Console, write: bool) -> bytes:
     """The seed's example: open /dev/dax0.0, mmap, store, load."""
-    from cxlemu.data.dax_mapping import open_dax
+    from cxlemu.machine.dax import open_dax
     console.out.write("root@biscuitos:~# ./devdax_rw /dev/dax0.0\n")
     with open_dax(MACHINE, "dax0.0") as dax:
         buf = dax.buffer

@@ -191,7 +191,8 @@ def test_mapping_holds_no_machine_lock(tmp_path):
         b = m.backend()
         pmem_region(b)
         assert ndctl(b, "create-namespace", "-m", "devdax")[0] == 0
-    with dm.open_dax("pm", store=st_, length=2 * MiB) as mp:
+    from cxlemu.machine.dax import open_dax
+    with open_dax("pm", store=st_, length=2 * MiB) as mp:
         mp.array[:3] = 1
         done = []
 

@@ -5,7 +5,7 @@ import json
 from pmem_support import MiB, ndctl, pmem_region, topo
 from cxlemu.cli.main import main
 from cxlemu.cli.pmem_commands import decode_lsa
-from cxlemu.data.dax_mapping import open_dax
+from cxlemu.machine.dax import open_dax
 from cxlemu.machine.store import Store
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pmem_support import MiB, ndctl, pmem_region, topo
-from cxlemu.data.dax_mapping import CACHE_LINE, open_dax
+from cxlemu.data.dax_mapping import CACHE_LINE
+from cxlemu.machine.dax import open_dax
 from cxlemu.kernel.nvdimm import label as lbl
 from cxlemu.machine.store import Store
 

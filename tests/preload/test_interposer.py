@@ -12,15 +12,11 @@ CXLEMU_DEV_SOCKET=<the device socket served in this process>.
 
 import io
 import json
-import re
 import subprocess
-import tempfile
 
-import numpy as np
 import pytest
 
-from preload_support import (MiB, ROOT, compile_c, fabric, lib_or_skip, real_or_skip, run_under, served,
-                             topo)
+from preload_support import MiB, ROOT, compile_c, fabric, lib_or_skip, real_or_skip, run_under, served
 from cxlemu.data.dax_mapping import DaxDevice
 from cxlemu.tools.runner import run_tool
 
@@ -214,13 +210,12 @@ def test_dev_mem_through_dd():
     with served() as (m, srv, _lock):
         hpa = DaxDevice.open(m.backend(), "dax0.0").ranges[0].hpa
         m.backend().hpa_space().write(hpa, b"cxl-mem!")
-        with tempfile.TemporaryDirectory() as t:
-            p = run_under(m, srv, "dd", "if=/dev/mem", "bs=8", f"skip={hpa // 8}", "count=1", "status=none",
-                          extra_nodes={"mem": "1:1\n"})
-            assert (p.returncode, p.stdout) == (0, "cxl-mem!"), p.stderr
-            p = run_under(m, srv, "sh", "-c", f"printf HELLO | dd of=/dev/mem bs=1 seek={hpa} conv=notrunc "
-                                              f"status=none", extra_nodes={"mem": "1:1\n"})
-            assert p.returncode == 0, p.stderr
+        p = run_under(m, srv, "dd", "if=/dev/mem", "bs=8", f"skip={hpa // 8}", "count=1", "status=none",
+                      extra_nodes={"mem": "1:1\n"})
+        assert (p.returncode, p.stdout) == (0, "cxl-mem!"), p.stderr
+        p = run_under(m, srv, "sh", "-c", f"printf HELLO | dd of=/dev/mem bs=1 seek={hpa} conv=notrunc "
+                                          f"status=none", extra_nodes={"mem": "1:1\n"})
+        assert p.returncode == 0, p.stderr
         assert m.backend().hpa_space().read(hpa, 8) == b"HELLOem!"
 
 

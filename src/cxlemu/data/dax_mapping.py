@@ -32,7 +32,8 @@ each ``persist`` (exact, slower).
 
 Opening a mapping reads the machine (its sysfs and decoders) under the
 machine's lock; the mapping itself holds no lock: other commands and the
-machine process run while it is open.  A mapping that outlives its dax
+machine process run while it is open (``cxlemu.machine.dax.open_dax`` maps
+a dax device of a stored machine by name).  A mapping that outlives its dax
 device (destroyed, machine reset) keeps mapping the same media (Linux would
 raise SIGBUS on the next access).
 
@@ -45,7 +46,6 @@ access; this API refuses it at map time with EINVAL.)
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import mmap
@@ -806,28 +806,3 @@ class DaxFile:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
-
-
-# ---------------------------------------------------------------------------------------------
-# convenience: a machine's dax device, mapped
-# ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def open_dax(machine: str, dev: str = "/dev/dax0.0", length: int | None = None, offset: int = 0,
-             store=None, populate: bool = False) -> Iterator[DaxMapping]:
-    """Map ``dev`` (/dev/daxX.Y or daxX.Y) of machine ``machine`` and yield
-    the :class:`DaxMapping`; unmapped on exit, stores not flushed by then
-    stay in the CPU cache.  The machine is locked only while the mapping is
-    set up."""
-    from cxlemu.machine.store import Store
-    st = store or Store()
-    with st.open(machine, write=False) as m:
-        d = DaxDevice.open(m.backend(), dev)
-        n = d.size - offset if length is None else length
-        d.check_mmap(n, offset)
-        lay = d.layout(offset, n)
-    mapping = DaxMapping(lay, populate=populate, dev=d)
-    try:
-        yield mapping
-    finally:
-        mapping.close()
