@@ -49,7 +49,7 @@ def topology(ways: int, gran: int = 4096) -> str:
 
 @contextlib.contextmanager
 def served(ways: int = 1, *, gran: int = 4096, namespace: str | None = "64M", name: str = "pm", text=None,
-           root: Path | None = None):
+           root: Path | None = None, sock_dir: str | None = None):
     """A stored machine (pmem region over ``ways`` devices, a devdax
     namespace), open, with its device socket served in this process.
     ``root``: where machines are stored (default: $CXLEMU_HOME)."""
@@ -61,7 +61,7 @@ def served(ways: int = 1, *, gran: int = 4096, namespace: str | None = "64M", na
             pmem_region(b, gran=gran)
             rc, _out, err = ndctl(b, "create-namespace", "-m", "devdax", "-s", namespace)
             assert rc == 0, err
-        d = tempfile.mkdtemp(prefix="cxlemu-devsock-")
+        d = sock_dir or tempfile.mkdtemp(prefix="cxlemu-devsock-")
         lock = threading.RLock()
         srv = serve(m, lock, os.path.join(d, "dev.sock"))
         try:

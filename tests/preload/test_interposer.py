@@ -235,3 +235,16 @@ def test_programs_without_the_socket_are_untouched(tmp_path):
     p = subprocess.run(["env", f"LD_PRELOAD={lib}", "sh", "-c", "echo hi > f; cat f; ls /dev/null"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert (p.returncode, p.stdout) == (0, "hi\n/dev/null\n"), p.stderr
+
+
+def test_socket_path_longer_than_sun_path(daxtest, tmp_path):
+    """<machine>/dev.sock can be longer than a sockaddr_un holds: both ends
+    go through /proc/self/fd of the directory."""
+    real_or_skip()
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with served(sock_dir=str(deep)) as (m, srv, _lock):
+        assert len(str(srv.path)) > 107 and srv.path.exists()
+        p = run_under(m, srv, daxtest, "/dev/dax0.0", "write", "0", "4", "0x0102")
+        assert p.returncode == 0, p.stderr
+        assert media_at(m, 0, 4)[0] == b"\x01\x02\x01\x02"

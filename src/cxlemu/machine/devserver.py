@@ -20,6 +20,7 @@ while it uses them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -269,6 +270,24 @@ class _KernelNmemChannel:
         self.nv.ioctl_set_config_data(offset, data)
 
 
+SUN_PATH_MAX = 107            # sizeof(sockaddr_un.sun_path) - 1
+
+
+@contextlib.contextmanager
+def _short_path(path: Path):
+    """A name for ``path`` that fits a sockaddr_un: the path itself, or
+    /proc/self/fd/N/NAME through an O_PATH descriptor of its directory (the
+    interposer connects the same way)."""
+    if len(os.fsencode(str(path))) <= SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 class DevServer(AbstractContextManager):
     """A running device socket; ``close()`` stops it and removes the socket."""
 
@@ -284,7 +303,8 @@ class DevServer(AbstractContextManager):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self.sock.bind(str(self.path))
+            with _short_path(self.path) as p:
+                self.sock.bind(p)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)

@@ -154,7 +154,7 @@ REAL(int, pmem_is_pmem, (const void *, size_t));
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static char g_sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char g_sock[PATH_MAX];
 static int g_active;
 static int g_mode = CC_EVICT;
 static uint32_t g_unit = 512;
@@ -178,7 +178,7 @@ static void resolve(void)
     R(pmem_persist); R(pmem_flush); R(pmem_drain); R(pmem_msync); R(pmem_is_pmem);
 #undef R
     const char *s = getenv("CXLEMU_DEV_SOCKET");
-    if (s && *s && strlen(s) < sizeof g_sock) {
+    if (s && *s && strlen(s) < sizeof g_sock && strrchr(s, '/')) {
         strcpy(g_sock, s);
         g_active = 1;
     }
@@ -401,8 +401,25 @@ static int emulated_open(const struct stat64 *st, int flags)
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    strcpy(sa.sun_path, g_sock);
-    if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int crc = -1;
+    if (strlen(g_sock) < sizeof sa.sun_path) {
+        strcpy(sa.sun_path, g_sock);
+        crc = connect(s, (struct sockaddr *)&sa, sizeof sa);
+    } else {
+        /* too long for sun_path: through an O_PATH descriptor of the directory */
+        const char *slash = strrchr(g_sock, '/');
+        char dir[PATH_MAX];
+        size_t n = (size_t)(slash - g_sock);
+        memcpy(dir, g_sock, n ? n : 1);
+        dir[n ? n : 1] = 0;
+        int dfd = real_open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
+            crc = connect(s, (struct sockaddr *)&sa, sizeof sa);
+            real_close(dfd);
+        }
+    }
+    if (crc < 0) {
         real_close(s);
         errno = ENXIO;
         return -1;
