@@ -248,3 +248,99 @@ def test_socket_path_longer_than_sun_path(daxtest, tmp_path):
         p = run_under(m, srv, daxtest, "/dev/dax0.0", "write", "0", "4", "0x0102")
         assert p.returncode == 0, p.stderr
         assert media_at(m, 0, 4)[0] == b"\x01\x02\x01\x02"
+
+
+PMEM_C = r'''
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static void on_segv(int sig) { (void)sig; printf("own handler\n"); fflush(stdout); _exit(0); }
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_segv;
+    sigaction(SIGSEGV, &sa, NULL);                     /* the program's own SIGSEGV handler */
+    void (*persist)(const void *, size_t) = (void (*)(const void *, size_t))dlsym(RTLD_DEFAULT, "pmem_persist");
+    int (*is_pmem)(const void *, size_t) = (int (*)(const void *, size_t))dlsym(RTLD_DEFAULT, "pmem_is_pmem");
+    int fd = open("/dev/dax0.0", O_RDWR);
+    unsigned char *p = mmap(0, 2 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED || !persist || !is_pmem) { printf("setup failed\n"); return 1; }
+    memset(p, 0xAA, 8192);                             /* stores: trapped, not flushed */
+    persist(p + 64, 100);                              /* libpmem: clwb lines 1-2 + sfence */
+    printf("is_pmem %d\n", is_pmem(p, 4096));
+    munmap(p, 2 << 20);
+    fflush(stdout);
+    char *ro = mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ro[0] = 1;                                         /* a real fault: the program's handler */
+    printf("not reached\n");
+    return 1;
+}
+'''
+
+
+def test_libpmem_flushes_and_the_programs_own_sigsegv_handler(tmp_path):
+    """pmem_persist (the interposer's, found by dlsym as a program linked
+    with libpmem would find it) makes exactly its lines durable; the store
+    trap leaves a program's own SIGSEGV handler working."""
+    real_or_skip()
+    src = tmp_path / "pmem.c"
+    src.write_text(PMEM_C)
+    exe = tmp_path / "pmem"
+    from cxlemu import preload
+    p = subprocess.run([*preload.compiler().split(), "-O1", "-o", str(exe), str(src), "-ldl"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    with served() as (m, srv, lock):
+        p = run_under(m, srv, str(exe), env={"CXLEMU_PMEM_UNFLUSHED": "keep"})
+        assert (p.returncode, p.stdout) == (0, "is_pmem 1\nown handler\n"), p.stderr
+        assert media_at(m, 0, 8192)[0] == b"\xaa" * 8192
+        with lock:
+            m.reboot(power_loss=True)
+        d_hw = m.platform.devices[0]
+        with open(m.media.path(d_hw), "rb") as f:
+            f.seek(2 * MiB)                               # dax0.0 starts 2 MiB into the 1-way region at DPA 0
+            got = f.read(8192)
+        assert got == bytes(64) + b"\xaa" * 128 + bytes(8192 - 192)
+
+
+MPROTECT_C = r'''
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static void on_segv(int sig) { (void)sig; printf("segv on read-only half\n"); fflush(stdout); _exit(0); }
+int main(void) {
+    signal(SIGSEGV, on_segv);
+    int fd = open("/dev/dax0.0", O_RDWR);
+    unsigned char *p = mmap(0, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    p[0] = 1;
+    mprotect(p + (2 << 20), 2 << 20, PROT_READ);        /* second half read-only */
+    p[4096] = 2;                                        /* first half: still writable (traps, captured) */
+    mprotect(p + (2 << 20), 2 << 20, PROT_READ | PROT_WRITE);
+    p[(2 << 20) + 5] = 3;                               /* writable again */
+    printf("%d %d %d\n", p[0], p[4096], p[(2 << 20) + 5]);
+    mprotect(p + (2 << 20), 2 << 20, PROT_READ);
+    fflush(stdout);
+    p[(2 << 20) + 6] = 4;                               /* the program's fault */
+    return 1;
+}
+'''
+
+
+def test_mprotect_of_part_of_a_mapping(tmp_path):
+    """mprotect(PROT_READ) of half a dax mapping: stores to the other half
+    still work (and are trapped), stores to the read-only half are the
+    program's own SIGSEGV; PROT_WRITE again makes them work."""
+    real_or_skip()
+    src = tmp_path / "mprot.c"
+    src.write_text(MPROTECT_C)
+    exe = compile_c(src, tmp_path / "mprot")
+    with served() as (m, srv, _lock):
+        p = run_under(m, srv, str(exe))
+        assert (p.returncode, p.stdout) == (0, "1 2 3\nsegv on read-only half\n"), p.stderr

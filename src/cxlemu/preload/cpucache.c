@@ -29,6 +29,7 @@
 #define PG_RO 0     /* write-protected: the next store traps */
 #define PG_RW 1     /* captured since the last flush: stores run free */
 #define PG_GONE 2   /* unmapped */
+#define PG_USER_RO 3 /* the program took write permission away (mprotect) */
 
 struct dir {
     int used;
@@ -51,7 +52,6 @@ struct dev {
 struct map {
     int used;
     int dir;
-    int writable;
     uintptr_t addr;
     uint64_t len;
     uint32_t npages;
@@ -284,12 +284,12 @@ static int handle_fault(uintptr_t a)
 {
     pthread_mutex_lock(&g_mu);
     struct map *m = map_at(a);
-    if (!m || !m->writable) {
+    if (!m) {
         pthread_mutex_unlock(&g_mu);
         return 0;
     }
     uint32_t page = (uint32_t)((a - m->addr) / CC_PAGE);
-    if (m->prot[page] == PG_GONE) {
+    if (m->prot[page] == PG_GONE || m->prot[page] == PG_USER_RO) {
         pthread_mutex_unlock(&g_mu);
         return 0;
     }
@@ -618,7 +618,6 @@ int cc_register(void *addr, uint64_t len, int d, uint32_t nseg, const struct cc_
         g_devs[copy[i].dev].refs++;
     m->used = 1;
     m->dir = d;
-    m->writable = 1;
     m->addr = a;
     m->len = len;
     m->npages = (uint32_t)(len / CC_PAGE);
@@ -721,7 +720,9 @@ int cc_unmap_range(void *addr, uint64_t len, int mode)
     return hit;
 }
 
-/* mprotect(2) of a registered range by the program: writes trap again */
+/* mprotect(2) of a registered range by the program: with write permission
+ * its pages trap again (the caller applies PROT_READ); without, a store is
+ * the program's own fault */
 int cc_protect(void *addr, uint64_t len, int writable)
 {
     uintptr_t a = (uintptr_t)addr, e = a + len;
@@ -732,11 +733,13 @@ int cc_protect(void *addr, uint64_t len, int writable)
         if (!m->used || e <= m->addr || a >= m->addr + m->len)
             continue;
         hit = 1;
-        m->writable = writable;
         uintptr_t lo = a > m->addr ? a : m->addr, hi = e < m->addr + m->len ? e : m->addr + m->len;
-        for (uint32_t p = (uint32_t)((lo - m->addr) / CC_PAGE); p < (hi - m->addr + CC_PAGE - 1) / CC_PAGE; p++)
-            if (m->prot[p] == PG_RW)
-                m->prot[p] = PG_RO;
+        for (uint32_t p = (uint32_t)((lo - m->addr) / CC_PAGE); p < (hi - m->addr + CC_PAGE - 1) / CC_PAGE; p++) {
+            if (m->prot[p] == PG_GONE)
+                continue;
+            /* stores made so far stay as they are (dirty or clean) */
+            m->prot[p] = writable ? PG_RO : PG_USER_RO;
+        }
     }
     pthread_mutex_unlock(&g_mu);
     return hit;

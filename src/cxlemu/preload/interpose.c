@@ -1057,6 +1057,7 @@ static int cache_devices(const char *cache_dir, const struct layout *l, int *dir
 }
 
 static int shadow_writeback(struct shadow *sh, uint64_t lo, uint64_t hi, int flush);
+static int shadow_range(uintptr_t a, uint64_t n, int flush, int unmap);
 
 static void *dax_shadow(void *addr, size_t len, int prot, int flags, struct layout *l, int dir, int *devs)
 {
@@ -1230,6 +1231,10 @@ static void *dax_mmap(int fd, struct efd *e, void *addr, size_t len, int prot, i
 static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off, int is64)
 {
     init();
+    if (g_active && (flags & MAP_FIXED) && addr) {   /* whatever was mapped there is gone */
+        shadow_range((uintptr_t)addr, len, 0, 1);
+        cc_unmap_range(addr, len, g_mode);
+    }
     struct efd *e = (flags & MAP_ANONYMOUS) ? NULL : efd_get(fd);
     if (!e)
         return is64 ? real_mmap64(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, (off_t)off);
