@@ -279,7 +279,10 @@ class DeviceCache:
 
     def __init__(self, cdir: Path, media: str, capacity: int):
         lp = lines_path(cdir, media)
-        h = read_header(lp)
+        try:
+            h = read_header(lp)
+        except CacheFormatError as e:
+            raise CacheFormatError(f"{lp}: {e}") from None
         if h.capacity != capacity or h.media != media:
             raise CacheFormatError(f"{lp}: header says {h.media} of {h.capacity} bytes, "
                                    f"the device is {media} of {capacity}")
@@ -540,21 +543,38 @@ def on_reset(machine: "Machine", power_loss: bool) -> None:
     try:
         lose = power_loss and not machine.topology.boot.persistent_cpu_caches
         for hw in devices_with_state(machine):
-            if lose:
-                cache.power_loss(hw.media_file, hw.total_capacity, machine.media.array(hw))
-            else:
-                cache.writeback(hw.media_file, hw.total_capacity)
+            try:
+                if lose:
+                    cache.power_loss(hw.media_file, hw.total_capacity, machine.media.array(hw))
+                else:
+                    cache.writeback(hw.media_file, hw.total_capacity)
+            except CacheFormatError:
+                # not ours to interpret: its lines count as written back
+                discard_files(cdir, hw.media_file)
     finally:
         cache.close()
 
 
-def dirty_report(machine: "Machine") -> dict[str, list[tuple[int, int]]]:
-    """media file -> (dpa, length) runs of lines a power failure would change."""
+def discard_files(cdir: Path, media: str) -> None:
+    for p in (lines_path(cdir, media), undo_path(cdir, media)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def dirty_report(machine: "Machine", bad: list[str] | None = None) -> dict[str, list[tuple[int, int]]]:
+    """media file -> (dpa, length) runs of lines a power failure would change.
+    Files that are not valid cpu_cache files are skipped (and appended to
+    ``bad``)."""
     cache = CpuCache(cache_dir(machine.path))
     try:
         out = {}
         for hw in devices_with_state(machine):
-            r = cache.dirty_runs(hw.media_file, hw.total_capacity, machine.media.array(hw))
+            try:
+                r = cache.dirty_runs(hw.media_file, hw.total_capacity, machine.media.array(hw))
+            except CacheFormatError as e:
+                if bad is not None:
+                    bad.append(str(e))
+                continue
             if r:
                 out[hw.media_file] = r
         return out
