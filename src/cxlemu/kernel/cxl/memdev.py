@@ -30,7 +30,7 @@ class CxlMemdev(Device):
                            RO("qos_class", show="pmem_qos_show", visible="pmem_qos_visible"))),
         AttrGroup("security", (RO("state", show="security_state_show"),
                                WO("sanitize", store="sanitize_store"),
-                               WO("erase", store="erase_store"))),
+                               WO("erase", store="erase_store")), visible="security_visible"),
     )
 
     def __init__(self, core: "CxlCore", mem_id: int, parent: Device, hw: Type3Device):
@@ -80,13 +80,16 @@ class CxlMemdev(Device):
         return f"{self._qos()}\n"
 
     def ram_qos_visible(self, _n: str) -> bool:
-        return self._qos() is not None and self.hw.ram_size > 0
+        return self._qos() is not None and self.hw.ram_size > 0 and self.core.kernel.has("memdev_qos_class")
 
     def pmem_qos_visible(self, _n: str) -> bool:
-        return self._qos() is not None and self.hw.pmem_size > 0
+        return self._qos() is not None and self.hw.pmem_size > 0 and self.core.kernel.has("memdev_qos_class")
+
+    def security_visible(self, _group: str) -> bool:
+        return self.core.kernel.has("memdev_security")
 
     def poison_visible(self, _n: str) -> bool:
-        return self.core.kernel.profile_at_least(6, 5)
+        return self.core.kernel.has("memdev_trigger_poison_list")
 
     def trigger_poison_list_store(self, buf: bytes) -> None:
         if not kstrtobool(buf):
