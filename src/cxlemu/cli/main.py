@@ -128,6 +128,7 @@ PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
+    "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
 )
 
 

@@ -83,6 +83,8 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
+    dc_size: int = 0                # Dynamic Capacity (dynamic_ram_1) after the static capacity
+    dc_block_size: int = 0
 
     @classmethod
     def from_topology(cls, d: Device, name: str) -> "Type3Device":
@@ -97,6 +99,7 @@ class Type3Device:
             fw_slots=slots,
             # by serial; devices without a serial number (0, several allowed) by topology id
             media_file=f"{d.serial:016x}.media" if d.serial else f"{0:016x}-{d.id}.media",
+            dc_size=d.dynamic_capacity, dc_block_size=d.dc_block_size if d.dynamic_capacity else 0,
         )
 
     # ---- capacity ----------------------------------------------------------
@@ -115,6 +118,16 @@ class Type3Device:
         return self.total_capacity - self.active_volatile
 
     @property
+    def media_size(self) -> int:
+        """Bytes of DPA space backed by media: static capacity, then DC."""
+        return self.total_capacity + self.dc_size
+
+    @property
+    def dc_base(self) -> int:
+        """DPA of the first DC region (right after the static capacity)."""
+        return self.total_capacity
+
+    @property
     def lsa_size(self) -> int:
         return len(self.lsa)
 
@@ -127,6 +140,8 @@ class Type3Device:
         return self.fw_slots[self.fw_active_slot - 1]
 
     def partition_of(self, dpa: int) -> str:
+        if dpa >= self.total_capacity and self.dc_size:
+            return "dynamic_ram_1"
         return "ram" if dpa < self.ram_size else "pmem"
 
     def cdat_table(self) -> bytes:

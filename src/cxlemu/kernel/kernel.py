@@ -130,10 +130,14 @@ class Kernel:
             return None
         return self.media_store.access(hw)
 
+    # ---- fabric (rack hosts: the appliances' mailboxes, attached by the machine; not persisted) ----
+    fabric: Any = None
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("media_store", None)
         state.pop("_features", None)
+        state.pop("fabric", None)
         return state
 
     # ---- boot --------------------------------------------------------------------------------------
