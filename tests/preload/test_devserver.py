@@ -220,3 +220,17 @@ def test_layout_of_interleaved_mapping():
         assert g == 4096 and len(files) == 2 and len(pieces) == 512
         arr = np.array(pieces)
         assert (arr[:, 1] == 4096).all() and set(arr[:, 2]) == {0, 1}
+
+
+def test_a_reset_machine_answers_for_its_new_kernel():
+    """An open file of a device that went away with a reboot gets ENXIO, as
+    a stale device node would; the new kernel's devices open normally."""
+    with served() as (m, srv, lock):
+        c, status, _ = opened(srv, DAX_MAJOR, 0)
+        assert status == 0
+        with lock:
+            m.reboot()
+        assert c.call(P.DAX_MAP, P.MAP_REQ.pack(0, 2 * MiB, 3, 1))[0] == -errno.ENXIO
+        assert opened(srv, DAX_MAJOR, 0)[1] == -errno.ENXIO          # no region after the reset
+        c2, status, _ = opened(srv, CXL_MEM_MAJOR, 0)
+        assert status == 0 and c2.call(P.CXL_QUERY)[0] == 0
