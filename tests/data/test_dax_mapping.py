@@ -221,7 +221,8 @@ def check_layout(b, mp, data):
 
 
 @pytest.mark.parametrize("trap", MODES)
-def test_two_way_interleave_granules(tmp_path, trap):
+def test_two_way_interleave_granules(tmp_path, trap, monkeypatch):
+    monkeypatch.setattr(dm, "MAX_PIECES", 1024)
     b = devdax(tmp_path, fabric(2), size="128M")
     data = np.random.default_rng(5).integers(0, 256, 4 * MiB, dtype=np.uint8)
     with mmap(b, 4 * MiB, trap=trap) as mp:
@@ -296,12 +297,13 @@ def test_xor_interleave(tmp_path, trap):
         assert np.array_equal(mp.array[:], data)
 
 
-def test_large_interleaved_mapping_uses_extents(tmp_path, monkeypatch):
-    monkeypatch.setattr(dm, "MAX_PIECES", 64)
+def test_large_interleaved_mapping_uses_extents(tmp_path):
     b = devdax(tmp_path, fabric(2), size="128M")
-    data = np.random.default_rng(1).integers(0, 256, 2 * MiB, dtype=np.uint8)
     with mmap(b, 2 * MiB) as mp:
-        assert mp.mode == "extents" and mp.rows is not None and mp.rows.shape == (256, 2, 4096)
+        assert mp.mode == "granules"                       # 512 pieces: one per 4 KiB granule
+    data = np.random.default_rng(1).integers(0, 256, 4 * MiB, dtype=np.uint8)
+    with mmap(b, 4 * MiB) as mp:                            # 1024 pieces: one extent per device
+        assert mp.mode == "extents" and mp.rows is not None and mp.rows.shape == (512, 2, 4096)
         mp.array[:] = data
         check_layout(b, mp, data)
 

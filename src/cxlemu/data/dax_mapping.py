@@ -9,7 +9,7 @@ device's HPA range to.  The media files are mapped ``MAP_SHARED`` directly:
   a plain 1-D numpy array over it, ``view`` a memoryview;
 * an interleaved region: one address range is reserved and each piece of
   media is mapped into it with ``MAP_FIXED``.  When the interleave granules
-  are page multiples and there are not too many of them (``MAX_PIECES``, 4096),
+  are page multiples and there are not too many of them (``MAX_PIECES``, 512: one 2 MiB unit of 4 KiB granules),
   every granule is mapped in HPA order and ``array`` is again a flat numpy
   array.  Otherwise each device's DPA extent is mapped once, ``rows`` is
   the strided numpy view ``(rows, ways, granule)`` of it in HPA order (when
@@ -65,7 +65,7 @@ CACHE_LINE = cpucache.LINE
 
 #: at most this many MAP_FIXED pieces per mapping (vm.max_map_count is 65530, and
 #: write-protecting many small VMAs on every persist costs more than it saves)
-MAX_PIECES = 4096
+MAX_PIECES = 512
 #: pages captured per store trap (2 MiB)
 TRAP_UNIT_PAGES = 512
 #: madvise(2) MADV_POPULATE_WRITE (Linux 5.14): prefault writable pages in one call.
