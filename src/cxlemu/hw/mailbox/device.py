@@ -8,9 +8,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable
 
-from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
 from cxlemu.hw.type3 import PoisonRecord
+from cxlemu.util.lazy import lazy_module
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device

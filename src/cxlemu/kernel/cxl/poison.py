@@ -9,10 +9,12 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cxlemu.hw.mailbox import payloads as P
+from cxlemu.util.lazy import lazy_module
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.kernel.base.device import KernelError
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore
