@@ -35,6 +35,8 @@ def _no_machine_process_outlives_its_test(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say how many tests against the real tools were skipped, and why
     (tests/cxltest_support.py need_real: in CI they fail instead)."""
@@ -51,3 +53,36 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         detail = "; ".join(f"{c}: {w}" for w, c in sorted(reasons.items()))
         terminalreporter.write_line(f"real tools/FUSE: {n} test(s) skipped ({detail}); "
                                     f"CI (CXLEMU_REQUIRE_REAL=1) fails them instead", yellow=True)
+
+
+# ---- the compiled interposer / store trap (src/cxlemu/preload) ---------------------------------
+# Tests use the installed build when it is up to date, else compile one for
+# the session (gcc is a test requirement, see .ci/run) and point
+# CXLEMU_PRELOAD_LIB at it, so that subprocesses use it too.
+
+_PRELOAD_TMP: list[str] = []
+
+
+def pytest_configure(config):
+    import tempfile
+
+    from cxlemu import preload
+    if os.environ.get(preload.ENV) is not None:
+        return
+    lib = preload.library_path()
+    if lib and os.path.getmtime(lib) >= preload.sources_mtime():
+        return
+    if preload.compiler() is None:
+        return
+    d = tempfile.mkdtemp(prefix="cxlemu-preload-")
+    _PRELOAD_TMP.append(d)
+    try:
+        os.environ[preload.ENV] = str(preload.build(d))
+    except RuntimeError as e:
+        config.issue_config_time_warning(pytest.PytestWarning(f"interposer not built: {e}"), stacklevel=2)
+
+
+def pytest_unconfigure(config):
+    import shutil
+    for d in _PRELOAD_TMP:
+        shutil.rmtree(d, ignore_errors=True)

@@ -408,6 +408,38 @@ class HpaSpace:
             else:
                 lines[dpa[ok] // size] = data[sel[ok]]
 
+    # ---- where a range lives (for mappings of the media) -------------------------------------------
+    def extents(self, hpa: int, n: int) -> np.ndarray:
+        """Where [hpa, hpa+n) lives on the media, in HPA order: an (k, 4) int64
+        array of rows ``(offset, length, device index, dpa)``, ``offset``
+        relative to ``hpa``; neighbouring pieces that continue each other on
+        the same device are merged.  BusError on any unclaimed byte."""
+        parts = []
+        for r, start, ln in self._segments(hpa, n):
+            base = start - hpa
+            for di, offs, dpas, g in self._plan(r, start, ln):
+                if offs is None:                  # not interleaved: one run
+                    parts.append(np.array([[base, ln, di, dpas]], dtype=np.int64))
+                    continue
+                lo = np.maximum(offs, 0)
+                hi = np.minimum(offs + g, ln)
+                keep = hi > lo
+                lo, hi, d0 = lo[keep], hi[keep], dpas[keep] + (lo[keep] - offs[keep])
+                parts.append(np.stack([lo + base, hi - lo, np.full(lo.shape, di, dtype=np.int64), d0], axis=1))
+        if not parts:
+            return np.zeros((0, 4), dtype=np.int64)
+        ext = np.concatenate(parts).astype(np.int64)
+        ext = ext[np.argsort(ext[:, 0], kind="stable")]
+        if len(ext) > 1:                          # merge runs that continue each other
+            cont = (ext[1:, 2] == ext[:-1, 2]) & (ext[1:, 3] == ext[:-1, 3] + ext[:-1, 1]) & \
+                   (ext[1:, 0] == ext[:-1, 0] + ext[:-1, 1])
+            head = np.concatenate(([True], ~cont))
+            group = np.cumsum(head) - 1
+            lengths = np.bincount(group, weights=ext[:, 1]).astype(np.int64)
+            ext = ext[head]
+            ext[:, 1] = lengths
+        return ext
+
     # ---- scalar translation (for `cxlemu translate` and tests) ----------------------------------
     def locate(self, hpa: int) -> tuple[Type3Device, int]:
         (r, _, _), = self._segments(hpa, 1)

@@ -1,37 +1,41 @@
-"""Device-DAX mappings of a machine's /dev/daxX.Y, with a CPU-cache model.
+"""Device-DAX mappings of a machine's /dev/daxX.Y.
 
 A :class:`DaxMapping` is what ``mmap(fd_of("/dev/dax0.0"), MAP_SHARED)``
-gives a program: a writable byte array (``.array`` for numpy,
-``.view`` for memoryview) whose loads and stores reach the device media at
-the DPA the committed HDM decoders translate the dax device's HPA range to.
+gives a program: memory whose loads and stores *are* loads and stores of the
+device media, at the DPA the committed HDM decoders translate the dax
+device's HPA range to.  The media files are mapped ``MAP_SHARED`` directly:
 
-CPU cache model (persistent-memory programming model, x86):
+* a 1-way region: the media file itself, at the right offset -- ``array`` is
+  a plain 1-D numpy array over it, ``view`` a memoryview;
+* an interleaved region: one address range is reserved and each piece of
+  media is mapped into it with ``MAP_FIXED``.  When the interleave granules
+  are page multiples and there are not too many of them (``MAX_PIECES``, 512: one 2 MiB unit of 4 KiB granules),
+  every granule is mapped in HPA order and ``array`` is again a flat numpy
+  array.  Otherwise each device's DPA extent is mapped once, ``rows`` is
+  the strided numpy view ``(rows, ways, granule)`` of it in HPA order (when
+  the interleave is a modulo one), and ``array`` is a
+  :class:`HpaOrderArray`: 1-D indexing in HPA order over the same memory
+  (slices read into new arrays and store through, vectorised per granule;
+  XOR arithmetic goes through a per-granule position map).
 
-* a store lands in the CPU cache first; ``persist(offset, length)`` is
-  clwb of every cache line of the range followed by sfence, ``flush()``
-  persists the whole mapping: the lines are then durable on the device;
-* caches are coherent: a store that was never flushed is still seen by
-  every later reader (another mapping, dd, the kernel);
-* an orderly reboot writes dirty lines back; a power failure loses them
-  unless the platform has persistent CPU caches (FADT
-  PERSISTENT_CPU_CACHES / eADR, ``boot.persistent_cpu_caches``).
+The CPU-cache model (data/cpucache.py) decides only what a power failure
+loses, never where bytes are: a writable mapping is registered with the
+compiled store trap (src/cxlemu/preload/cpucache.c) -- the first store to a
+page saves the clean lines' old content to the undo log -- and
+``persist(offset, length)`` is clwb + sfence: the lines become clean and the
+pages write-protected again (it costs a few microseconds plus a memset of
+one byte per line; no data is copied).  ``close()`` unmaps; unflushed
+stores stay "in the CPU cache" (an orderly reboot keeps them, a power
+failure loses them unless the platform has eADR).  Without the compiled
+library a mapping saves the undo data of all its lines at map time and after
+each ``persist`` (exact, slower).
 
-Implementation: the media files always hold the newest data, and the
-"cache" is an undo journal (``<machine>/cpu_cache``) holding, for every
-cache line that was stored to but not flushed, the content it had when it
-was last durable.  :func:`writeback_journal` (orderly reset) discards the
-journal; :func:`drop_journal` (power loss without eADR) restores those
-lines.  A flush -- by any program, of any line -- removes the lines from the
-journal, as clwb cleans a line whoever dirtied it.  Writes made by the
-kernel (info blocks, the pmem driver's zeroing) use non-temporal,
-flushed stores and also clean the lines they cover.
-
-While a mapping is open, its stores stay private (a copy-on-write mapping
-of the media file for a single-device range, an in-memory buffer for an
-interleaved one); they are merged into the media, with their undo data,
-on ``close()``, and written through on ``persist()``.  A program killed
-before ``close()`` loses its unflushed stores, like a crash with dirty
-lines that were never evicted.
+Opening a mapping reads the machine (its sysfs and decoders) under the
+machine's lock; the mapping itself holds no lock: other commands and the
+machine process run while it is open (``cxlemu.machine.dax.open_dax`` maps
+a dax device of a stored machine by name).  A mapping that outlives its dax
+device (destroyed, machine reset) keeps mapping the same media (Linux would
+raise SIGBUS on the next access).
 
 mmap rules of device-dax (drivers/dax/device.c check_vma): only shared
 mappings; the start and the length must be multiples of the device's
@@ -42,199 +46,73 @@ access; this API refuses it at map time with EINVAL.)
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import errno
 import mmap
 import os
-import pickle
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
-CACHE_LINE = 64
-PAGE = 4096
-JOURNAL_NAME = "cpu_cache"
+from cxlemu.data import cpucache
+from cxlemu.data.cpucache import KEEP, PAGE, CpuCache
+
+CACHE_LINE = cpucache.LINE
+
+#: at most this many MAP_FIXED pieces per mapping (vm.max_map_count is 65530, and
+#: write-protecting many small VMAs on every persist costs more than it saves)
+MAX_PIECES = 512
+#: pages captured per store trap (2 MiB)
+TRAP_UNIT_PAGES = 512
 #: madvise(2) MADV_POPULATE_WRITE (Linux 5.14): prefault writable pages in one call.
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 
+PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_NORESERVE, MAP_POPULATE = 0x4000, 0x8000
+MAP_FAILED = ctypes.c_void_p(-1).value
+
 
 # ---------------------------------------------------------------------------------------------
-# the journal of unflushed cache lines (undo log)
+# libc mmap through ctypes (Python's mmap module cannot map at a fixed address)
 # ---------------------------------------------------------------------------------------------
 
-_CMP_CHUNK = 1 << 22
+class _Libc:
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        vp, sz = ctypes.c_void_p, ctypes.c_size_t
+        libc.mmap.restype = vp
+        libc.mmap.argtypes = [vp, sz, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [vp, sz]
+        self.c = libc
+
+    def mmap(self, addr: int | None, length: int, prot: int, flags: int, fd: int = -1, off: int = 0) -> int:
+        r = self.c.mmap(addr, length, prot, flags, fd, off)
+        if r is None or r == MAP_FAILED:
+            e = ctypes.get_errno()
+            raise OSError(e, f"mmap: {os.strerror(e)}")
+        return int(r)
+
+    def munmap(self, addr: int, length: int) -> None:
+        self.c.munmap(addr, length)
 
 
-def diff_lines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Bool per 64-byte line: does ``a`` differ from ``b``?  Both are uint8
-    arrays of the same line-multiple length; compared as 64-bit words in
-    chunks with one reused scratch buffer (no mapping-sized temporaries)."""
-    n = a.size
-    out = np.empty(n // CACHE_LINE, dtype=bool)
-    words = min(n, _CMP_CHUNK) // 8
-    scratch = np.empty(words, dtype=bool)
-    for i in range(0, n, _CMP_CHUNK):
-        j = min(n, i + _CMP_CHUNK)
-        s = scratch[:(j - i) // 8]
-        np.not_equal(a[i:j].view(np.uint64), b[i:j].view(np.uint64), out=s)
-        out[i // CACHE_LINE:j // CACHE_LINE] = s.reshape(-1, CACHE_LINE // 8).any(axis=1)
-    return out
+_LIBC: list[_Libc] = []
 
 
-def _line_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last+1) index runs of True in a 1-D bool array."""
-    if mask.size == 0 or not mask.any():
-        return []
-    m = mask.astype(np.int8)
-    d = np.diff(np.concatenate(([0], m, [0])))
-    starts = np.flatnonzero(d == 1)
-    ends = np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), ends.tolist()))
+def _libc() -> _Libc:
+    if not _LIBC:
+        _LIBC.append(_Libc())
+    return _LIBC[0]
 
 
-@dataclass
-class CpuCacheJournal:
-    """Undo data of dirty lines, per media file: sorted, non-overlapping
-    ``(dpa, old_bytes)`` extents, line aligned."""
-
-    path: Path
-    extents: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> "CpuCacheJournal":
-        j = cls(Path(path))
-        if j.path.exists():
-            try:
-                j.extents = pickle.loads(j.path.read_bytes())
-            except (EOFError, pickle.UnpicklingError):
-                j.extents = {}
-        return j
-
-    def save(self) -> None:
-        self.extents = {k: v for k, v in self.extents.items() if v}
-        if not self.extents:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            return
-        from cxlemu.util.fileio import atomic_write
-        atomic_write(self.path, pickle.dumps(self.extents, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def add_dirty(self, media_file: str, dpa: int, old: bytes) -> None:
-        """Record that [dpa, dpa+len(old)) became dirty; lines already dirty
-        keep their older undo data."""
-        exts = self.extents.setdefault(media_file, [])
-        start, end = dpa, dpa + len(old)
-        pieces = []
-        cur = start
-        for s, b in exts:
-            e = s + len(b)
-            if e <= cur or s >= end:
-                continue
-            if s > cur:
-                pieces.append((cur, old[cur - start:s - start]))
-            cur = max(cur, e)
-        if cur < end:
-            pieces.append((cur, old[cur - start:]))
-        exts.extend(p for p in pieces if p[1])
-        exts.sort(key=lambda x: x[0])
-
-    def clean(self, media_file: str, dpa: int, length: int) -> None:
-        """Lines of [dpa, dpa+length) were written back: forget their undo."""
-        exts = self.extents.get(media_file)
-        if not exts:
-            return
-        start, end = dpa, dpa + length
-        out = []
-        for s, b in exts:
-            e = s + len(b)
-            if e <= start or s >= end:
-                out.append((s, b))
-                continue
-            if s < start:
-                out.append((s, b[:start - s]))
-            if e > end:
-                out.append((end, b[end - s:]))
-        self.extents[media_file] = out
-
-    def dirty_bytes(self) -> int:
-        return sum(len(b) for exts in self.extents.values() for _s, b in exts)
-
-
-def journal_path_for(media_dir: Path) -> Path:
-    return Path(media_dir).parent / JOURNAL_NAME
-
-
-def writeback_journal(machine) -> None:
-    """Orderly reset: the caches write every dirty line back (the media
-    already holds them), so the undo data is dropped."""
-    with contextlib.suppress(FileNotFoundError):
-        (Path(machine.path) / JOURNAL_NAME).unlink()
-
-
-def drop_journal(machine) -> None:
-    """Power loss without persistent caches: dirty lines never reached the
-    media; restore what the media held when they were last durable."""
-    j = CpuCacheJournal.load(Path(machine.path) / JOURNAL_NAME)
-    by_file = {d.media_file: d for d in machine.platform.devices}
-    for media_file, exts in j.extents.items():
-        hw = by_file.get(media_file)
-        if hw is None:
-            continue
-        arr = machine.media.array(hw)
-        for s, b in exts:
-            arr[s:s + len(b)] = np.frombuffer(b, dtype=np.uint8)
-    machine.media.flush()
-    with contextlib.suppress(FileNotFoundError):
-        j.path.unlink()
-
-
-def _lines_of(space, hpa: int, n: int) -> list[tuple[Any, int, int]]:
-    """(device, dpa, length) line-aligned pieces covering [hpa, hpa+n)."""
-    first = hpa - hpa % CACHE_LINE
-    last = -(-(hpa + n) // CACHE_LINE) * CACHE_LINE
-    lines = np.arange(first, last, CACHE_LINE, dtype=np.uint64)
-    out = []
-    for di, _sel, dpa in space._route_lines(lines, CACHE_LINE):
-        dpa = np.sort(dpa)
-        brk = np.flatnonzero(np.diff(dpa) != CACHE_LINE) + 1
-        for chunk in np.split(dpa, brk):
-            out.append((space.p.devices[di], int(chunk[0]), int(chunk.size) * CACHE_LINE))
-    return out
-
-
-def note_kernel_write(kernel, space, hpa: int, n: int) -> None:
-    """A flushed (non-temporal) write by the kernel: its lines are clean."""
-    media = getattr(kernel, "media_store", None) if kernel is not None else None
-    media = media or getattr(space, "media", None)
-    if media is None:
-        return
-    path = journal_path_for(media.dir)
-    if not path.exists():
-        return
-    j = CpuCacheJournal.load(path)
-    for hw, dpa, length in _lines_of(space, hpa, n):
-        j.clean(hw.media_file, dpa, length)
-    j.save()
-
-
-def _written_pages(addr: int, npages: int) -> np.ndarray | None:
-    """Pages of a private file mapping that were written (copied on write),
-    from /proc/self/pagemap: present or swapped, and no longer file-backed
-    (bit 61).  None when pagemap cannot be read."""
-    try:
-        with open("/proc/self/pagemap", "rb") as f:
-            f.seek((addr // PAGE) * 8)
-            raw = f.read(npages * 8)
-    except OSError:
-        return None
-    if len(raw) != npages * 8:
-        return None
-    e = np.frombuffer(raw, dtype=np.uint64)
-    in_mem = ((e >> np.uint64(63)) | (e >> np.uint64(62))) & np.uint64(1)
-    file_backed = (e >> np.uint64(61)) & np.uint64(1)
-    return (in_mem == 1) & (file_backed == 0)
+def _array_at(addr: int, n: int) -> np.ndarray:
+    return np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(addr))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +124,30 @@ class DaxRange:
     hpa: int
     length: int
     pgoff: int        # offset of the range inside the device
+
+
+@dataclass(frozen=True)
+class DaxLayout:
+    """Where a range of a dax device lives: what the device server answers a
+    C program's mmap with, and what :class:`DaxMapping` maps.
+
+    ``pieces`` is an (n, 4) int64 array of ``(offset in the mapping, length,
+    file index, DPA)`` rows in mapping (HPA) order; ``files``/``paths``/
+    ``capacities`` describe each device's media file."""
+
+    offset: int
+    length: int
+    files: tuple[str, ...]
+    paths: tuple[str, ...]
+    capacities: tuple[int, ...]
+    pieces: np.ndarray
+    granule: int
+    ways: int
+    cache_dir: str
+
+    @property
+    def page_aligned(self) -> bool:
+        return not bool(np.any(self.pieces[:, [0, 1, 3]] % PAGE))
 
 
 def _read_int(backend, path: str) -> int | None:
@@ -274,9 +176,12 @@ class DaxDevice:
         dev = backend.dax_device(path) if hasattr(backend, "dax_device") else None
         if dev is None:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-        sysfs = dev.sysfs_path
+        return cls.from_sysfs(backend, dev.name, dev.sysfs_path, path)
+
+    @classmethod
+    def from_sysfs(cls, backend, name: str, sysfs: str, path: str = "") -> "DaxDevice":
         if not backend.exists(f"{sysfs}/driver"):
-            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), path)
+            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), path or name)
         size = _read_int(backend, f"{sysfs}/size") or 0
         align = _read_int(backend, f"{sysfs}/align") or 4096
         ranges: list[DaxRange] = []
@@ -291,9 +196,9 @@ class DaxDevice:
         if not ranges:
             start = _read_int(backend, f"{sysfs}/resource")
             if start is None:
-                raise OSError(errno.ENXIO, "dax device without a resource", path)
+                raise OSError(errno.ENXIO, "dax device without a resource", path or name)
             ranges = [DaxRange(start, size, 0)]
-        return cls(backend, dev.name, sysfs, size, align, sorted(ranges, key=lambda r: r.pgoff))
+        return cls(backend, name, sysfs, size, align, sorted(ranges, key=lambda r: r.pgoff))
 
     def hpa_of(self, offset: int) -> tuple[int, int]:
         """(hpa, bytes left in that range) of a device offset."""
@@ -302,16 +207,19 @@ class DaxDevice:
                 return r.hpa + offset - r.pgoff, r.pgoff + r.length - offset
         raise OSError(errno.ENXIO, f"offset {offset:#x} beyond {self.name}")
 
-    def mmap(self, length: int | None = None, offset: int = 0, *, shared: bool = True,
-             populate: bool = False) -> "DaxMapping":
-        """mmap(2) of the device; EINVAL for private, misaligned or
-        oversized mappings (device.c check_vma, dax_get_unmapped_area).
-        ``populate`` is MAP_POPULATE: fault every page in at map time, so
-        that first stores run at memory speed (device-dax faults are cheap
-        PMD-sized faults on real hardware; the emulation's 4 KiB
-        copy-on-write faults are not).  Lazy by default, as mmap(2) is."""
-        if length is None:
-            length = self.size - offset
+    def hpa_pieces(self, offset: int, n: int) -> list[tuple[int, int]]:
+        out = []
+        pos, end = offset, offset + n
+        while pos < end:
+            hpa, left = self.hpa_of(pos)
+            take = min(left, end - pos)
+            out.append((hpa, take))
+            pos += take
+        return out
+
+    def check_mmap(self, length: int, offset: int, shared: bool = True) -> None:
+        """device.c check_vma / dax_get_unmapped_area: EINVAL for private or
+        misaligned mappings, ENXIO beyond the device."""
         if not shared:
             raise OSError(errno.EINVAL, f"{self.name}: fail, attempted private mapping")
         if length <= 0 or length % self.align or offset % self.align or offset < 0:
@@ -319,123 +227,422 @@ class DaxDevice:
                                         f"(offset {offset:#x}, length {length:#x}, align {self.align:#x})")
         if offset + length > self.size:
             raise OSError(errno.ENXIO, f"{self.name}: mapping beyond the device")
-        return DaxMapping(self, offset, length, populate=populate)
 
+    def layout(self, offset: int, length: int) -> DaxLayout:
+        """Where [offset, offset+length) of the device lives on the media
+        (and the cache files for those devices exist afterwards)."""
+        machine = getattr(self.backend, "machine", None)
+        if machine is None:
+            raise OSError(errno.ENODEV, "no media attached to this kernel")
+        space = self.backend.hpa_space()
+        parts, granule, ways = [], 0, 1
+        pos = 0
+        for hpa, take in self.hpa_pieces(offset, length):
+            ext = space.extents(hpa, take)
+            ext[:, 0] += pos
+            parts.append(ext)
+            pos += take
+            for r in space.ranges:
+                if r.base <= hpa < r.end and r.interleaved:
+                    granule = max(granule, r.granule)
+                    ways = max(ways, len(r.members))
+        pieces = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+        devs = sorted(set(pieces[:, 2].tolist()))
+        remap = np.full(max(devs) + 1 if devs else 1, -1, dtype=np.int64)
+        remap[devs] = np.arange(len(devs))
+        pieces[:, 2] = remap[pieces[:, 2]]
+        hws = [space.p.devices[d] for d in devs]
+        media = machine.media
+        cdir = cpucache.cache_dir(machine.path)
+        for hw in hws:
+            media.array(hw)                     # the file exists at full size
+            cpucache.ensure_files(cdir, hw.media_file, hw.total_capacity)
+        return DaxLayout(offset, length, tuple(hw.media_file for hw in hws),
+                         tuple(str(media.path(hw)) for hw in hws),
+                         tuple(int(hw.total_capacity) for hw in hws), pieces, granule, ways, str(cdir))
+
+    def mmap(self, length: int | None = None, offset: int = 0, *, shared: bool = True,
+             populate: bool = False) -> "DaxMapping":
+        """mmap(2) of the device; EINVAL for private, misaligned or
+        oversized mappings (device.c check_vma, dax_get_unmapped_area).
+        ``populate`` is MAP_POPULATE: fault every page in at map time."""
+        if length is None:
+            length = self.size - offset
+        self.check_mmap(length, offset, shared)
+        return DaxMapping(self.layout(offset, length), populate=populate, dev=self)
+
+
+# ---------------------------------------------------------------------------------------------
+# HPA order over per-device extents
+# ---------------------------------------------------------------------------------------------
+
+class HpaOrderArray:
+    """A 1-D uint8 sequence in HPA order over memory that is laid out per
+    device (the extents of an interleaved mapping).  Slices load into new
+    numpy arrays and store through; ``np.asarray`` loads everything."""
+
+    def __init__(self, va: np.ndarray, gva: np.ndarray, granule: int, length: int, ways: int = 0):
+        self._va = va                        # the reserved range, all extents
+        self._gva = gva                      # offset in _va of every granule, HPA order
+        self.granule = granule
+        self.length = length
+        g = granule
+        self._rows2d = va[:va.size - va.size % g].reshape(-1, g) if not np.any(gva % g) else None
+        # modulo interleave: granule r*ways + w is at cols[w] + r*g (one
+        # contiguous run per device): copies go one device at a time
+        self._ways, self._cols = ways, None
+        if ways > 1 and len(gva) >= ways and len(gva) % ways == 0:
+            grid = gva.reshape(-1, ways)
+            cols = grid[0]
+            if np.array_equal(grid, cols[None, :] + (np.arange(grid.shape[0]) * g)[:, None]):
+                self._cols = cols.tolist()
+
+    # numpy-ish surface
+    shape = property(lambda self: (self.length,))
+    size = property(lambda self: self.length)
+    nbytes = property(lambda self: self.length)
+    ndim = 1
+    dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _span(self, key) -> tuple[int, int] | None:
+        if isinstance(key, slice):
+            a, b, step = key.indices(self.length)
+            return (a, max(a, b)) if step == 1 else None
+        return None
+
+    def _pieces(self, a: int, b: int) -> Iterator[tuple[int, int, int]]:
+        """(offset in [a,b), va offset, length) per granule piece (slow path)."""
+        g = self.granule
+        i = a
+        while i < b:
+            k, r = divmod(i, g)
+            take = min(g - r, b - i)
+            yield i - a, int(self._gva[k]) + r, take
+            i += take
+
+    def _copy(self, a: int, b: int, buf: np.ndarray, store: bool) -> None:
+        g, ways = self.granule, self._ways
+        if self._cols is not None:
+            ra, rb = -(-a // (g * ways)), b // (g * ways)
+            if rb > ra:
+                lo, hi = ra * ways * g - a, rb * ways * g - a
+                part = buf[lo:hi]
+                wide = g % 8 == 0 and part.ctypes.data % 8 == 0 and self._va.ctypes.data % 8 == 0
+                dt = np.uint64 if wide else np.uint8
+                w_g = g // 8 if wide else g
+                b3 = part.view(dt).reshape(rb - ra, ways, w_g)
+                va = self._va.view(dt) if wide else self._va
+                unit = 8 if wide else 1
+                cols = self._cols
+                step = cols[1] - cols[0]
+                if step > 0 and all(cols[w] == cols[0] + w * step for w in range(ways)):
+                    # one copy, device-major: each device's run is contiguous
+                    start = (cols[0] + ra * g) // unit
+                    dev3 = as_strided(va[start:], shape=(ways, rb - ra, w_g),
+                                      strides=(step, g, unit))
+                    if store:
+                        np.copyto(dev3, b3.transpose(1, 0, 2))
+                    else:
+                        np.copyto(b3.transpose(1, 0, 2), dev3)
+                else:
+                    for w, c in enumerate(cols):
+                        dev = va[(c + ra * g) // unit:(c + rb * g) // unit].reshape(rb - ra, w_g)
+                        if store:
+                            dev[...] = b3[:, w, :]
+                        else:
+                            b3[:, w, :] = dev
+                if a < ra * ways * g:
+                    self._copy_granules(a, ra * ways * g, buf[:lo], store)
+                if rb * ways * g < b:
+                    self._copy_granules(rb * ways * g, b, buf[hi:], store)
+                return
+        self._copy_granules(a, b, buf, store)
+
+    def _copy_granules(self, a: int, b: int, buf: np.ndarray, store: bool) -> None:
+        g = self.granule
+        ga, gb = -(-a // g), b // g
+        if self._rows2d is not None and gb > ga:
+            # whole granules: one vectorised gather/scatter of rows
+            lo, hi = ga * g - a, gb * g - a
+            rows = self._gva[ga:gb] // g
+            if store:
+                self._rows2d[rows] = buf[lo:hi].reshape(-1, g)
+            else:
+                buf[lo:hi].reshape(-1, g)[:] = self._rows2d[rows]
+            edges = [(a, min(b, ga * g)), (max(a, gb * g), b)]
+        else:
+            edges = [(a, b)]
+        for ea, eb in edges:
+            if eb <= ea:
+                continue
+            for off, va, take in self._pieces(ea, eb):
+                o = ea - a + off
+                if store:
+                    self._va[va:va + take] = buf[o:o + take]
+                else:
+                    buf[o:o + take] = self._va[va:va + take]
+
+    def __getitem__(self, key):
+        span = self._span(key)
+        if span is not None:
+            a, b = span
+            out = np.empty(b - a, dtype=np.uint8)
+            self._copy(a, b, out, store=False)
+            return out
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.length if key < 0 else 0)
+            if not 0 <= i < self.length:
+                raise IndexError("index out of range")
+            k, r = divmod(i, self.granule)
+            return self._va[int(self._gva[k]) + r]
+        return np.asarray(self)[key]
+
+    def __setitem__(self, key, value) -> None:
+        span = self._span(key)
+        if span is None:
+            if isinstance(key, (int, np.integer)):
+                span = (int(key) % self.length, int(key) % self.length + 1)
+            else:
+                full = np.asarray(self)
+                full[key] = value
+                self._copy(0, self.length, full, store=True)
+                return
+        a, b = span
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = np.frombuffer(value, dtype=np.uint8)
+        if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape == (b - a,):
+            buf = np.ascontiguousarray(value)
+        else:
+            buf = np.empty(b - a, dtype=np.uint8)
+            buf[...] = value
+        self._copy(a, b, buf, store=True)
+
+    def load(self, offset: int, out: np.ndarray) -> np.ndarray:
+        """Copy ``out.size`` bytes from ``offset`` into ``out`` (a contiguous
+        uint8 array) without a temporary; returns ``out``."""
+        if out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous:
+            raise ValueError("out must be a contiguous 1-D uint8 array")
+        if offset < 0 or offset + out.size > self.length:
+            raise IndexError("load beyond the mapping")
+        self._copy(offset, offset + out.size, out, store=False)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def tobytes(self) -> bytes:
+        return self[:].tobytes()
+
+    def __eq__(self, other):  # noqa: D105 - elementwise, like numpy
+        return np.asarray(self) == other
+
+    def __ne__(self, other):
+        return np.asarray(self) != other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bytes__(self) -> bytes:
+        return self.tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# the mapping
+# ---------------------------------------------------------------------------------------------
 
 class DaxMapping:
     """A shared mapping of a dax device (see the module docstring)."""
 
-    def __init__(self, dev: DaxDevice, offset: int, length: int, *, populate: bool = False):
+    def __init__(self, layout: DaxLayout, *, populate: bool = False, dev: DaxDevice | None = None,
+                 trap: cpucache.TrapLib | None | bool = True, writable: bool = True):
         self.dev = dev
-        self.offset = offset
-        self.length = length
-        backend = dev.backend
-        if getattr(backend, "machine", None) is None:
-            raise OSError(errno.ENODEV, "no media attached to this kernel")
-        self.machine = backend.machine
-        self.space = backend.hpa_space()
-        self._mm: mmap.mmap | None = None
-        self._fd: int | None = None
+        self.layout = layout
+        self.offset, self.length = layout.offset, layout.length
         self.closed = False
-        self._direct = self._single_extent()
-        if self._direct is not None:
-            hw, dpa = self._direct
-            path = self.machine.media.path(hw)
-            self.machine.media.array(hw)            # make sure the file exists at full size
-            self._fd = os.open(path, os.O_RDWR)
-            self._mm = mmap.mmap(self._fd, length, flags=mmap.MAP_PRIVATE,
-                                 prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=dpa)
-            if populate:
-                with contextlib.suppress(OSError, ValueError):
-                    self._mm.madvise(MADV_POPULATE_WRITE)
-            self.array = np.frombuffer(self._mm, dtype=np.uint8)
-        else:
-            self.array = np.empty(length, dtype=np.uint8)
-            self._read_into(self.array, 0, length)
-        self.view = memoryview(self.array)
+        self.cache = CpuCache(layout.cache_dir, trap)
+        self._map_id: int | None = None
+        self._root: np.ndarray | None = None
+        self._array: Any = None
+        self._view: Any = None
+        self.rows: np.ndarray | None = None
+        self.mode = ""
+        self.trapped = False
+        base, total = self._map(populate)
+        self._base, self._total = base, total
+        try:
+            if writable:
+                self._start_cache()
+        except BaseException:
+            self._unmap()
+            raise
 
-    @property
-    def buffer(self) -> memoryview:
-        """The mapping as a writable memoryview (same memory as ``array``)."""
-        return self.view
+    # ---- mapping the media ----------------------------------------------------------------------
+    def _map(self, populate: bool) -> tuple[int, int]:
+        lay = self.layout
+        libc = _libc()
+        fds = [os.open(p, os.O_RDWR) for p in lay.paths]
+        pop = MAP_POPULATE if populate else 0
+        try:
+            pieces = lay.pieces
+            if len(pieces) == 1 and lay.page_aligned:
+                off, n, fi, dpa = (int(x) for x in pieces[0])
+                addr = libc.mmap(None, n, PROT_READ | PROT_WRITE, MAP_SHARED | pop, fds[fi], dpa)
+                self.mode = "direct"
+                self._segments = np.array([(0, n, dpa, fi, 0)], dtype=cpucache.SEG_DTYPE)
+                self._root = self._array = _array_at(addr, n)
+                self._view = memoryview(self._array)
+                return addr, n
+            if lay.page_aligned and len(pieces) <= MAX_PIECES:
+                addr = libc.mmap(None, self.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+                try:
+                    for off, n, fi, dpa in pieces.tolist():
+                        libc.mmap(addr + off, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | pop, fds[fi], dpa)
+                except OSError:
+                    libc.munmap(addr, self.length)
+                    raise
+                self.mode = "granules"
+                segs = np.zeros(len(pieces), dtype=cpucache.SEG_DTYPE)
+                segs["off"], segs["len"], segs["dpa"], segs["dev"] = \
+                    pieces[:, 0], pieces[:, 1], pieces[:, 3], pieces[:, 2]
+                self._segments = segs
+                self._root = self._array = _array_at(addr, self.length)
+                self._view = memoryview(self._array)
+                return addr, self.length
+            return self._map_extents(libc, fds, pop)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
-    # ---- geometry --------------------------------------------------------------------------
-    def _single_extent(self):
-        """(device, dpa) when the mapped range is one contiguous DPA run of a
-        single device (a 1-way region)."""
-        pieces = self._hpa_pieces(0, self.length)
-        if len(pieces) != 1:
-            return None
-        hpa, n = pieces[0]
-        for r in self.space.ranges:
-            if r.base <= hpa and hpa + n <= r.end and not r.interleaved:
-                hw, dpa = self.space.locate(hpa)
-                if dpa % mmap.ALLOCATIONGRANULARITY == 0:
-                    return hw, dpa
-        return None
+    def _map_extents(self, libc: _Libc, fds: list[int], pop: int) -> tuple[int, int]:
+        """Each device's DPA extent mapped once, side by side, in the order
+        the devices appear in the first row."""
+        lay = self.layout
+        pieces = lay.pieces
+        g = max(lay.granule, 1)
+        al = max(g, PAGE)
+        order = list(dict.fromkeys(pieces[:, 2].tolist()))
+        lo, hi = {}, {}
+        for fi in order:
+            sel = pieces[pieces[:, 2] == fi]
+            lo[fi] = int(sel[:, 3].min()) // al * al
+            hi[fi] = min(-(-int((sel[:, 3] + sel[:, 1]).max()) // PAGE) * PAGE, lay.capacities[fi])
+        rel = {fi: int(pieces[pieces[:, 2] == fi][:, 3].min()) - lo[fi] for fi in order}
+        stride = max(-(-(hi[fi] - lo[fi]) // al) * al for fi in order)
+        total = stride * len(order)
+        addr = libc.mmap(None, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        base = {fi: k * stride for k, fi in enumerate(order)}
+        try:
+            for fi in order:
+                libc.mmap(addr + base[fi], hi[fi] - lo[fi], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | pop,
+                          fds[fi], lo[fi])
+        except OSError:
+            libc.munmap(addr, total)
+            raise
+        self.mode = "extents"
+        self._segments = np.array([(base[fi], hi[fi] - lo[fi], lo[fi], fi, 0) for fi in order],
+                                  dtype=cpucache.SEG_DTYPE)
+        va = self._root = _array_at(addr, total)
+        # offset in va of every granule-sized piece, HPA order
+        starts = pieces[:, 0]
+        if lay.granule and not np.any(starts % g) and not np.any(pieces[:, 1] % g):
+            reps = pieces[:, 1] // g
+            shift = np.zeros(len(lay.files), dtype=np.int64)
+            for fi in order:
+                shift[fi] = base[fi] - lo[fi]
+            pva = shift[pieces[:, 2]] + pieces[:, 3]
+            gva = np.repeat(pva, reps) + (np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)) * g
+            self._array = HpaOrderArray(va, gva.astype(np.int64), g, self.length, len(order))
+            self._rows_view(va, gva, g, order, base, rel, stride)
+        else:                                   # odd layouts: one piece at a time
+            gva = np.zeros(0, dtype=np.int64)
+            self._array = _PieceArray(va, pieces, base, lo, self.length)
+        self._view = self._array
+        return addr, total
 
-    def _hpa_pieces(self, off: int, n: int) -> list[tuple[int, int]]:
-        out = []
-        pos, end = self.offset + off, self.offset + off + n
-        while pos < end:
-            hpa, left = self.dev.hpa_of(pos)
-            take = min(left, end - pos)
-            out.append((hpa, take))
-            pos += take
-        return out
-
-    def _read_into(self, buf: np.ndarray, off: int, n: int) -> None:
-        pos = 0
-        for hpa, take in self._hpa_pieces(off, n):
-            self.space.read_into(hpa, buf[pos:pos + take])
-            pos += take
-
-    def _media_view(self, off: int, n: int) -> np.ndarray:
-        """What the device holds now for [off, off+n) of the mapping."""
-        if self._direct is not None:
-            hw, dpa = self._direct
-            return self.machine.media.array(hw)[dpa + off:dpa + off + n]
-        out = np.empty(n, dtype=np.uint8)
-        self._read_into(out, off, n)
-        return out
-
-    def _write_media(self, off: int, data: np.ndarray) -> None:
-        if self._direct is not None:
-            hw, dpa = self._direct
-            self.machine.media.array(hw)[dpa + off:dpa + off + data.size] = data
+    def _rows_view(self, va, gva, g, order, base, rel, stride) -> None:
+        """(rows, ways, granule) strided view when every row puts the devices
+        in the same order at the same place (modulo interleave)."""
+        ways = len(order)
+        if ways < 2 or len(gva) % ways or len(set(rel.values())) != 1:
             return
-        pos = 0
-        for hpa, take in self._hpa_pieces(off, data.size):
-            self.space.write(hpa, data[pos:pos + take])
-            pos += take
+        rows = len(gva) // ways
+        expect = (np.arange(ways) * stride + rel[order[0]])[None, :] + (np.arange(rows) * g)[:, None]
+        if np.array_equal(gva.reshape(rows, ways), expect):
+            self.rows = as_strided(va[rel[order[0]]:], shape=(rows, ways, g), strides=(g, stride, 1))
 
-    def _journal(self) -> CpuCacheJournal:
-        return CpuCacheJournal.load(Path(self.machine.path) / JOURNAL_NAME)
+    # ---- the CPU cache ------------------------------------------------------------------------------
+    def _start_cache(self) -> None:
+        lay, cache = self.layout, self.cache
+        slots = []
+        for fi, media in enumerate(lay.files):
+            if cache.trap is not None:
+                slots.append(cache.slot(media, lay.capacities[fi]))
+            else:
+                cpucache.ensure_files(cache.dir, media, lay.capacities[fi])
+        if cache.trap is not None:
+            segs = self._segments.copy()
+            segs["dev"] = np.asarray(slots, dtype=np.uint32)[segs["dev"].astype(np.int64)]
+            self._map_id = cache.trap.register(self._base, self._total, cache.dir_slot(), segs,
+                                               TRAP_UNIT_PAGES)
+            self.trapped = True
+        else:
+            self.trapped = False
+            self._capture_all(0, self.length)
 
-    def _clean_lines(self, j: CpuCacheJournal, off: int, n: int) -> None:
-        for hpa, take in self._hpa_pieces(off, n):
-            for hw, dpa, length in _lines_of(self.space, hpa, take):
-                j.clean(hw.media_file, dpa, length)
+    def _dpa_runs(self, offset: int, length: int) -> list[tuple[int, int, int]]:
+        """(file index, dpa, length) runs covering [offset, offset+length), merged per device."""
+        p = self.layout.pieces
+        a, b = offset, offset + length
+        sel = p[(p[:, 0] < b) & (p[:, 0] + p[:, 1] > a)]
+        if sel.size == 0:
+            return []
+        lo = np.maximum(sel[:, 0], a)
+        hi = np.minimum(sel[:, 0] + sel[:, 1], b)
+        dpa = sel[:, 3] + (lo - sel[:, 0])
+        n = hi - lo
+        out = []
+        for fi in np.unique(sel[:, 2]).tolist():
+            m = sel[:, 2] == fi
+            d, k = dpa[m], n[m]
+            o = np.argsort(d, kind="stable")
+            d, k = d[o], k[o]
+            brk = np.flatnonzero(d[1:] > d[:-1] + k[:-1]) + 1
+            for s, e in zip(np.concatenate(([0], brk)).tolist(), np.concatenate((brk, [d.size])).tolist()):
+                out.append((int(fi), int(d[s]), int(d[e - 1] + k[e - 1] - d[s])))
+        return out
 
-    def _dirty_lines(self, lo: int, hi: int) -> np.ndarray:
-        """Bool per cache line of [lo, hi) (line aligned): differs from the media."""
-        nlines = (hi - lo) // CACHE_LINE
-        if self._mm is not None and lo % PAGE == 0:
-            addr = self.array.ctypes.data + lo
-            npages = -(-(hi - lo) // PAGE)
-            pages = _written_pages(addr, npages)
-            if pages is not None:
-                mask = np.zeros(nlines, dtype=bool)
-                per = PAGE // CACHE_LINE
-                media = self._media_view(lo, hi - lo)
-                for a, b in _line_runs(pages):
-                    pa, pb = lo + a * PAGE, min(hi, lo + b * PAGE)
-                    mask[a * per:a * per + (pb - pa) // CACHE_LINE] = diff_lines(self.array[pa:pb],
-                                                                                media[pa - lo:pb - lo])
-                return mask
-        return diff_lines(self.array[lo:hi], self._media_view(lo, hi - lo))
+    def _capture_all(self, offset: int, length: int) -> None:
+        """Untrapped mappings: save the undo data of every line up front."""
+        lay = self.layout
+        for fi, dpa, n in self._dpa_runs(offset, length):
+            media = np.memmap(lay.paths[fi], dtype=np.uint8, mode="r", shape=(lay.capacities[fi],))
+            try:
+                self.cache.capture(lay.files[fi], lay.capacities[fi], media, dpa, n)
+            finally:
+                del media
 
     # ---- the programming model ------------------------------------------------------------------
+    @property
+    def array(self):
+        """The mapping in HPA order: a numpy array (1-way and page-granular
+        interleave) or a :class:`HpaOrderArray`."""
+        self._check_open()
+        return self._array
+
+    @property
+    def view(self):
+        """A memoryview of ``array`` (the :class:`HpaOrderArray` itself when
+        the memory is not in HPA order)."""
+        self._check_open()
+        return self._view
+
+    @property
+    def buffer(self):
+        return self.view
+
     def persist(self, offset: int, length: int) -> None:
         """clwb every cache line of [offset, offset+length), then sfence."""
         self._check_open()
@@ -444,51 +651,44 @@ class DaxMapping:
         if offset < 0 or offset + length > self.length:
             raise OSError(errno.EFAULT, "persist range outside the mapping")
         lo = offset - offset % CACHE_LINE
-        hi = min(self.length, -(-(offset + length) // CACHE_LINE) * CACHE_LINE)
-        plo = lo - lo % PAGE
-        phi = min(self.length, -(-hi // PAGE) * PAGE)
-        dirty = self._dirty_lines(plo, phi)
-        first, last = (lo - plo) // CACHE_LINE, (hi - plo) // CACHE_LINE
-        dirty[:first] = False
-        dirty[last:] = False
-        for a, b in _line_runs(dirty):
-            self._write_media(plo + a * CACHE_LINE, self.array[plo + a * CACHE_LINE:plo + b * CACHE_LINE])
-        path = Path(self.machine.path) / JOURNAL_NAME
-        if path.exists():
-            j = self._journal()
-            self._clean_lines(j, lo, hi - lo)
-            j.save()
+        hi = -(-(offset + length) // CACHE_LINE) * CACHE_LINE
+        lay = self.layout
+        for fi, dpa, n in self._dpa_runs(lo, hi - lo):
+            self.cache.clean(lay.files[fi], lay.capacities[fi], dpa, n)
+        if not self.trapped:
+            self._capture_all(lo, hi - lo)
 
     def flush(self) -> None:
         """Persist the whole mapping (clwb of every line + sfence)."""
         self.persist(0, self.length)
 
     def close(self) -> None:
-        """munmap: unflushed stores stay in the CPU cache (the journal)."""
+        """munmap: unflushed stores stay in the CPU cache; nothing is copied."""
         if self.closed:
             return
         self.closed = True
-        runs = _line_runs(self._dirty_lines(0, self.length))
-        if runs:
-            j = self._journal()
-            for a, b in runs:
-                lo, hi = a * CACHE_LINE, b * CACHE_LINE
-                for hpa, take in self._hpa_pieces(lo, hi - lo):
-                    for hw, dpa, length in _lines_of(self.space, hpa, take):
-                        old = self.machine.media.array(hw)[dpa:dpa + length].tobytes()
-                        j.add_dirty(hw.media_file, dpa, old)
-                self._write_media(lo, self.array[lo:hi])
-            j.save()
-        self.view.release()
-        self.view = None  # type: ignore[assignment]
-        self.array = None  # type: ignore[assignment]
-        if self._mm is not None:
-            with contextlib.suppress(BufferError):
-                self._mm.close()
-            self._mm = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._map_id is not None and self.cache.trap is not None:
+            self.cache.trap.unregister(self._map_id, KEEP)
+            self._map_id = None
+        self._unmap()
+        self.cache.close()
+
+    def _unmap(self) -> None:
+        root = self._root
+        self._root = self._array = self._view = self.rows = None
+        if root is None:
+            return
+        # anyone still holding a view of the memory?  (this frame and the
+        # getrefcount argument are the only other references otherwise)
+        referenced = sys.getrefcount(root) > 2
+        del root
+        libc = _libc()
+        if referenced:
+            # leave readable zeros there instead of a hole that would crash
+            # the interpreter on the next access through the stale view
+            libc.mmap(self._base, self._total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        else:
+            libc.munmap(self._base, self._total)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -504,13 +704,69 @@ class DaxMapping:
         return self.length
 
 
+class _PieceArray(HpaOrderArray):
+    """HPA order for layouts whose pieces are not whole granules."""
+
+    def __init__(self, va: np.ndarray, pieces: np.ndarray, base: dict, lo: dict, length: int):
+        self._va = va
+        self.length = length
+        self.granule = 1
+        self._rows2d = None
+        self._ways, self._cols = 0, None
+        self._p = [(int(o), int(n), base[int(f)] + int(d) - lo[int(f)]) for o, n, f, d in pieces.tolist()]
+
+    def _pieces(self, a: int, b: int):
+        for o, n, va in self._p:
+            s, e = max(a, o), min(b, o + n)
+            if s < e:
+                yield s - a, va + s - o, e - s
+
+    def _copy(self, a, b, buf, store):
+        for off, va, take in self._pieces(a, b):
+            if store:
+                self._va[va:va + take] = buf[off:off + take]
+            else:
+                buf[off:off + take] = self._va[va:va + take]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.length if key < 0 else 0)
+            return self[i:i + 1][0]
+        return super().__getitem__(key)
+
+
 # ---------------------------------------------------------------------------------------------
-# dd's view of a dax device
+# kernel writes and dd's view of a dax device
 # ---------------------------------------------------------------------------------------------
+
+def _lines_of(space, hpa: int, n: int) -> list[tuple[Any, int, int]]:
+    """(device, dpa, length) line-aligned pieces covering [hpa, hpa+n)."""
+    first = hpa - hpa % CACHE_LINE
+    last = -(-(hpa + n) // CACHE_LINE) * CACHE_LINE
+    return [(space.p.devices[int(d)], int(dpa), int(ln)) for _o, ln, d, dpa in space.extents(first, last - first).tolist()]
+
+
+def note_kernel_write(kernel, space, hpa: int, n: int) -> None:
+    """A flushed (non-temporal) write by the kernel: its lines are clean."""
+    media = getattr(kernel, "media_store", None) if kernel is not None else None
+    media = media or getattr(space, "media", None)
+    if media is None:
+        return
+    cdir = cpucache.cache_dir(Path(media.dir).parent)
+    if not cdir.is_dir():
+        return
+    cache = CpuCache(cdir)
+    try:
+        for hw, dpa, length in _lines_of(space, hpa, n):
+            cache.clean(hw.media_file, hw.total_capacity, dpa, length)
+    finally:
+        cache.close()
+
 
 class DaxFile:
     """/dev/daxX.Y for dd: positional reads see the newest data; writes are
-    ordinary (cached) stores, journalled like a mapping's unflushed stores."""
+    ordinary (cached) stores: their lines become dirty, like a mapping's
+    unflushed stores.  (Real device-DAX has no read/write; docs/fidelity.md.)"""
 
     def __init__(self, dev: DaxDevice, write: bool):
         self.dev = dev
@@ -518,7 +774,7 @@ class DaxFile:
         self.size = dev.size
         self.space = dev.backend.hpa_space()
         self.machine = dev.backend.machine
-        self._journal: CpuCacheJournal | None = None
+        self._cache: CpuCache | None = None
         self.is_regular = False
 
     @classmethod
@@ -526,14 +782,7 @@ class DaxFile:
         return cls(DaxDevice.open(backend, path), write)
 
     def _pieces(self, off: int, n: int) -> list[tuple[int, int]]:
-        out = []
-        end = min(off + n, self.size)
-        while off < end:
-            hpa, left = self.dev.hpa_of(off)
-            take = min(left, end - off)
-            out.append((hpa, take))
-            off += take
-        return out
+        return self.dev.hpa_pieces(off, max(0, min(off + n, self.size) - off))
 
     def pread(self, n: int, off: int) -> bytes:
         return b"".join(self.space.read(hpa, take) for hpa, take in self._pieces(off, n))
@@ -541,13 +790,12 @@ class DaxFile:
     def pwrite(self, data: bytes, off: int) -> int:
         if off + len(data) > self.size:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        if self._journal is None:
-            self._journal = CpuCacheJournal.load(Path(self.machine.path) / JOURNAL_NAME)
+        if self._cache is None:
+            self._cache = CpuCache(cpucache.cache_dir(self.machine.path))
         pos = 0
         for hpa, take in self._pieces(off, len(data)):
             for hw, dpa, length in _lines_of(self.space, hpa, take):
-                self._journal.add_dirty(hw.media_file, dpa,
-                                        self.machine.media.array(hw)[dpa:dpa + length].tobytes())
+                self._cache.capture(hw.media_file, hw.total_capacity, self.machine.media.array(hw), dpa, length)
             self.space.write(hpa, data[pos:pos + take])
             pos += take
         return len(data)
@@ -556,6 +804,6 @@ class DaxFile:
         pass
 
     def close(self) -> None:
-        if self._journal is not None:
-            self._journal.save()
-            self._journal = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None

@@ -10,6 +10,7 @@ which reads back as zeros like freshly powered DRAM.
 from __future__ import annotations
 
 import ctypes
+import functools
 import ctypes.util
 import mmap
 import os
@@ -30,6 +31,7 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 _ZERO_CHUNK = 64 << 20
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 

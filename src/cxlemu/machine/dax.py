@@ -1,9 +1,6 @@
-"""A machine's device-DAX device, mapped from Python (the convenience the
-README and the demo use; the mapping itself is data/dax_mapping.py).
-
-It opens the machine by name, so it lives on the machine floor: the data
-path below it knows nothing of machines in a store.
-"""
+"""``open_dax``: a dax device of a stored machine, mapped (the Python
+counterpart of open(2) + mmap(2) of /dev/daxX.Y; data/dax_mapping.py has
+the mapping itself and docs/devdax.md the design)."""
 
 from __future__ import annotations
 
@@ -11,20 +8,24 @@ import contextlib
 from typing import Iterator
 
 from cxlemu.data.dax_mapping import DaxDevice, DaxMapping
-from cxlemu.machine.store import Store
 
 
 @contextlib.contextmanager
 def open_dax(machine: str, dev: str = "/dev/dax0.0", length: int | None = None, offset: int = 0,
-             store: Store | None = None, populate: bool = False) -> Iterator[DaxMapping]:
-    """Open machine ``machine`` (holding its lock), map ``dev`` (/dev/daxX.Y
-    or daxX.Y) and yield the :class:`DaxMapping`; unmapped on exit, stores
-    not flushed by then stay in the CPU cache (the journal)."""
+             store=None, populate: bool = False) -> Iterator[DaxMapping]:
+    """Map ``dev`` (/dev/daxX.Y or daxX.Y) of machine ``machine`` and yield
+    the :class:`~cxlemu.data.dax_mapping.DaxMapping`; unmapped on exit,
+    stores not flushed by then stay in the CPU cache.  The machine is locked
+    only while the mapping is set up."""
+    from cxlemu.machine.store import Store
     st = store or Store()
-    with st.open(machine) as m:
+    with st.open(machine, write=False) as m:
         d = DaxDevice.open(m.backend(), dev)
-        mapping = d.mmap(length, offset, populate=populate)
-        try:
-            yield mapping
-        finally:
-            mapping.close()
+        n = d.size - offset if length is None else length
+        d.check_mmap(n, offset)
+        lay = d.layout(offset, n)
+    mapping = DaxMapping(lay, populate=populate, dev=d)
+    try:
+        yield mapping
+    finally:
+        mapping.close()

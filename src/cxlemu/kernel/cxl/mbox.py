@@ -35,6 +35,13 @@ class QueryEntry:
     size_out: int
 
 
+def check_send_reserved(rsvd: int, in_rsvd: int, out_rsvd: int) -> None:
+    """cxl_validate_cmd_from_user() (core/mbox.c): the reserved fields of a
+    non-RAW struct cxl_send_command must be zero, else EINVAL."""
+    if rsvd or in_rsvd or out_rsvd:
+        raise KernelError(errno.EINVAL)
+
+
 class Mailbox:
     def __init__(self, core: "CxlCore"):
         self.core = core
