@@ -45,6 +45,16 @@ class Kernel:
         self.mm = Mm(self)
         self.perf = Perf(self)
 
+    # ---- the scheduler side (tasks, kernel threads, NUMA balancing), created on first use ----
+    _sched: Any = None
+
+    @property
+    def sched(self):
+        if self._sched is None:
+            from cxlemu.kernel.sched import Sched
+            self._sched = Sched(self)
+        return self._sched
+
     # ---- profile -------------------------------------------------------------------------
     @property
     def version(self) -> tuple[int, int]:
@@ -108,9 +118,23 @@ class Kernel:
             parts.append("movable_node")
         return " ".join(parts)
 
-    def sysfs_kernel_dir(self):
-        from cxlemu.sysfs.vfs import StaticDir
-        return StaticDir(lambda: self.mm.sysfs_kernel_entries())
+    def ktree(self, prefix: str) -> dict:
+        """Knob directories (/proc/sys, /sys/kernel, /sys/module) as nested
+        dicts of ``(show, store, mode)`` tuples, for the VFS (kernel/sysctl.py)."""
+        from cxlemu.kernel import sysctl
+        return sysctl.tree(self, prefix)
+
+    def proc_tree(self) -> dict:
+        """/proc directories: ``sys`` and one per live task (``<pid>/status``,
+        ``numa_maps``); each value a nested dict or a (show, store, mode) tuple."""
+        out: dict = {"sys": self.ktree("/proc/sys")}
+        sched = self._sched
+        if sched is not None:
+            from cxlemu.kernel.mm.procfs import task_files
+            for pid, t in sched.tasks.items():
+                if t.alive:
+                    out[str(pid)] = task_files(self, t)
+        return out
 
     # ---- media (attached by the machine; not persisted) -----------------------------------------
     media_store: Any = None

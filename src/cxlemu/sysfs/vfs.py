@@ -138,6 +138,19 @@ class StaticDir(VDir):
         return self._fn().get(name)
 
 
+def tree_node(obj) -> VNode:
+    """A kernel knob tree (nested dicts of ``(show, store, mode)``) as VNodes."""
+    if isinstance(obj, dict):
+        return StaticDir(lambda: {n: tree_node(v) for n, v in obj.items()})
+    show, store, mode = obj
+    return FuncFile(show, store, mode)
+
+
+def tree_dir(fn: Callable[[], dict]) -> VDir:
+    """A directory whose knob tree is computed when it is read."""
+    return StaticDir(lambda: {n: tree_node(v) for n, v in fn().items()})
+
+
 def dev_link(target: "Device | str") -> VLink:
     return VLink(target.sysfs_path if isinstance(target, Device) else target)
 
@@ -247,9 +260,18 @@ class Vfs:
         k = self.kernel
         return {
             "sys": StaticDir(self._sys_entries),
-            "proc": StaticDir(lambda: {n: FuncFile(fn) for n, fn in k.proc_files().items()}),
+            "proc": StaticDir(self._proc_entries),
             "dev": _DevTreeDir(k),
         }
+
+    def _proc_entries(self) -> dict[str, VNode]:
+        k = self.kernel
+        out: dict[str, VNode] = {n: FuncFile(fn) for n, fn in k.proc_files().items()}
+        tree = getattr(k, "proc_tree", None)
+        if tree is not None:
+            for name, sub in tree().items():
+                out[name] = tree_node(sub)
+        return out
 
     def _sys_entries(self) -> dict[str, VNode]:
         k = self.kernel
@@ -264,8 +286,8 @@ class Vfs:
                                         for n, devs in k.classes().items()}),
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
-            "kernel": k.sysfs_kernel_dir(),
-            "module": StaticDir(dict),
+            "kernel": tree_dir(lambda: k.ktree("/sys/kernel")),
+            "module": tree_dir(lambda: k.ktree("/sys/module")),
         }
 
     # ---- path walking --------------------------------------------------------------
