@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("create", c.cmd_create, "create and boot a machine")
     sp.add_argument("name")
     sp.add_argument("--topology", "-t", required=True, help="a preset name or a TOML file")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                    help="override a topology field (dotted path, arrays by index: numa.0.memory=4G)")
     add("ls", c.cmd_ls, "list machines")
     sp = add("rm", c.cmd_rm, "remove machines and their media")
     sp.add_argument("names", nargs="+")
@@ -79,13 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
 PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
+    "cxlemu.cli.run_commands",     # workloads, runs, traces (tiering)
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(args_in)
+    args, extra = parser.parse_known_args(args_in)
+    if extra and not getattr(args, "_allow_unknown", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args._extra = extra
     if not getattr(args, "fn", None):
         parser.print_help()
         return 1

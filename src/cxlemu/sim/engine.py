@@ -31,26 +31,11 @@ import numpy as np
 
 from cxlemu.hw.timing import Stream, solve_epoch
 from cxlemu.sim.process import BASE_VPN, Process
+from cxlemu.userspace.spec import ProcSpec
 
 HIST_EDGES = np.geomspace(1.0, 1e9, 1201)         # ns: latency histogram bins (log, 0.75 % wide)
 HEAT_BUCKETS = 256
-HEAT_SAMPLE = 16
-
-
-@dataclass
-class ProcSpec:
-    """One process of a run: its program and how it is started."""
-    workload: Any
-    name: str = ""
-    threads: int = 0
-    start_ns: int = 0
-    stop_ns: int | None = None
-    policy: tuple[int, tuple[int, ...]] | None = None      # set_mempolicy(mode | flags, nodes)
-    cpunodebind: tuple[int, ...] | None = None
-    physcpubind: tuple[int, ...] | None = None
-    cpuset_mems: tuple[int, ...] | None = None
-    mbind: tuple = ()                                        # (vma name, mode, nodes, flags)
-    process: Process | None = None                           # run inside an existing process
+HEAT_SAMPLE = 17                    # odd: does not alias with interleaved streams
 
 
 @dataclass

@@ -105,6 +105,7 @@ def plot_heatmap(r: "RunResult", path: str, time_bins: int = 200) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     if heat.size:
         t = r.timeline.t_seconds()
+        time_bins = max(1, min(time_bins, t.size))
         edges = np.linspace(0, t[-1] if t.size else 1, time_bins + 1)
         rows = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, time_bins - 1)
         grid = np.zeros((time_bins, heat.shape[1]))

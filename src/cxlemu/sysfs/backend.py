@@ -57,6 +57,32 @@ class EmulatorBackend:
         self.writes = 0
         self.fault_after_writes: int | None = None
 
+    # ---- programs: the system-call interface of the emulated machine ----------------------
+    _task = None
+
+    def task(self, comm: str = "sh"):
+        """The process a tool runs as on this machine (created on first use,
+        shared by the programs it execs): a :class:`cxlemu.sim.process.Process`
+        with mmap, set_mempolicy, mbind, sched_setaffinity ..."""
+        from cxlemu.sim.process import Process
+        if self._task is None or not self._task.alive:
+            self._task = Process.new(self.kernel, comm)
+        return self._task
+
+    def run_workload(self, proc, workload, **kw):
+        """Run a workload generator inside ``proc`` (the ``workload`` program)."""
+        from cxlemu.sim.engine import run
+        from cxlemu.userspace.spec import ProcSpec
+        return run(self.machine if self.machine is not None else self.kernel,
+                   ProcSpec(workload, process=proc), **kw)
+
+    def end_task(self) -> None:
+        """The tool's process exits: its memory goes back."""
+        if self._task is not None and self._task.alive:
+            self._task.exit(0)
+            self.kernel.dirty = True
+        self._task = None
+
     def read_bytes(self, path: str) -> bytes:
         return self.vfs.read(path)
 

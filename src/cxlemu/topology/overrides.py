@@ -14,7 +14,34 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
+from dataclasses import fields
+
+from cxlemu.topology import schema
 from cxlemu.topology.schema import Topology, TopologyError, dumps, from_dict
+
+CLASSES = {"boot": schema.BootOptions, "numa": schema.NumaNode, "host_bridge": schema.HostBridge,
+           "switch": schema.Switch, "device": schema.Device, "window": schema.Window,
+           "firmware_region": schema.FirmwareRegion}
+NESTED = {"cdat": schema.Cdat, "timing": schema.Timing, "caps": schema.HdmCaps}
+
+
+def wants_string(parts: list[str]) -> bool:
+    """Is the field a string in the schema (so ``boot.kernel=6.17`` stays "6.17")?"""
+    if parts[0] == "machine":
+        return True
+    cls = CLASSES.get(parts[0])
+    rest = parts[2:] if parts[0] in ("numa", "host_bridge", "switch", "device", "window",
+                                     "firmware_region") else parts[1:]
+    for p in rest[:-1]:
+        cls = NESTED.get(p)
+        if cls is None:
+            return False
+    if cls is None or not rest:
+        return False
+    for f in fields(cls):
+        if f.name == rest[-1]:
+            return str(f.type).startswith("str")
+    return False
 
 SECTIONS = {"machine": "table", "boot": "table", "numa": "array", "host_bridge": "array", "switch": "array",
             "device": "array", "window": "array", "firmware_region": "array"}
@@ -67,7 +94,10 @@ def apply(doc: dict, assignment: str) -> None:
         cur = nxt
     if not isinstance(cur, dict):
         raise TopologyError(f"--set {key}", "not a table")
-    cur[rest[-1]] = parse_value(value)
+    v = parse_value(value)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and wants_string(parts):
+        v = value.strip()
+    cur[rest[-1]] = v
 
 
 def apply_all(text: str, assignments: list[str]) -> str:

@@ -70,6 +70,7 @@ def do_numa_page(task: "Task", uv: np.ndarray, ents: np.ndarray, now: int) -> np
     room = migrate_balanced_pages(vm, cpu)
     take, fail = go[:room], go[room:]
     if fail.size and nb.mode & nbal.NUMA_BALANCING_MEMORY_TIERING:
+        vm.kswapd_of(cpu).demand += int(fail.size)
         vm.wakeup_kswapd(cpu)
     if not take.size:
         return costs
@@ -78,7 +79,8 @@ def do_numa_page(task: "Task", uv: np.ndarray, ents: np.ndarray, now: int) -> np
     moved = np.isin(cf[take], res.old)
     vm.vmstat.count("numa_pages_migrated", res.ok)
     promoted = int(np.count_nonzero(moved & src_slow))
-    if promoted and vm.node_is_toptier(cpu):
+    # migrate_misplaced_folio(): PGPROMOTE_SUCCESS only in memory-tiering mode
+    if promoted and vm.node_is_toptier(cpu) and nb.mode & nbal.NUMA_BALANCING_MEMORY_TIERING:
         vm.vmstat.count_node(cpu, "pgpromote_success", promoted)
     costs[cand[take[moved]]] += page_copy_ns(1)
     return costs

@@ -245,7 +245,10 @@ class PageAllocator:
                     need = n - sum(x.size for x in got)
         frames = np.concatenate(got) if got else np.zeros(0, np.int64)
         if frames.size:
-            self.account(frames, nid, cpu_nid, interleave, kernel=kernel)
+            # the preferred zone of zone_statistics(): the first of the (nodemask-limited) zonelist
+            first = self.zonelist(nid, try_mask, zones) if try_mask is not None else zl
+            pref = first[0][0] if first else nid
+            self.account(frames, pref, cpu_nid, interleave, kernel=kernel)
         return frames
 
     def account(self, frames: np.ndarray, nid: int | np.ndarray, cpu_nid: int, interleave: bool,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 PAGE = 4096
 WRITEBACK_NS = 20_000            # writing a dirty file page back before eviction
 KSWAPD_BATCH_MIN = 1024
+DEF_PRIORITY = 12
 
 
 def tiering_mode(vm: "VmState") -> bool:
@@ -93,8 +94,20 @@ def kswapd(vm: "VmState", nid: int, classzone: int = ZONE_MOVABLE) -> int:
     vm.vmstat.count("pageoutrun")
     total = 0
     aged0 = getattr(vm, "kswapd_aged", 0)
+    # kswapd runs concurrently with the tasks; cxlemu runs it between epochs, so a
+    # wakeup also covers what promotions asked for in the meantime (k.demand), as
+    # far as one kswapd thread can migrate in the time since its last run
+    from cxlemu.kernel.mm.migrate import page_copy_ns
+    elapsed = max(vm.now - k.last_run_ns, 0)
+    budget = int(elapsed / page_copy_ns(1))
+    extra = min(k.demand, budget)
+    k.demand = 0
+    k.last_run_ns = vm.now
     for _ in range(MAX_RECLAIM_RETRIES):
         need = balance_target(vm, nid, classzone)
+        if need > 0 or extra > 0:
+            need = max(need, 0) + extra
+            extra = 0
         if need <= 0:
             break
         got, cost = shrink_node(vm, nid, max(need, KSWAPD_BATCH_MIN), kswapd=True)
@@ -109,6 +122,9 @@ def kswapd(vm: "VmState", nid: int, classzone: int = ZONE_MOVABLE) -> int:
         k.failures = 0
     if not pgdat_balanced(vm, nid, classzone):
         k.woken = True          # still below the target: kswapd keeps running next time
+        k.priority = max(k.priority - 1, 0)
+    else:
+        k.priority = DEF_PRIORITY
     return total
 
 
@@ -143,18 +159,23 @@ def can_reclaim_anon(vm: "VmState", nid: int) -> bool:
 
 
 def shrink_node(vm: "VmState", nid: int, nr_to_reclaim: int, kswapd: bool, task=None) -> tuple[int, float]:
-    """Reclaim about ``nr_to_reclaim`` pages from a node's LRU lists."""
+    """Reclaim about ``nr_to_reclaim`` pages from a node's LRU lists.
+
+    Direct reclaim scans with falling priority (``lru_size >> prio`` from
+    DEF_PRIORITY 12 down to 0, like do_try_to_free_pages), ageing the active
+    list before each inactive scan; kswapd does one pass at its current
+    priority and ages after reclaiming (see kswapd())."""
     if vm.frames is None:
         return 0, 0.0
     reclaimed = 0
     cost = 0.0
     swp = vm.knobs.swappiness
     anon_ok = can_reclaim_anon(vm, nid)
-    for _ in range(8):
+    prios = [vm.kswapd_of(nid).priority] * 2 if kswapd else list(range(DEF_PRIORITY, -1, -1))
+    for prio in prios:
         want = nr_to_reclaim - reclaimed
         if want <= 0:
             break
-        batch = max(want * 2, 256)
         anon = vm.lru.size(nid, LRU_INACTIVE_ANON) + vm.lru.size(nid, LRU_ACTIVE_ANON)
         file = vm.lru.size(nid, LRU_INACTIVE_FILE) + vm.lru.size(nid, LRU_ACTIVE_FILE)
         if not anon_ok or (swp == 0 and file):
@@ -163,14 +184,16 @@ def shrink_node(vm: "VmState", nid: int, nr_to_reclaim: int, kswapd: bool, task=
             anon_share = 1.0
         else:
             anon_share = anon * swp / (anon * swp + file * (200 - swp))
+        batch = max(want * 2, 256)
         scanned = 0
         aged = 0
         for base, share in ((LRU_INACTIVE_ANON, anon_share), (LRU_INACTIVE_FILE, 1.0 - anon_share)):
-            n = int(math.ceil(batch * share))
-            if n <= 0:
+            if share <= 0:
                 continue
+            n = max(int(math.ceil(batch * share)), vm.lru.size(nid, base) >> prio)
+            n_age = max(int(math.ceil(batch * share)), vm.lru.size(nid, base + 1) >> prio)
             if not kswapd and (inactive_is_low(vm, nid, base) or vm.lru.size(nid, base) < n):
-                shrink_active_list(vm, nid, base + 1, n)
+                aged += shrink_active_list(vm, nid, base + 1, n_age)
             r, sc, c = shrink_inactive_list(vm, nid, base, n, kswapd, task)
             reclaimed += r
             scanned += sc
@@ -178,9 +201,9 @@ def shrink_node(vm: "VmState", nid: int, nr_to_reclaim: int, kswapd: bool, task=
             if kswapd and (inactive_is_low(vm, nid, base) or vm.lru.size(nid, base) < n):
                 # kswapd runs between epochs: pages it deactivates now get the time
                 # until its next run to be referenced again before they can be reclaimed
-                aged += shrink_active_list(vm, nid, base + 1, n)
+                aged += shrink_active_list(vm, nid, base + 1, n_age)
         vm.kswapd_aged = getattr(vm, "kswapd_aged", 0) + aged
-        if not scanned:
+        if not scanned and not aged:
             break
         if kswapd and aged and reclaimed < nr_to_reclaim:
             break

@@ -40,6 +40,9 @@ class Kswapd:
     classzone: int = ZONE_MOVABLE
     failures: int = 0           # kswapd_failures (MAX_RECLAIM_RETRIES: the node is hopeless)
     runs: int = 0
+    priority: int = 12          # scan priority: a run scans lru_size >> priority
+    last_run_ns: int = 0
+    demand: int = 0             # pages promotions could not get since the last run
 
 
 @dataclass
