@@ -39,6 +39,14 @@ def register(add) -> None:
     sp.add_argument("--compare", metavar="P1,P2,...", help="run these policies side by side on copies of the machine")
     sp.add_argument("--workload", dest="workload_file", metavar="FILE.toml", help="a workload file")
     sp.add_argument("--trace", metavar="FILE", help="replay a trace recorded with `cxlemu trace record`")
+    sp.add_argument("--damos", metavar="RECIPE|FILE.json", help="DAMON-based operation schemes for the run: "
+                    "hot_cold, mem_tier, or a damo JSON file (docs/damon.md)")
+    sp.add_argument("--allocator", choices=("smdk", "memkind"), help="place the workload's allocations with "
+                    "SMDK's libcxlmalloc or a memkind kind (docs/smdk-memkind.md)")
+    sp.add_argument("--smdk-conf", dest="smdk_conf", metavar="CONF", help="CXLMALLOC_CONF for --allocator smdk")
+    sp.add_argument("--kind", metavar="KIND", help="memkind kind for --allocator memkind")
+    sp.add_argument("--pace", choices=("wall",), help="wall: keep simulated time at wall-clock pace "
+                                                     "(interactive tools watch the run live)")
     sp.set_defaults(_allow_unknown=True)
     sp = add("trace", cmd_trace, "record a program's memory accesses (valgrind) as a cxlemu trace")
     tsub = sp.add_subparsers(dest="trace_action", metavar="ACTION", required=True)
@@ -176,6 +184,7 @@ def run_options(args, defaults) -> dict:
 
 
 def _policies(args, defaults) -> list[str | None]:
+    from cxlemu.cli.run_ext import ExtError, split_policy
     from cxlemu.sim.policy import PRESETS
     if args.compare:
         pols = [p.strip() for p in args.compare.split(",") if p.strip()]
@@ -186,8 +195,13 @@ def _policies(args, defaults) -> list[str | None]:
     else:
         pols = [args.policy or defaults.policy]
     for p in pols:
-        if p is not None and p not in PRESETS:
-            raise UsageError(f"run: unknown policy {p!r} (known: {', '.join(PRESETS)})")
+        try:
+            base, ext = split_policy(p)
+        except ExtError as e:
+            raise UsageError(str(e)) from None
+        if base is not None and base not in PRESETS:
+            raise UsageError(f"run: unknown policy {p!r} (known: {', '.join(PRESETS)}, "
+                             f"damos:RECIPE, smdk:CONF, memkind:KIND)")
     return pols
 
 
@@ -206,6 +220,18 @@ def cmd_run(args) -> int:
             if args.report:
                 if os.path.exists(args.report) and not os.path.isdir(args.report):
                     return _err(f"run: --report {args.report}: not a directory", 2)
+            from cxlemu.cli import run_ext
+            try:
+                ext = run_ext.ext_from_args(args)
+                if ext is not None and args.compare:
+                    raise run_ext.ExtError("run: with --compare, give extensions as policies "
+                                           "(damos:RECIPE, smdk:CONF, memkind:KIND)")
+                for p in pols:
+                    run_ext.check_ext(run_ext.split_policy(p)[1] or ext, m.backend())
+            except run_ext.ExtError as e:
+                return _err(str(e), 2)
+            kw["ext"] = ext
+            kw["pace"] = args.pace
             results = execute(m, specs, pols, kw, compare=bool(args.compare))
     except MachineError:
         raise
@@ -218,7 +244,14 @@ def execute(m, specs, pols, kw, compare: bool):
     """Run once (on the machine) or once per policy (on copies)."""
     import copy
     import pickle
-    from cxlemu.sim.engine import run
+    from cxlemu.cli.run_ext import run_with, split_policy
+    kw = dict(kw)
+    ext0 = kw.pop("ext", None)
+    pace = kw.pop("pace", None)
+
+    def run(host, specs_, policy, label, **kw2):
+        base, ext = split_policy(policy)
+        return run_with(host, specs_, base, ext or ext0, kw2, label=label, pace=pace)
     if not compare:
         res = run(m, specs, policy=pols[0], label=pols[0] or "", **kw)
         m.kernel.dirty = True

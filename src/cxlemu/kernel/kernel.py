@@ -122,7 +122,14 @@ class Kernel:
         """Knob directories (/proc/sys, /sys/kernel, /sys/module) as nested
         dicts of ``(show, store, mode)`` tuples, for the VFS (kernel/sysctl.py)."""
         from cxlemu.kernel import sysctl
-        return sysctl.tree(self, prefix)
+        out = sysctl.tree(self, prefix)
+        if prefix == "/sys/kernel":
+            from cxlemu.kernel.mm.damon import sysfs as damon_sysfs
+            out.setdefault("mm", {})["damon"] = lambda: damon_sysfs.tree(self)
+        elif prefix == "/sys/module":
+            from cxlemu.kernel.mm.damon import sysfs as damon_sysfs
+            out.update(damon_sysfs.module_tree(self))
+        return out
 
     def proc_tree(self) -> dict:
         """/proc directories: ``sys`` and one per live task (``<pid>/status``,

@@ -94,6 +94,7 @@ class RunResult:
     tail_accesses: float = 0.0
     tail_fast: float = 0.0
     processes_live: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)      # what run extensions add (DAMOS stats, allocator accounting)
 
     # ---- derived numbers -----------------------------------------------------------------------
     @property
@@ -171,6 +172,7 @@ class RunResult:
         }
         if timeline:
             d["timeline"] = self.timeline.as_dict()
+        d.update(self.extra)
         return d
 
     def to_json(self, timeline: bool = False) -> str:
@@ -199,6 +201,9 @@ class RunResult:
         for p in self.processes:
             if p["exit"] not in ("exited", "running", "stopped"):
                 lines.append(f"  process {p['pid']} ({p['comm']}): {p['exit']}")
+        if self.extra:
+            from cxlemu.sim.extsummary import summary_lines
+            lines += summary_lines(self.extra)
         return "\n".join(lines) + "\n"
 
     def report(self, directory: str) -> str:

@@ -142,6 +142,8 @@ def tree_node(obj) -> VNode:
     """A kernel knob tree (nested dicts of ``(show, store, mode)``) as VNodes."""
     if isinstance(obj, dict):
         return StaticDir(lambda: {n: tree_node(v) for n, v in obj.items()})
+    if callable(obj):           # a directory computed when it is read (DAMON's numbered directories)
+        return StaticDir(lambda: {n: tree_node(v) for n, v in obj().items()})
     show, store, mode = obj
     return FuncFile(show, store, mode)
 

@@ -49,6 +49,15 @@ ADIST_CXL_SINCE = (6, 9)             # cxl_region_calculate_adistance() (recall)
 
 class Mm:
     _vm = None          # VmState, created on first use (kernel/mm/vmstate.py)
+    _damon = None       # DAMON's admin state, created on first use (kernel/mm/damon/sysfs.py)
+
+    @property
+    def damon(self):
+        """DAMON: the sysfs admin state and its kdamonds (kernel/mm/damon/)."""
+        if self._damon is None:
+            from cxlemu.kernel.mm.damon.sysfs import DamonAdmin
+            self._damon = DamonAdmin()
+        return self._damon
 
     @property
     def vm(self):
