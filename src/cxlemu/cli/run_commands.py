@@ -229,7 +229,7 @@ def cmd_run(args) -> int:
                 for p in pols:
                     run_ext.check_ext(run_ext.split_policy(p)[1] or ext, m.backend())
             except run_ext.ExtError as e:
-                return _err(str(e), 2)
+                return _err(str(e), e.code)
             kw["ext"] = ext
             kw["pace"] = args.pace
             results = execute(m, specs, pols, kw, compare=bool(args.compare))

@@ -20,7 +20,11 @@ EXTENSIONS = ("damos", "smdk", "memkind")
 
 
 class ExtError(ValueError):
-    pass
+    """A bad extension argument (exit 2), or one this machine cannot serve (``code`` 1)."""
+
+    def __init__(self, msg: str, code: int = 2):
+        super().__init__(msg)
+        self.code = code
 
 
 @dataclass
@@ -81,9 +85,15 @@ def check_ext(ext: Ext | None, backend) -> None:
         except CxlMallocError as e:
             raise ExtError(f"run: CXLMALLOC_CONF: {e}") from None
     elif ext.kind == "memkind":
-        from cxlemu.userspace.memkind import KINDS
+        from cxlemu.userspace.allocator import NodeInfo
+        from cxlemu.userspace.memkind import KINDS, MemkindError, plan
         if ext.arg not in KINDS:
             raise ExtError(f"run: unknown memkind kind {ext.arg!r} (kinds: {', '.join(KINDS)})")
+        info = NodeInfo.read(backend)
+        try:
+            plan(ext.arg, info, info.cpu[0] if info.cpu else 0)
+        except MemkindError as e:
+            raise ExtError(f"run: memkind {ext.arg}: {e.strerror}", 1) from None
 
 
 class PacedHost:
@@ -136,6 +146,8 @@ def run_with(host, specs, policy, ext: Ext | None, kw: dict, label: str = "", pa
     kernel = host.kernel
     if pace == "wall":
         host = PacedHost(host)
+    if ext is None and any(getattr(s, "smalloc", None) for s in specs):
+        return _run_smalloc(host, specs, policy, kw, label)
     if ext is None:
         return run(host, specs, policy=policy, label=label, **kw)
     backend = EmulatorBackend(kernel)
@@ -185,3 +197,32 @@ def run_with(host, specs, policy, ext: Ext | None, kw: dict, label: str = "", pa
     if not label or label == policy:
         res.label = res.policy
     return res
+
+
+def _run_smalloc(host, specs, policy, kw, label):
+    """Processes of a workload file with a ``smalloc`` table allocate those
+    VMAs through SMDK's optimization API."""
+    from cxlemu.sim.engine import run
+    from cxlemu.sysfs.backend import EmulatorBackend
+    from cxlemu.userspace.allocator import AllocatorProcess
+    from cxlemu.userspace.smdk.smalloc import SmallocPlan
+    kernel = host.kernel
+    backend = EmulatorBackend(kernel)
+    created, plans = [], []
+    try:
+        for s in specs:
+            if s.smalloc and s.process is None:
+                plan = SmallocPlan(s.smalloc, backend)
+                s.process = _new_process(kernel, s, AllocatorProcess, allocator=plan)
+                created.append(s.process)
+                plans.append(plan)
+        res = run(host, specs, policy=policy, label=label, **kw)
+        res.extra["allocator"] = {"kind": "smalloc", "config": "workload file",
+                                  "processes": [p.stats() for p in plans]}
+        return res
+    finally:
+        if not kw.get("keep"):
+            for p in created:
+                if p.alive:
+                    p.exit(0)
+

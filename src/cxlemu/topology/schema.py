@@ -63,6 +63,7 @@ class BootOptions:
     region_invalidation_test: bool = False  # CONFIG_CXL_REGION_INVALIDATION_TEST
     swap: int = 0                         # size of the swap device (/dev/vdb), 0: no swap
     zswap: bool = False                   # zswap.enabled at boot (CONFIG_ZSWAP_DEFAULT_ON)
+    cxl_zone: str = "node"                # "exmem": SMDK's kernel, CXL memory as ZONE_EXMEM of the CPU's node
 
     @property
     def kernel_version(self) -> tuple[int, int]:
@@ -390,6 +391,9 @@ def validate(t: Topology) -> None:
     b = t.boot
     if b.kernel not in KERNEL_PROFILES:
         raise TopologyError("boot.kernel", f"unknown kernel profile {b.kernel!r} (known: {', '.join(KERNEL_PROFILES)})")
+    if b.cxl_zone not in ("node", "exmem"):
+        raise TopologyError("boot.cxl_zone", "must be node (CXL memory as CPU-less NUMA nodes) or exmem "
+                                             "(SMDK's ZONE_EXMEM of the CPU's node)")
     if b.memhp_default_state not in ONLINE_TYPES:
         raise TopologyError("boot.memhp_default_state", f"must be one of {', '.join(ONLINE_TYPES)}")
     if b.online_policy not in ONLINE_POLICIES:

@@ -49,7 +49,7 @@ MODE_NAMES = {"bind": mp.MPOL_BIND, "preferred": mp.MPOL_PREFERRED, "preferred_m
               "local": mp.MPOL_LOCAL, "default": mp.MPOL_DEFAULT}
 RUN_KEYS = ("duration", "accesses", "seed", "policy")
 PROC_KEYS = ("workload", "name", "threads", "start", "stop", "static_nodes", "relative_nodes", "cpunodebind",
-             "cpuset_mems", "params", "mbind") + tuple(POLICY_KEYS)
+             "cpuset_mems", "params", "mbind", "smalloc") + tuple(POLICY_KEYS)
 MBIND_KEYS = ("vma", "policy", "nodes", "move", "strict", "static_nodes", "relative_nodes")
 
 
@@ -74,6 +74,7 @@ class ProcSpec:
     cpuset_mems: tuple[int, ...] | None = None
     mbind: tuple = ()                                        # (vma name, mode, nodes, flags)
     process: Any = None                                      # run inside an existing process
+    smalloc: dict | None = None                              # VMA name -> SMDK memory type (userspace/smdk/smalloc.py)
 
 
 @dataclass
@@ -257,5 +258,39 @@ def from_dict(doc: dict, possible_nodes: list[int] | None = None) -> Spec:
                     mode |= fv
             binds.append((m["vma"], mode, nodes, mflags))
         ps.mbind = tuple(binds)
+        if "smalloc" in p:
+            ps.smalloc = parse_smalloc(p["smalloc"], f"{where}.smalloc", possible_nodes)
         out.append(ps)
     return Spec(rd, out)
+
+
+def parse_smalloc(t: Any, where: str, possible: list[int] | None) -> dict:
+    """``[process.smalloc]``: VMA name = "normal" | "exmem", or a table with
+    ``type`` and optionally ``node`` (s_malloc_node) or ``interleave``
+    (s_enable_node_interleave) -- SMDK's optimization path for the named VMAs."""
+    t = _table(t, where)
+    out: dict = {}
+    for vma, v in t.items():
+        w = f"{where}.{vma}"
+        if isinstance(v, str):
+            v = {"type": v}
+        v = _table(v, w)
+        _unknown(v, ("type", "node", "interleave"), w)
+        ty = v.get("type")
+        if ty not in ("normal", "exmem"):
+            raise SpecError(f"{w}.type", "expected normal (SMDK_MEM_NORMAL) or exmem (SMDK_MEM_EXMEM)")
+        ent: dict = {"type": ty}
+        if "node" in v and "interleave" in v:
+            raise SpecError(w, "give node or interleave, not both")
+        if "node" in v:
+            if isinstance(v["node"], bool) or not isinstance(v["node"], int) or v["node"] < 0:
+                raise SpecError(f"{w}.node", "expected a node number")
+            ent["node"] = v["node"]
+        if "interleave" in v:
+            try:
+                ent["interleave"] = list(parse_nodes(v["interleave"], possible))
+            except ValueError as e:
+                raise SpecError(f"{w}.interleave", str(e)) from None
+        out[vma] = ent
+    return out
+

@@ -32,7 +32,7 @@ import numpy as np
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.frames import (PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_UNEVICTABLE, PROT_NUMA, swp_slot)
-from cxlemu.kernel.mm.mmap import File, PTE_HWPOISON, VM_LOCKED
+from cxlemu.kernel.mm.mmap import File, PTE_HWPOISON, VM_EXMEM, VM_LOCKED, VM_NORMAL
 from cxlemu.kernel.mm.swap import SWAP_READ_NS
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ FILE_MINOR_NS = 400           # map a page-cache page (estimate)
 FILE_READ_NS = 80_000         # read a 4 KiB file page from an NVMe SSD (estimate)
 PAGE = 4096
 PROT_U32 = np.uint32(PROT_NUMA)
+VM_SMDK = VM_EXMEM | VM_NORMAL
 
 
 def add_node_traffic(vm, nodes: np.ndarray, read: int = 0, write: int = 0) -> None:
@@ -170,11 +171,24 @@ def _resolve(task, uv, ent, costs, now) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-def place_and_alloc(task: "Task", pol, n: int, offsets: np.ndarray | None) -> np.ndarray:
-    """Frames for ``n`` new pages under policy ``pol`` (fewer: out of memory)."""
+def place_and_alloc(task: "Task", pol, n: int, offsets: np.ndarray | None, vflags: int = 0) -> np.ndarray:
+    """Frames for ``n`` new pages under policy ``pol`` (fewer: out of memory);
+    ``vflags`` MAP_EXMEM / MAP_NORMAL limit the nodes or zones (kernel/mm/exmem.py)."""
     vm = task.kernel.mm.vm
     pa = vm.page_alloc
     pl = mp.placement(pol, n, task.cpu_node, offsets, task.il_state, vm.wi)
+    zones = None
+    if vflags:
+        from cxlemu.kernel.mm.exmem import restriction
+        allow, zones = restriction(task.kernel, vflags)
+        if allow is not None:
+            mask = tuple(x for x in (pl.nodemask if pl.nodemask is not None else allow) if x in allow)
+            if not mask:
+                return np.full(n, -1, np.int64)
+            pl.nodemask = mask
+            if pl.try_mask is not None:
+                pl.try_mask = tuple(x for x in pl.try_mask if x in allow) or None
+            pl.nid = np.where(np.isin(pl.nid, mask), pl.nid, mask[0]).astype(pl.nid.dtype)
     out = np.full(n, -1, np.int64)
     nids = pl.nid.astype(np.int64)
     if not n:
@@ -186,7 +200,7 @@ def place_and_alloc(task: "Task", pol, n: int, offsets: np.ndarray | None) -> np
         groups = [(int(x), np.flatnonzero(nids == x)) for x in present.tolist()]
     for nid, sel in groups:
         f = pa.alloc(sel.size, int(nid), pl.nodemask, cpu_nid=task.cpu_node, interleave=pl.interleave,
-                     try_mask=pl.try_mask, task=task)
+                     try_mask=pl.try_mask, task=task, zones=zones)
         out[sel[: f.size]] = f
         if f.size < sel.size:
             break
@@ -228,7 +242,7 @@ def do_anonymous_pages(task: "Task", v, vp: np.ndarray, now: int) -> np.ndarray:
     pf = vm.frames
     pol = v.policy if v.policy is not None else task.mempolicy
     offsets = (vp - v.start + v.pgoff) if v.policy is not None else None
-    frames = place_and_alloc(task, pol, vp.size, offsets)
+    frames = place_and_alloc(task, pol, vp.size, offsets, v.flags & VM_SMDK)
     ok = frames >= 0
     f = frames[ok]
     if f.size:
@@ -264,7 +278,7 @@ def do_file_pages(task: "Task", v, vp: np.ndarray, now: int) -> np.ndarray:
         nv, ni = vp[new], idx[new]
         pol = v.policy if (f.shmem and v.policy is not None) else task.mempolicy
         offsets = ni if (f.shmem and v.policy is not None) else None
-        frames = place_and_alloc(task, pol, nv.size, offsets)
+        frames = place_and_alloc(task, pol, nv.size, offsets, v.flags & VM_SMDK)
         ok = frames >= 0
         fr = frames[ok]
         if fr.size:

@@ -188,7 +188,9 @@ class Hotplug:
         mm = self.mm
         node = mm.numa.nodes[blk.nid]
         group = self.groups.get(blk.group) if blk.group is not None else None
-        return valid_zones(mm.policy, mm.all_zonesets(), node.zones, group, blk.start_pfn, blk.nr_pages)
+        names = valid_zones(mm.policy, mm.all_zonesets(), node.zones, group, blk.start_pfn, blk.nr_pages)
+        from cxlemu.kernel.mm.exmem import EXMEM_NAME, exmem_mode
+        return names.replace("Movable", EXMEM_NAME) if exmem_mode(mm.kernel) else names
 
     def online_block(self, blk: MemoryBlock, online_type: int) -> None:
         """memory_block_online() + online_pages()."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cxlemu.kernel.mm.zones import ZONE_NAMES
+from cxlemu.kernel.mm.exmem import zone_name
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm
@@ -96,6 +96,23 @@ def meminfo(mm: "Mm") -> str:
     return "".join(out)
 
 
+def buddyinfo(mm: "Mm") -> str:
+    """/proc/buddyinfo (mm/vmstat.c frag_show_print): free blocks per order
+    of every populated zone; cxlemu keeps free pages per frame, not per buddy
+    order, and reports them as order-0 blocks and maximal order-10 runs."""
+    out = []
+    for nid in mm.numa.online_nodes():
+        for z in mm.numa.nodes[nid].zones.zones:
+            if not z.present:
+                continue
+            free = mm.zone_stats(nid, z.idx)["free"]
+            big, small = divmod(free, 1024)
+            counts = [small] + [0] * 9 + [big]
+            out.append(f"Node {nid}, zone {zone_name(mm.kernel, z.idx):>8} " +
+                       "".join(f"{c:>7}" for c in counts) + " \n")
+    return "".join(out)
+
+
 def zoneinfo(mm: "Mm") -> str:
     """/proc/zoneinfo (mm/vmstat.c zoneinfo_show_print): per node, every zone
     with its free pages, watermarks, spans and (populated zones) counters."""
@@ -108,7 +125,7 @@ def zoneinfo(mm: "Mm") -> str:
         first_populated = next((z.idx for z in zs.zones if z.present), None)
         for z in zs.zones:
             c = mem_counts(mm, nid, z.idx)
-            out.append(f"Node {nid}, zone {ZONE_NAMES[z.idx]:>8}")
+            out.append(f"Node {nid}, zone {zone_name(mm.kernel, z.idx):>8}")
             if z.idx == first_populated:
                 out.append("\n  per-node stats")
                 nv = node_values(mm, mem_counts(mm, nid), nid)

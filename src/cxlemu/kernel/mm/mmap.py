@@ -39,6 +39,11 @@ VM_SHARED = 0x8
 VM_LOCKED = 0x2000
 VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
+VM_EXMEM = 1 << 40              # SMDK: pages only from ExMem (CXL memory)
+VM_NORMAL = 1 << 41             # SMDK: pages only from DDR
+
+MAP_EXMEM = 0x200000            # SMDK's mmap flags (include/uapi/asm-generic/mman-common.h of SMDK's kernel)
+MAP_NORMAL = 0x400000
 
 KINDS = ("anon", "file", "shmem")
 

@@ -192,12 +192,17 @@ class PageAllocator:
     # ---- the allocation paths -----------------------------------------------------------------
     def alloc(self, n: int, nid: int, nodemask: tuple[int, ...] | None = None, *, cpu_nid: int = 0,
               kernel: bool = False, interleave: bool = False, try_mask: tuple[int, ...] | None = None,
-              reclaim: bool = True, which: int = WMARK_LOW, task=None, thisnode: bool = False) -> np.ndarray:
+              reclaim: bool = True, which: int = WMARK_LOW, task=None, thisnode: bool = False,
+              zones: tuple[int, ...] | None = None, exmem: bool = False) -> np.ndarray:
         """``n`` frames for the preferred node ``nid``; fewer if memory ran out
         (after reclaim and, when ``reclaim``, the OOM killer found nothing)."""
         vm = self.vm
-        zones = KERNEL_ZONES if kernel else USER_ZONES
-        classzone = ZONE_NORMAL if kernel else ZONE_MOVABLE
+        if zones is None:
+            zones = KERNEL_ZONES if kernel else USER_ZONES
+            if kernel and exmem:         # GFP_EXMEM (SMDK): kernel memory may come from ZONE_EXMEM
+                from cxlemu.kernel.mm.exmem import gfp_exmem_zones
+                zones = gfp_exmem_zones(vm.kernel)
+        classzone = ZONE_NORMAL if kernel and not exmem else ZONE_MOVABLE
         if thisnode:
             nodemask = (nid,)
         got: list[np.ndarray] = []

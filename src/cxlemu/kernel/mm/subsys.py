@@ -150,6 +150,9 @@ class Mm:
         layout = parse_numa(cpu_aff, mem_aff, windows)
         if not layout.possible:               # no SRAT: everything on node 0 (dummy_numa_init)
             layout.map_pxm(0)
+        if getattr(boot, "cxl_zone", "node") == "exmem":
+            from cxlemu.kernel.mm.exmem import fold_windows
+            fold_windows(layout)
         for line in layout.log:
             k.log(line)
         self.numa = NumaState(self, layout)
@@ -403,8 +406,9 @@ class Mm:
 
     # ---- /proc and /sys/kernel ---------------------------------------------------------------------
     def proc_files(self) -> dict:
+        from cxlemu.kernel.mm.meminfo import buddyinfo
         return {"meminfo": self.proc_meminfo, "zoneinfo": self.proc_zoneinfo, "vmstat": self.proc_vmstat,
-                "swaps": self.proc_swaps}
+                "swaps": self.proc_swaps, "buddyinfo": lambda: buddyinfo(self)}
 
     def proc_vmstat(self) -> str:
         from cxlemu.kernel.mm.procfs import proc_vmstat

@@ -103,10 +103,20 @@ class Task:
 
     # ---- mmap / munmap --------------------------------------------------------------------------
     def mmap(self, length: int, name: str, kind: str = "anon", *, flags: int = VM_READ | VM_WRITE,
-             compress_ratio: float = 3.0, file=None) -> int:
+             compress_ratio: float = 3.0, file=None, map_flags: int = 0) -> int:
         """mmap(): anonymous private memory, a shared anonymous (shmem) mapping,
-        or a file of ``length`` bytes (created for the task, unlinked at exit)."""
+        or a file of ``length`` bytes (created for the task, unlinked at exit).
+        ``map_flags``: SMDK's MAP_EXMEM / MAP_NORMAL (kernel/mm/exmem.py)."""
+        from cxlemu.kernel.mm.mmap import MAP_EXMEM, MAP_NORMAL, VM_EXMEM, VM_NORMAL
         self._check_alive()
+        if map_flags & ~(MAP_EXMEM | MAP_NORMAL):
+            raise KernelError(errno.EINVAL, "mmap: unknown flags")
+        if map_flags & MAP_EXMEM and map_flags & MAP_NORMAL:
+            raise KernelError(errno.EINVAL, "mmap: MAP_EXMEM and MAP_NORMAL together")
+        if map_flags & MAP_EXMEM:
+            flags |= VM_EXMEM
+        elif map_flags & MAP_NORMAL:
+            flags |= VM_NORMAL
         if length <= 0:
             raise KernelError(errno.EINVAL, "mmap: length must be positive")
         if kind not in ("anon", "file", "shmem"):
@@ -351,7 +361,9 @@ class Task:
         pf = vm.frames
         frames = (mm.pt[vpns] & np.int32(~PROT_NUMA)).astype(np.int64)
         if longterm:
-            movable = pf.zone[frames] == ZONE_MOVABLE
+            from cxlemu.kernel.mm.exmem import exmem_mode
+            # ZONE_EXMEM (SMDK) allows pinning: its pages stay where they are
+            movable = (pf.zone[frames] == ZONE_MOVABLE) & (not exmem_mode(self.kernel))
             if movable.any():
                 # check_and_migrate_movable_folios(): GFP_USER, no __GFP_MOVABLE
                 mv = frames[movable]
