@@ -83,6 +83,8 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
+    dc_size: int = 0                # Dynamic Capacity (dynamic_ram_1) after the static capacity
+    dc_block_size: int = 0
 
     @classmethod
     def from_topology(cls, d: Device, name: str) -> "Type3Device":
@@ -95,7 +97,9 @@ class Type3Device:
             lsa=bytearray(d.lsa),
             hdm=HdmDecoderUnit(count=d.hdm_decoders, target_count=0, caps=d.caps),
             fw_slots=slots,
-            media_file=f"{d.serial or 0:016x}.media",
+            # by serial; devices without a serial number (0, several allowed) by topology id
+            media_file=f"{d.serial:016x}.media" if d.serial else f"{0:016x}-{d.id}.media",
+            dc_size=d.dynamic_capacity, dc_block_size=d.dc_block_size if d.dynamic_capacity else 0,
         )
 
     # ---- capacity ----------------------------------------------------------
@@ -114,6 +118,16 @@ class Type3Device:
         return self.total_capacity - self.active_volatile
 
     @property
+    def media_size(self) -> int:
+        """Bytes of DPA space backed by media: static capacity, then DC."""
+        return self.total_capacity + self.dc_size
+
+    @property
+    def dc_base(self) -> int:
+        """DPA of the first DC region (right after the static capacity)."""
+        return self.total_capacity
+
+    @property
     def lsa_size(self) -> int:
         return len(self.lsa)
 
@@ -126,7 +140,23 @@ class Type3Device:
         return self.fw_slots[self.fw_active_slot - 1]
 
     def partition_of(self, dpa: int) -> str:
+        if dpa >= self.total_capacity and self.dc_size:
+            return "dynamic_ram_1"
         return "ram" if dpa < self.ram_size else "pmem"
+
+    def cdat_table(self) -> bytes:
+        """The CDAT the device serves over its DOE mailbox: one DSMAS (with
+        DSLBIS latency/bandwidth and DSEMTS) per partition, from the topology's
+        ``cdat`` figures (ns -> ps)."""
+        from cxlemu.hw.cdat import cdat_for_device, encode_cdat
+        ranges = []
+        if self.ram_size:
+            ranges.append((0, self.ram_size, False))
+        if self.pmem_size:
+            ranges.append((self.ram_size, self.pmem_size, True))
+        c = self.topo.cdat
+        return encode_cdat(cdat_for_device(ranges, c.read_latency * 1000, c.write_latency * 1000,
+                                           c.read_bandwidth, c.write_bandwidth))
 
     # ---- resets ------------------------------------------------------------
     def conventional_reset(self) -> None:

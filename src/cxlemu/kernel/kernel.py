@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from cxlemu.hw.platform import Platform
 from cxlemu.kernel.base.device import Bus, Device, Driver, Ida, PlainDir, device_add
+from cxlemu.kernel.features import table as feature_table
 from cxlemu.kernel.resource import IORES_DESC_SOFT_RESERVED, Resource, format_iomem, insert_resource
 
 PHYS_ADDR_BITS = 46
@@ -62,6 +63,15 @@ class Kernel:
 
     def profile_at_least(self, major: int, minor: int) -> bool:
         return self.version >= (major, minor)
+
+    def has(self, feature: str) -> bool:
+        """Does this kernel profile have ``feature`` (kernel/features.py)?
+        Asked on every sysfs lookup: the profile's table is computed once
+        (a transient cache, not saved with the state)."""
+        t = self.__dict__.get("_features")
+        if t is None:
+            t = self._features = feature_table(self.version)
+        return t[feature]
 
     @property
     def acpi_tables(self) -> dict[str, bytes]:
@@ -151,9 +161,14 @@ class Kernel:
             return None
         return self.media_store.access(hw)
 
+    # ---- fabric (rack hosts: the appliances' mailboxes, attached by the machine; not persisted) ----
+    fabric: Any = None
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("media_store", None)
+        state.pop("_features", None)
+        state.pop("fabric", None)
         return state
 
     # ---- boot --------------------------------------------------------------------------------------

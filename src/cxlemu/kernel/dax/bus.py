@@ -52,7 +52,6 @@ PUD_SIZE = 1 << 30
 SUBSECTION_SIZE = 2 << 20          # memremap_compat_align() on x86-64
 DAXDRV_KMEM_TYPE, DAXDRV_DEVICE_TYPE = "kmem", "device"
 DAX_MODALIAS = "dax:t0*"
-MATCH_TYPE_SINCE = (6, 3)          # "dax: Assign RAM regions to memory-hotplug by default" (dax_match_type)
 
 
 def dax_align_valid(align: int) -> bool:
@@ -100,7 +99,11 @@ class DaxRegion:
     def size(self) -> int:
         return self.res.size
 
+    dc = False              # a DC (sparse) region: capacity only through extents
+
     def available_size(self) -> int:
+        if self.dc:
+            return 0
         return self.res.size - sum(c.size for c in self.res.children)
 
     @property
@@ -240,7 +243,16 @@ class DevDax(Device):
         WO("mapping", visible="mapping_visible"), RO("target_node", visible="target_node_visible"),
         AttrSpec("align", 0o644, visible="rw_visible"), AttrSpec("resource", 0o400), RO("numa_node"),
         AttrSpec("memmap_on_memory", 0o644, visible="memmap_visible"),
+        RO("uuid", visible="uuid_visible"),
     )),)
+
+    uuid = ""               # DC devices: the tag of their allocation (DCD series)
+
+    def uuid_visible(self, _n: str) -> bool:
+        return self.region.dc
+
+    def uuid_show(self) -> str:
+        return f"{self.uuid or '00000000-0000-0000-0000-000000000000'}\n"
 
     def __init__(self, region: DaxRegion, dev_id: int, minor: int):
         super().__init__(f"dax{region.id}.{dev_id}", region.host, region.dax.bus)
@@ -278,7 +290,7 @@ class DevDax(Device):
         return self.target_node >= 0
 
     def memmap_visible(self, _n: str) -> bool:
-        return self.region.dax.kernel.profile_at_least(6, 8)     # "dax: add a sysfs knob ..." (v6.8)
+        return self.region.dax.kernel.has("dax_memmap_on_memory")
 
     # ---- attributes ----------------------------------------------------------------------------
     def modalias_show(self) -> str:
@@ -375,7 +387,7 @@ class DaxDriver(Driver):
             return False
         if dev.name in self.ids:
             return True
-        if not self.dax.kernel.profile_at_least(*MATCH_TYPE_SINCE):
+        if not self.dax.kernel.has("dax_match_type"):
             return self.type == DAXDRV_DEVICE_TYPE          # device_dax had match_always
         want = DAXDRV_KMEM_TYPE if dev.region.kmem else DAXDRV_DEVICE_TYPE
         return self.type == want
