@@ -198,7 +198,9 @@ def zswap_of(k: "Kernel"):
     from cxlemu.kernel.mm.zswap import Zswap
     vm = k.mm.vm
     if vm.zswap is None:
-        vm.zswap = Zswap(enabled=bool(getattr(k.platform.topology.boot, "zswap", False)))
+        boot = k.platform.topology.boot
+        vm.zswap = Zswap(enabled=bool(getattr(boot, "zswap", False)),
+                         pool_node=str(getattr(boot, "zswap_pool_node", "reclaimer")))
     return vm.zswap
 
 

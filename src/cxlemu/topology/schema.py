@@ -75,6 +75,7 @@ class BootOptions:
     swap: int = 0                         # size of the swap device (/dev/vdb), 0: no swap
     zswap: bool = False                   # zswap.enabled at boot (CONFIG_ZSWAP_DEFAULT_ON)
     cxl_zone: str = "node"                # "exmem": SMDK's kernel, CXL memory as ZONE_EXMEM of the CPU's node
+    zswap_pool_node: str = "reclaimer"    # "page": zswap keeps a page's compressed copy on its node (seed 002)
 
     @property
     def kernel_version(self) -> tuple[int, int]:
@@ -418,6 +419,9 @@ def validate(t: Topology) -> None:
     b = t.boot
     if b.kernel not in KERNEL_PROFILES:
         raise TopologyError("boot.kernel", f"unknown kernel profile {b.kernel!r} (known: {', '.join(KERNEL_PROFILES)})")
+    if b.zswap_pool_node not in ("reclaimer", "page"):
+        raise TopologyError("boot.zswap_pool_node", "must be reclaimer (Linux: the reclaiming CPU's node) or page "
+                                                    "(the node the page was reclaimed from)")
     if b.cxl_zone not in ("node", "exmem"):
         raise TopologyError("boot.cxl_zone", "must be node (CXL memory as CPU-less NUMA nodes) or exmem "
                                              "(SMDK's ZONE_EXMEM of the CPU's node)")

@@ -202,7 +202,7 @@ class PageAllocator:
             if kernel and exmem:         # GFP_EXMEM (SMDK): kernel memory may come from ZONE_EXMEM
                 from cxlemu.kernel.mm.exmem import gfp_exmem_zones
                 zones = gfp_exmem_zones(vm.kernel)
-        classzone = ZONE_NORMAL if kernel and not exmem else ZONE_MOVABLE
+        classzone = ZONE_MOVABLE if ZONE_MOVABLE in zones else ZONE_NORMAL
         if thisnode:
             nodemask = (nid,)
         got: list[np.ndarray] = []

@@ -93,7 +93,8 @@ class VmState:
             self.mm.kernel.log(f"Adding {(size // 4096 - 1) * 4}k swap on /dev/vdb.  Priority:-2 extents:1 "
                                f"across:{(size // 4096 - 1) * 4}k FS")
         if self.zswap is None:
-            self.zswap = Zswap(enabled=bool(getattr(boot, "zswap", False)))
+            self.zswap = Zswap(enabled=bool(getattr(boot, "zswap", False)),
+                               pool_node=str(getattr(boot, "zswap_pool_node", "reclaimer")))
 
     # ---- small helpers ----------------------------------------------------------------------
     @property

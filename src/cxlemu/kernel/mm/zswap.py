@@ -49,6 +49,7 @@ class Zswap:
     reject_compress_poor: int = 0
     written_back_pages: int = 0
     stamp: int = 0
+    pool_node: str = "reclaimer"   # "page": keep the compressed copy on the page's node (seed 002's fix)
 
     @property
     def pool_pages(self) -> int:
@@ -106,13 +107,19 @@ def page_ratios(vm, frames: np.ndarray) -> np.ndarray:
     return np.maximum(out, 1.0)
 
 
-def _resize_pool(vm, z: Zswap, nid: int) -> bool:
-    """Grow or shrink the pool's pages to hold ``pool_bytes``; False if it cannot grow."""
+def _resize_pool(vm, z: Zswap, nid: int, node_local: bool = False) -> bool:
+    """Grow or shrink the pool's pages to hold ``pool_bytes``; False if it cannot grow.
+    ``node_local``: the new pages come from node ``nid`` only, from any of its
+    zones (zsmalloc pages are movable, so ZONE_MOVABLE of a CXL node serves)."""
     want = -(-z.pool_bytes // 4096)
     have = z.pool_frames.size
     pa = vm.page_alloc
     if want > have:
-        got = pa.alloc(want - have, nid, kernel=True, reclaim=False)
+        if node_local:
+            from cxlemu.kernel.mm.page_alloc import USER_ZONES
+            got = pa.alloc(want - have, nid, (nid,), kernel=True, reclaim=False, zones=USER_ZONES)
+        else:
+            got = pa.alloc(want - have, nid, kernel=True, reclaim=False)
         z.pool_frames = np.concatenate([z.pool_frames, got])
         return got.size == want - have
     if want < have:
@@ -143,9 +150,12 @@ def store(vm, dev, pages: np.ndarray, slots: np.ndarray, nid: int) -> StoreResul
         z.check_limits(total + 0)
         return StoreResult(mask)
     cpu = vm.kernel.sched.cpu_node_of_kthread(nid) if hasattr(vm.kernel, "sched") else 0
+    local = z.pool_node == "page"
+    if local:
+        cpu = nid             # the compressed copy stays on the page's node
     before = z.pool_bytes
     z.pool_bytes += int(sizes[ok].sum())
-    if not _resize_pool(vm, z, cpu):
+    if not _resize_pool(vm, z, cpu, node_local=local):
         # no memory for the pool: store only what fits in the pages it has
         z.reject_alloc_fail += 1
         cap = z.pool_frames.size * 4096 - before

@@ -36,9 +36,21 @@ class Gups(Workload):
             off = self.p["hot_offset"]
             self.hot_start = (off // 4096) if off >= 0 else int(rng.integers(0, self.pages - self.hot_pages + 1))
             self.hot_start = min(self.hot_start, self.pages - self.hot_pages)
+        p = self.p["hot_prob"] if self.hot_pages else 0.0
+        if 0.0 < p < 1.0 and n * p * 4 >= self.hot_pages:
+            # a hot set small enough to be touched all over in one batch: list its touched
+            # pages once with their counts (simple.uniform_batch), the rest one by one
+            from cxlemu.userspace.workloads.simple import uniform_batch
+            nh = int(rng.binomial(n, p))
+            hb = uniform_batch(self.base + self.hot_start, self.hot_pages, nh, rng)
+            cold_n = n - nh
+            idx = (rng.random(cold_n) * self.pages).astype(np.int64)      # the rest: over the whole table
+            vp = np.concatenate([hb.vpages, self.base + idx])
+            counts = np.concatenate([hb.counts if hb.counts is not None else np.ones(hb.vpages.size, np.int64),
+                                     np.ones(cold_n, np.int64)])
+            return Batch(vp, np.ones(vp.size, np.bool_), counts)
         # one uniform draw per update decides hot/cold and the page (53 bits are plenty)
         u = rng.random(n)
-        p = self.p["hot_prob"] if self.hot_pages else 0.0
         if p >= 1.0:
             idx = self.hot_start + (u * self.hot_pages).astype(np.int64)
         elif p <= 0.0:

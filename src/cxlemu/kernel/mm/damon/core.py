@@ -181,6 +181,25 @@ class DamonCtx:
             sz //= self.attrs.min_nr_regions
         return max(sz, self.min_sz_region)
 
+    def apply_min_nr_regions(self) -> int:
+        """damon_apply_min_nr_regions() (Linux 7.0): split every region larger
+        than the size limit (total / min_nr_regions, aligned up) into pieces
+        of that size, so a context starts with at least min_nr_regions
+        regions; returns the limit."""
+        limit = self.region_sz_limit()
+        al = self.min_sz_region
+        limit = -(-limit // al) * al
+        for t in self.targets:
+            r = t.regions
+            if not len(r) or not ((r.end - r.start) > limit).any():
+                continue
+            for i in range(len(r) - 1, -1, -1):
+                n = -(-int(r.end[i] - r.start[i]) // limit)
+                if n > 1:
+                    r.evenly_split(i, n, al) if (int(r.end[i] - r.start[i]) % limit == 0) else \
+                        _split_by(r, i, limit)
+        return limit
+
     # ---- adaptive regions ------------------------------------------------------------------------
     def merge_regions(self, threshold: int, sz_limit: int) -> None:
         """kdamond_merge_regions()."""
@@ -293,7 +312,7 @@ class Kdamond:
         ops = ops_of(ctx.ops)
         ops.init(ctx, kernel)
         ctx.init_counters()
-        ctx.sz_limit = ctx.region_sz_limit()
+        ctx.sz_limit = ctx.apply_min_nr_regions()
         now = kernel.clock_ns
         self.running = True
         self.stop_reason = ""
@@ -389,8 +408,22 @@ class Kdamond:
         if ctx.passed_sample_intervals >= next_update:
             ctx.next_ops_update_sis = next_update + ctx.attrs.ops_update_interval // si
             ops.update(ctx, kernel)
-            ctx.sz_limit = ctx.region_sz_limit()
+            ctx.sz_limit = ctx.apply_min_nr_regions()
         self._iteration_start(kernel, tick, now)
+
+
+def _split_by(r: Regions, i: int, limit: int) -> None:
+    """Cut region ``i`` into ``limit``-sized pieces from its start (the last takes the rest)."""
+    s, e = int(r.start[i]), int(r.end[i])
+    cuts = np.arange(s + limit, e, limit, dtype=np.int64)
+    k = cuts.size
+    from cxlemu.kernel.mm.damon.regions import FIELDS
+    for f in FIELDS:
+        a = getattr(r, f)
+        setattr(r, f, np.insert(a, i + 1, np.repeat(a[i], k)))
+    r.start[i + 1:i + 1 + k] = cuts
+    r.end[i:i + k] = cuts
+    r.sampling_addr[i:i + k + 1] = r.start[i:i + k + 1]
 
 
 def seed_for(kernel, index: int) -> int:
