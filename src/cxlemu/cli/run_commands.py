@@ -206,7 +206,12 @@ def cmd_run(args) -> int:
             if args.report:
                 if os.path.exists(args.report) and not os.path.isdir(args.report):
                     return _err(f"run: --report {args.report}: not a directory", 2)
-            results = execute(m, specs, pols, kw, compare=bool(args.compare))
+            from cxlemu.sim.engine import RunError
+            try:
+                results = execute(m, specs, pols, kw, compare=bool(args.compare))
+            except RunError as e:
+                m.kernel.dirty = False          # refused: the machine is not saved, so nothing changed
+                return _err(f"run: {e}", 2)
     except MachineError:
         raise
     except OSError as e:
