@@ -232,7 +232,12 @@ def cmd_run(args) -> int:
                 return _err(str(e), e.code)
             kw["ext"] = ext
             kw["pace"] = args.pace
-            results = execute(m, specs, pols, kw, compare=bool(args.compare))
+            from cxlemu.sim.engine import RunError
+            try:
+                results = execute(m, specs, pols, kw, compare=bool(args.compare))
+            except RunError as e:
+                m.kernel.dirty = False          # refused: the machine is not saved, so nothing changed
+                return _err(f"run: {e}", 2)
     except MachineError:
         raise
     except OSError as e:

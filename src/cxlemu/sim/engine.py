@@ -23,6 +23,7 @@ one numpy Generator, seeded once, feeds every workload in a fixed order.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ class RunProc:
     started: bool = False
     finished: bool = False
     rate: float = 0.0                    # accesses per ns, measured
+    warm: bool = False                   # has had an epoch (the rate includes its faults)
     accesses: int = 0
     fast: int = 0
     faults: int = 0
@@ -65,6 +67,46 @@ class RunProc:
 
 class RunError(Exception):
     pass
+
+
+def check_specs(kernel, specs) -> None:
+    """Refuse a run whose processes the kernel would refuse (a memory policy
+    with no allowed node that has memory, CPUs that do not exist, a cpuset
+    without memory) before anything starts: a bad workload changes nothing."""
+    import errno as _errno
+    from cxlemu.kernel.mm import mempolicy as mp
+    mem = set(kernel.mm.numa.state_nodes("memory"))
+    cpus = set(kernel.sched.all_cpus())
+    for s in specs:
+        if s.process is not None:
+            continue
+        name = s.name or s.workload.name
+
+        def fail(call: str, e: OSError) -> None:
+            why = f" ({e.args[1]})" if len(e.args) > 1 and e.args[1] else ""
+            raise RunError(f"process {name}: {call}: {os.strerror(e.errno or _errno.EINVAL)}{why}")
+
+        allowed = tuple(sorted(mem))
+        if s.cpuset_mems is not None:
+            if not s.cpuset_mems or any(n not in mem for n in s.cpuset_mems):
+                fail("cpuset.mems", OSError(_errno.EINVAL, "nodes without memory"))
+            allowed = tuple(sorted(s.cpuset_mems))
+        if s.cpunodebind is not None:
+            c = {c for n in s.cpunodebind for c in kernel.mm.numa.cpus(n)} & cpus
+            if not c:
+                fail("sched_setaffinity", OSError(_errno.EINVAL, "no online CPU on these nodes"))
+        if s.physcpubind is not None and not set(s.physcpubind) & cpus:
+            fail("sched_setaffinity", OSError(_errno.EINVAL, "no online CPU in the mask"))
+        try:
+            if s.policy is not None:
+                mp.mpol_new(s.policy[0], s.policy[1], allowed, kernel.version, kernel.mm.numa.possible())
+        except OSError as e:
+            fail("set_mempolicy", e)
+        for vma, mode, nodes, _flags in s.mbind:
+            try:
+                mp.mpol_new(mode, nodes, allowed, kernel.version, kernel.mm.numa.possible())
+            except OSError as e:
+                fail(f"mbind({vma})", e)
 
 
 def _specs(workload) -> list[ProcSpec]:
@@ -93,6 +135,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
 
     kernel = getattr(machine, "kernel", machine)
     yield_point = getattr(machine, "yield_point", None)
+    check_specs(kernel, [s for s in _specs(workload)])
     vm = kernel.mm.vm
     wall0 = time.perf_counter()
     if accesses is None and duration is None:
@@ -160,6 +203,10 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
             d = min(float(epoch_ns), epoch_accesses / rate_sum) if rate_sum > 0 else float(epoch_ns)
             if duration is not None:
                 d = min(d, max(duration - rel, 1.0))
+            due = kernel.sched.next_kthread_ns()
+            if due is not None:
+                # end the epoch when a kernel thread (a kdamond ...) is due
+                d = min(d, max(float(due - now), 100_000.0))
             streams, per = [], []
             threads_total = sum(_threads(rp, cpus) for rp in active)
             scale = min(1.0, len(cpus) / threads_total) if threads_total else 1.0
@@ -167,6 +214,10 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
             for rp in active:
                 wl = rp.spec.workload
                 n = int(max(1024, rp.rate * d)) if rp.rate > 0 else 65536
+                if not rp.warm:
+                    # first epoch: the guessed rate knows nothing of page faults
+                    n = min(n, 16384)
+                    rp.warm = True
                 if left is not None:
                     n = max(1, min(n, int(left * (rp.rate / rate_sum if rate_sum else 1.0 / len(active))) + 1))
                 b = wl.batch(n, rng)
@@ -269,7 +320,12 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                            "fast_tier_hit_ratio": rp.fast / rp.accesses if rp.accesses else 0.0,
                            "exit": rp.exit or ("running" if keep and t.alive else "exited")})
     optimal = optimal_hit_ratio(runs, capacity)
-    optimal_tail = optimal_hit_ratio(runs, capacity, tail=True)
+    if tail_acc > 0:
+        optimal_tail = optimal_hit_ratio(runs, capacity, tail=True)
+    else:
+        # every process finished before the steady-state window began: the
+        # whole run stands for it (RunResult.steady_window says so)
+        optimal_tail, tail_acc, tail_fast, tail = optimal, float(total), float(fast_total), 1.0
     ev1 = vm.vmstat.events
     delta = {k: ev1.get(k, 0) - ev0.get(k, 0) for k in ev1 if ev1.get(k, 0) != ev0.get(k, 0)}
     ndelta: dict[str, int] = {}

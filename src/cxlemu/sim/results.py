@@ -156,7 +156,7 @@ class RunResult:
             "steady_fast_tier_hit_ratio": round(self.steady_hit_ratio(), 6),
             "optimal_fast_tier_hit_ratio": round(self.optimal, 6),
             "steady_optimal_fast_tier_hit_ratio": round(self.optimal_tail, 6),
-            "steady_window": f"last {self.tail:.0%} of the run",
+            "steady_window": "whole run" if self.tail >= 1.0 else f"last {self.tail:.0%} of the run",
             "fast_tier_nodes": self.toptier,
             "fast_tier_capacity_bytes": int(self.capacity_pages) * 4096,
             "pages_promoted": self.pages_promoted,

@@ -73,14 +73,21 @@ class EmulatorBackend:
         """Run a workload generator inside ``proc`` (the ``workload`` program)."""
         from cxlemu.sim.engine import run
         from cxlemu.userspace.spec import ProcSpec
-        return run(self.machine if self.machine is not None else self.kernel,
-                   ProcSpec(workload, process=proc), **kw)
+        res = run(self.machine if self.machine is not None else self.kernel,
+                  ProcSpec(workload, process=proc), **kw)
+        self.kernel.dirty = True
+        return res
 
     def end_task(self) -> None:
         """The tool's process exits: its memory goes back."""
-        if self._task is not None and self._task.alive:
-            self._task.exit(0)
-            self.kernel.dirty = True
+        t = self._task
+        if t is not None and t.alive:
+            # a tool that mapped nothing (numactl --hardware, a refused
+            # command) leaves nothing behind worth saving
+            used = t.task.mm is not None and bool(t.task.mm.vmas)
+            t.exit(0)
+            if used:
+                self.kernel.dirty = True
         self._task = None
 
     def read_bytes(self, path: str) -> bytes:

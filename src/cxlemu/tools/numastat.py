@@ -1,4 +1,5 @@
-"""numastat (numactl's package, numastat.c) over a backend.
+"""numastat (numactl's package, numastat.c) over a backend, as Debian's
+numactl 2.0.16 builds it (the version the conformance tests run).
 
 Without arguments: the old perl-compatible table of every node's
 ``numastat`` file.  ``-n`` the same in MB, ``-m`` the nodes' ``meminfo`` in
@@ -6,11 +7,14 @@ MB, ``-p PID|pattern`` (or bare arguments) the per-node memory of
 processes from ``/proc/PID/numa_maps``, ``-c`` compact columns, ``-z`` skip
 zero rows and columns, ``-s[node]`` sort, ``-v`` verbose, ``-V`` version.
 Tables fold to ``NUMASTAT_WIDTH`` (80 on a terminal; unlimited when piped).
+
+2.0.16 knows a fixed list of numastat and meminfo tokens: a token of a
+newer kernel (``SwapCached``, ``SecPageTables`` ...) prints "Token X not in
+hash table." once per node and is left out, as the real tool does.
 """
 
 from __future__ import annotations
 
-import getopt
 import re
 
 from cxlemu.tools.common.command import CommandContext
@@ -26,6 +30,16 @@ USAGE = ("Usage: numastat [-c] [-m] [-n] [-p <PID>|<pattern>] [-s[<node>]] [-v] 
          "-V to show the numastat code version\n-z to skip rows and columns of zeros\n")
 LEFT, RIGHT = 1, 2
 PROCESS_ROWS = (("huge", "Huge"), ("heap", "Heap"), ("stack", "Stack"), ("N", "Private"))
+# numastat.c 2.0.16: numastat_meminfo[] and system_meminfo[] (token, label) in table order
+NUMASTAT_ROWS = (("numa_hit", "Numa_Hit"), ("numa_miss", "Numa_Miss"), ("numa_foreign", "Numa_Foreign"),
+                 ("interleave_hit", "Interleave_Hit"), ("local_node", "Local_Node"), ("other_node", "Other_Node"))
+SYSTEM_ROWS = tuple((t, t) for t in (
+    "MemTotal", "MemFree", "MemUsed", "HighTotal", "HighFree", "LowTotal", "LowFree", "Active", "Inactive",
+    "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked", "Dirty",
+    "Writeback", "FilePages", "Mapped", "AnonPages", "Shmem", "KernelStack", "PageTables", "NFS_Unstable",
+    "Bounce", "WritebackTmp", "Slab", "SReclaimable", "SUnreclaim", "AnonHugePages", "ShmemHugePages",
+    "ShmemPmdMapped", "HugePages_Total", "HugePages_Free", "HugePages_Surp", "KReclaimable"))
+VERSION = "numastat version: 20130723: Dec 26 2022"      # version string and build date of Debian's binary
 
 
 class Table:
@@ -74,9 +88,19 @@ class Table:
         return "".join(b)[:width]
 
     def sort_desc(self, start: int, stop: int, col: int) -> None:
-        rows = self.row_map[start:stop + 1]
-        rows.sort(key=lambda r: -(self.cell[r][col] if isinstance(self.cell[r][col], float) else 0.0))
-        self.row_map[start:stop + 1] = rows
+        """sort_rows_descending_by_col(): a selection sort with swaps (so
+        equal rows come out in the C program's order, not a stable one)."""
+        def d(r: int) -> float:
+            v = self.cell[r][col]
+            return v if isinstance(v, float) else 0.0
+        m = self.row_map
+        for ix in range(start, stop + 1):
+            big = ix
+            for iy in range(ix + 1, stop + 1):
+                if d(m[big]) < d(m[iy]):
+                    big = iy
+            if big != ix:
+                m[ix], m[big] = m[big], m[ix]
 
     def display(self, out: list[str], screen: int, show_zero_rows: bool, show_zero_cols: bool) -> None:
         seen_row = [False] * self.rows
@@ -176,17 +200,17 @@ class Numastat:
         return True
 
     def show_file(self, fname: str, tok_offset: int) -> bool:
-        first = self.read(f"{NODE_DIR}/node{self.nodes[0]}/{fname}")
-        if first is None:
-            self.ctx.stderr.write(f"cannot open {NODE_DIR}/node{self.nodes[0]}/{fname}: No such file or directory\n")
-            return False
-        rows = len(first.splitlines(keepends=True))
+        table = NUMASTAT_ROWS if fname == "numastat" else SYSTEM_ROWS
+        rows = len(table)
         hr = 2 - int(self.compat)
         n = len(self.nodes)
         t = Table(hr, 1, rows, n + 1)
         total = 1 + n
-        t.width[0], t.just[0] = 16, LEFT
         index: dict[str, int] = {}
+        for row, (token, label) in enumerate(table):
+            index[token] = row
+            t.cell[hr + row][0] = token if self.compat else label
+        t.width[0], t.just[0] = 16, LEFT
         for node_ix in range(n + (1 - int(self.compat))):
             col = 1 + node_ix
             t.cell[0][col] = self.header[node_ix]
@@ -198,41 +222,34 @@ class Numastat:
                 break
             text = self.read(f"{NODE_DIR}/node{self.nodes[node_ix]}/{fname}")
             if text is None:
+                self.ctx.stdout.write("".join(self.out))
+                self.out = []
                 self.ctx.stderr.write(f"cannot open {NODE_DIR}/node{self.nodes[node_ix]}/{fname}: "
                                       f"No such file or directory\n")
                 return False
-            row = 0
             for line in text.splitlines():
                 tok = [x for x in re.split(r"[ \t\r\n:]+", line) if x]
                 if not tok:
                     continue
                 key = tok[tok_offset] if len(tok) > tok_offset else ""
-                if node_ix == 0:
-                    index.setdefault(key, row)
-                    if self.compat or fname.startswith("meminfo"):
-                        label = key
-                    else:
-                        label = "_".join(w[:1].upper() + w[1:] for w in key.split("_"))
-                    t.cell[hr + row][0] = label
                 ix = index.get(key)
                 if ix is None:
                     self.out.append(f"Token {key} not in hash table.\n")
-                else:
-                    m = re.match(r"-?\d+", tok[1 + tok_offset]) if len(tok) > 1 + tok_offset else None
-                    value = float(int(m.group(0))) if m else 0.0
-                    if not self.compat:
-                        mult = 1.0
-                        if len(tok) < 4:
-                            mult = PAGE
-                        elif tok[2].startswith("HugePages"):
-                            mult = 2048 * KILOBYTE
-                        elif len(tok) > 4 and tok[4].startswith("kB"):
-                            mult = KILOBYTE
-                        value = value * mult / MEGABYTE
-                    t.cell[hr + ix][col] = value
-                    prev = t.cell[hr + ix][total]
-                    t.cell[hr + ix][total] = (prev if isinstance(prev, float) else 0.0) + value
-                row += 1
+                    continue
+                m = re.match(r"[ \t]*[-+]?\d+", tok[1 + tok_offset]) if len(tok) > 1 + tok_offset else None
+                value = float(int(m.group(0))) if m else 0.0
+                if not self.compat:
+                    mult = 1.0
+                    if len(tok) < 4:
+                        mult = PAGE
+                    elif tok[2].startswith("HugePages"):
+                        mult = 2048 * KILOBYTE
+                    elif len(tok) > 4 and tok[4].startswith("kB"):
+                        mult = KILOBYTE
+                    value = value * mult / MEGABYTE
+                t.cell[hr + ix][col] = value
+                prev = t.cell[hr + ix][total]
+                t.cell[hr + ix][total] = (prev if isinstance(prev, float) else 0.0) + value
         if self.compress:
             for c in range(1 + n + 1):
                 t.auto_width(c, 4, 16)
@@ -317,10 +334,6 @@ class Numastat:
                 continue
             for line in text.splitlines():
                 cat = 3
-                pgsz = 0.0
-                m = re.search(r"kernelpagesize_kB=(\d+)", line)
-                if m:
-                    pgsz = float(m.group(1)) * KILOBYTE
                 for tok in line.split():
                     if cat == 3:
                         for ix, (token, _) in enumerate(PROCESS_ROWS[:3]):
@@ -330,7 +343,7 @@ class Numastat:
                     mm = re.fullmatch(r"N(\d+)=(\d+)", tok)
                     if mm:
                         node_num, pages = int(mm.group(1)), float(mm.group(2))
-                        sz = pgsz or (2048 * KILOBYTE if cat == 0 else PAGE)
+                        sz = 2048 * KILOBYTE if cat == 0 else PAGE
                         v = pages * sz / MEGABYTE
                         row = hr + cat if sub else hr + pid_ix
                         col = 1 + self.nodes.index(node_num) if node_num in self.nodes else total_col
@@ -353,17 +366,54 @@ class Numastat:
                 t.display(self.out, self.screen, self.show_zero, self.show_zero)
 
 
+def parse_args(argv: list[str]) -> tuple[list[tuple[str, str]], list[str], str | None]:
+    """getopt_long(argc, argv, "cmnp:s::vVz?", {"help"}) with GNU permutation:
+    (options, operands, error message or None)."""
+    opts: list[tuple[str, str]] = []
+    args: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            args += argv[i:]
+            break
+        if a.startswith("--"):
+            name = a[2:].split("=", 1)[0]
+            if name and "help".startswith(name):
+                if "=" in a:
+                    return opts, args, "numastat: option '--help' doesn't allow an argument\n"
+                opts.append(("-?", ""))
+                continue
+            return opts, args, f"numastat: unrecognized option '{a}'\n"
+        if not a.startswith("-") or a == "-":
+            args.append(a)
+            continue
+        j = 1
+        while j < len(a):
+            c = a[j]
+            j += 1
+            if c not in "cmnpsvVz?":
+                return opts, args, f"numastat: invalid option -- '{c}'\n"
+            if c == "p":
+                if j < len(a):
+                    opts.append(("-p", a[j:]))
+                elif i < len(argv):
+                    opts.append(("-p", argv[i]))
+                    i += 1
+                else:
+                    return opts, args, "numastat: option requires an argument -- 'p'\n"
+                break
+            if c == "s":
+                opts.append(("-s", a[j:]))
+                break
+            opts.append(("-" + c, ""))
+    return opts, args, None
+
+
 def tool_main(name: str, argv: list[str], ctx: CommandContext) -> int:
     ns = Numastat(ctx)
-    try:
-        opts, args = getopt.getopt(argv, "cmnp:s::vVz?", ["help"])
-    except getopt.GetoptError as e:
-        if len(e.opt) == 1:
-            ctx.stderr.write(f"numastat: invalid option -- '{e.opt}'\n")
-        else:
-            ctx.stderr.write(f"numastat: unrecognized option '--{e.opt}'\n")
-        ctx.stderr.write(USAGE)
-        return 1
+    opts, args, err = parse_args(argv)
     show_sys = show_numa = False
     for o, v in opts:
         if o == "-c":
@@ -384,13 +434,18 @@ def tool_main(name: str, argv: list[str], ctx: CommandContext) -> int:
         elif o == "-v":
             ns.verbose = True
         elif o == "-V":
-            ctx.stdout.write("numastat version: 2.0.16: cxlemu\n")
+            ctx.stdout.write("".join(ns.out) + VERSION + "\n")
             return 0
         elif o == "-z":
             ns.show_zero = False
         else:
+            ctx.stdout.write("".join(ns.out))
             ctx.stderr.write(USAGE)
             return 1
+    if err:
+        ctx.stdout.write("".join(ns.out))
+        ctx.stderr.write(err + USAGE)
+        return 1
     for a in args:
         if a.isdigit():
             ns.pids.append(int(a))

@@ -116,7 +116,25 @@ def parse_nodes(text: Any, possible: list[int] | None = None) -> tuple[int, ...]
         if b < a or b - a > 4096:
             raise ValueError(f"bad node range {part.strip()!r}")
         out.update(range(a, b + 1))
+    if possible is not None and possible:
+        # libnuma's numa_parse_nodestring(): "node argument N is out of range"
+        top = max(possible)
+        for n in sorted(out):
+            if n > top:
+                raise ValueError(f"node argument {n} is out of range (possible nodes: {_ranges(possible)})")
     return tuple(sorted(out))
+
+
+def _ranges(nodes) -> str:
+    ns = sorted(set(nodes))
+    parts, i = [], 0
+    while i < len(ns):
+        j = i
+        while j + 1 < len(ns) and ns[j + 1] == ns[j] + 1:
+            j += 1
+        parts.append(str(ns[i]) if i == j else f"{ns[i]}-{ns[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def _table(v: Any, where: str) -> dict:

@@ -99,6 +99,11 @@ class Sched:
         if obj in self.kthreads:
             self.kthreads.remove(obj)
 
+    def next_kthread_ns(self) -> int | None:
+        """When the next kernel thread is due (the engine ends epochs there)."""
+        due = [int(getattr(kt, "next_run_ns", 0)) for kt in self.kthreads]
+        return min(due) if due else None
+
     def run_kthreads(self, now_ns: int) -> None:
         for kt in list(self.kthreads):
             if getattr(kt, "next_run_ns", 0) <= now_ns:

@@ -25,7 +25,7 @@ _REGISTRY = {
     "trace": ("cxlemu.userspace.trace", "TraceReplay"),
 }
 _ALIASES = {"Gups": "gups", "Zipf": "kv", "KeyValue": "kv", "SeqScan": "seqscan", "Uniform": "uniform",
-            "HotCold": "hotcold", "PointerChase": "chase", "Stream": "stream", "StreamTriad": "stream",
+            "HotCold": "hotcold", "PointerChase": "chase", "Chase": "chase", "Stream": "stream", "StreamTriad": "stream",
             "Phases": "phases", "PhaseHotSet": "phases", "Graph": "graph", "GraphWalk": "graph",
             "AllocChurn": "alloc", "TraceReplay": "trace", "Trace": "trace"}
 
