@@ -132,6 +132,7 @@ PLUGINS = (
     "cxlemu.cli.run_commands",     # workloads, runs, traces (tiering)
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
     "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
+    "cxlemu.cli.scenario_commands",  # seed 002: zswap's unwanted migration, aggregating CXL nodes (DAMON helper)
 )
 
 

@@ -187,7 +187,8 @@ def _policies(args, defaults) -> list[str | None]:
     from cxlemu.cli.run_ext import ExtError, split_policy
     from cxlemu.sim.policy import PRESETS
     if args.compare:
-        pols = [p.strip() for p in args.compare.split(",") if p.strip()]
+        from cxlemu.cli.run_ext import split_compare
+        pols = split_compare(args.compare)
         if not pols:
             raise UsageError("run: --compare needs policy names")
         if args.policy:
@@ -226,10 +227,13 @@ def cmd_run(args) -> int:
                 if ext is not None and args.compare:
                     raise run_ext.ExtError("run: with --compare, give extensions as policies "
                                            "(damos:RECIPE, smdk:CONF, memkind:KIND)")
+                notes: list[str] = []
                 for p in pols:
-                    run_ext.check_ext(run_ext.split_policy(p)[1] or ext, m.backend())
+                    notes += run_ext.check_ext(run_ext.split_policy(p)[1] or ext, m.backend())
             except run_ext.ExtError as e:
                 return _err(str(e), e.code)
+            for msg in notes:               # libcxlmalloc's own stderr lines
+                print(msg, file=sys.stderr)
             kw["ext"] = ext
             kw["pace"] = args.pace
             from cxlemu.sim.engine import RunError
@@ -238,6 +242,9 @@ def cmd_run(args) -> int:
             except RunError as e:
                 m.kernel.dirty = False          # refused: the machine is not saved, so nothing changed
                 return _err(f"run: {e}", 2)
+            except run_ext.ExtError as e:
+                m.kernel.dirty = False
+                return _err(str(e), e.code)
     except MachineError:
         raise
     except OSError as e:

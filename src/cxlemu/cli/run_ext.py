@@ -44,6 +44,24 @@ def split_policy(p: str | None) -> tuple[str | None, Ext | None]:
     return p, None
 
 
+def split_compare(text: str) -> list[str]:
+    """``--compare`` names, comma-separated; an ``smdk:`` CONF keeps its own
+    commas (``smdk:use_exmem:true,priority:exmem,tpp`` is two policies): a
+    piece that is neither a preset nor ``KIND:...`` of an extension continues
+    the CONF before it."""
+    from cxlemu.sim.policy import PRESETS
+    out: list[str] = []
+    for piece in (x.strip() for x in text.split(",")):
+        if not piece:
+            continue
+        head = piece.split(":", 1)[0]
+        if out and out[-1].startswith("smdk:") and piece not in PRESETS and head not in EXTENSIONS:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
 def ext_from_args(args) -> Ext | None:
     damos = getattr(args, "damos", None)
     alloc = getattr(args, "allocator", None)
@@ -68,20 +86,23 @@ def ext_from_args(args) -> Ext | None:
     raise ExtError(f"run: unknown allocator {alloc!r} (smdk, memkind)")
 
 
-def check_ext(ext: Ext | None, backend) -> None:
-    """Validate before anything runs (bad recipe, bad CXLMALLOC_CONF, unknown kind)."""
+def check_ext(ext: Ext | None, backend) -> list[str]:
+    """Validate before anything runs (bad recipe, unknown kind).  A bad
+    CXLMALLOC_CONF is not an error: libcxlmalloc prints its messages
+    ("Malformed conf string", "Invalid conf value: ...") and goes on with
+    its defaults; they are returned for the caller to print."""
     if ext is None:
-        return
+        return []
     if ext.kind == "damos":
         from cxlemu.tools import damos
         try:
             damos.resolve(ext.arg, backend)
         except damos.DamosSetupError as e:
-            raise ExtError(str(e)) from None
+            raise ExtError(f"run: {e}") from None
     elif ext.kind == "smdk":
         from cxlemu.userspace.smdk.cxlmalloc import CxlMallocError, parse_conf
         try:
-            parse_conf(ext.arg)
+            return list(parse_conf(ext.arg).warnings)
         except CxlMallocError as e:
             raise ExtError(f"run: CXLMALLOC_CONF: {e}") from None
     elif ext.kind == "memkind":
@@ -94,6 +115,7 @@ def check_ext(ext: Ext | None, backend) -> None:
             plan(ext.arg, info, info.cpu[0] if info.cpu else 0)
         except MemkindError as e:
             raise ExtError(f"run: memkind {ext.arg}: {e.strerror}", 1) from None
+    return []
 
 
 class PacedHost:
@@ -165,8 +187,16 @@ def run_with(host, specs, policy, ext: Ext | None, kw: dict, label: str = "", pa
                     specs[0].process = _new_process(kernel, specs[0])
                     created.append(specs[0].process)
                 pid = specs[0].process.pid
-            damos.stage(backend, kspecs, pid)
-            damos.turn_on(backend, len(kspecs))
+            busy = damos.running_kdamonds(backend)
+            if busy:
+                raise ExtError(f"run: --damos: DAMON is in use (kdamond {busy[0]} is on); "
+                               f"turn it off first (damo stop)", 1)
+            try:
+                damos.stage(backend, kspecs, pid)
+                damos.turn_on(backend, len(kspecs))
+            except damos.DamosSetupError as e:
+                # the kernel refused a value: nothing ran (the caller does not save the machine)
+                raise ExtError(f"run: --damos: {e}") from None
         else:
             from cxlemu.userspace.allocator import AllocatorProcess, make_allocator
             for s in specs:

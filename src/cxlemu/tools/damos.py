@@ -27,6 +27,7 @@ strings ("5 ms", "200 MiB", "0 %", "max") or raw numbers.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -230,14 +231,13 @@ def _scheme_from_json(d: dict, where: str) -> SchemeSpec:
     s.target_nid = int(tn) if tn not in (None, "") else -1
     s.dests = [(int(x.get("id", 0)), int(x.get("weight", 0))) for x in d.get("dests") or []]
     q = d.get("quotas") or {}
-    tm = q.get("time_ms", q.get("ms", 0)) or 0
-    s.quota_ms = parse_us(tm) // 1000 if isinstance(tm, str) and _split(tm)[1] else int(parse_nr(tm))
+    s.quota_ms = _ms(q.get("time_ms", q.get("ms", 0)) or 0)
     s.quota_bytes = parse_bytes(q.get("sz_bytes", q.get("bytes", 0)) or 0)
-    ri = q.get("reset_interval_ms", 0) or 0
-    s.quota_reset_ms = parse_us(ri) // 1000 if isinstance(ri, str) and _split(ri)[1] else int(parse_nr(ri))
+    s.quota_reset_ms = _ms(q.get("reset_interval_ms", 0) or 0)
     w = q.get("weights") or {}
-    s.weights = (int(parse_nr(w.get("sz_permil", 0))), int(parse_nr(w.get("nr_accesses_permil", 0))),
-                 int(parse_nr(w.get("age_permil", 0))))
+    # damo prints permil weights as percentages ("0.1 %" is 1 permil)
+    s.weights = (_permil(w.get("sz_permil", 0)), _permil(w.get("nr_accesses_permil", 0)),
+                 _permil(w.get("age_permil", 0)))
     for g in q.get("goals") or []:
         s.goals.append({"metric": g.get("metric", "user_input"), "target_value": _goal_value(g.get("target_value", 0)),
                         "current_value": _goal_value(g.get("current_value", 0)),
@@ -245,7 +245,7 @@ def _scheme_from_json(d: dict, where: str) -> SchemeSpec:
     wm = d.get("watermarks") or {}
     if wm:
         s.wmarks = (wm.get("metric", "none"), parse_us(wm.get("interval_us", 0)),
-                    _permil(wm.get("high", 0)), _permil(wm.get("mid", 0)), _permil(wm.get("low", 0)))
+                    *(_permil(wm.get(f"{x}_permil", wm.get(x, 0))) for x in ("high", "mid", "low")))
     for f in d.get("filters") or []:
         ent = {"type": f.get("filter_type", f.get("type")), "matching": _bool(f.get("matching", True)),
                "allow": _bool(f.get("allow", f.get("pass", False)))}
@@ -261,6 +261,15 @@ def _scheme_from_json(d: dict, where: str) -> SchemeSpec:
             ent["min"], ent["max"] = parse_bytes(hs[0]), parse_bytes(hs[1])
         s.filters.append(ent)
     return s
+
+
+def _ms(v) -> int:
+    """A milliseconds field: damo prints it as a time ("1 s"), a bare number or "max"."""
+    if v in ("max", None):
+        return ULONG_MAX
+    if isinstance(v, str) and _split(v.split()[0] if len(v.split()) > 2 else v)[1]:
+        return parse_us(v) // 1000
+    return int(parse_nr(v))
 
 
 def _goal_value(v) -> int:
@@ -373,7 +382,8 @@ def _w(backend, path: str, value) -> None:
     try:
         backend.write(path, f"{value}")
     except OSError as e:
-        raise DamosSetupError(f"writing {value!r} to {path} failed: {e.strerror or e}") from None
+        why = os.strerror(e.errno) if e.errno else (e.strerror or str(e))
+        raise DamosSetupError(f"writing {value!r} to {path}: {why}") from None
 
 
 def stage(backend, specs: list[KdamondSpec], workload_pid: int | None = None) -> None:
@@ -472,6 +482,15 @@ def stage_scheme(backend, d: str, s: SchemeSpec, k: KdamondSpec, max_nr: int) ->
 def turn_on(backend, n: int) -> None:
     for i in range(n):
         _w(backend, f"{ADMIN}/{i}/state", "on")
+
+
+def running_kdamonds(backend) -> list[int]:
+    """The kdamonds whose state is ``on``."""
+    try:
+        n = int(backend.read(f"{ADMIN}/nr_kdamonds").strip())
+    except OSError:
+        return []
+    return [i for i in range(n) if backend.read(f"{ADMIN}/{i}/state").strip() == "on"]
 
 
 def turn_off(backend) -> None:

@@ -131,6 +131,10 @@ class DamonCtx:
     max_nr_accesses_seen: int = 0
     aggregations: int = 0
 
+    def __getstate__(self) -> dict:
+        # transient caches (ops_paddr's address lookup, "_"-prefixed) are not state
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     # ---- attributes ----------------------------------------------------------------------------
     def set_attrs(self, new: DamonAttrs) -> None:
         """damon_set_attrs(): validate, convert the monitoring results to the
