@@ -172,11 +172,15 @@ def parse_conf(s: str) -> CxlMallocConf:
     return c
 
 
-def _nodes(spec: str, fallback: list[int]) -> list[int]:
+def _nodes(spec: str, fallback: list[int], valid: list[int] | None = None) -> list[int]:
+    """A node list option; nodes without memory are dropped, and an empty or
+    unusable list means ``fallback`` (the nodes SMDK finds by itself)."""
     try:
         got = parse_nodelist(spec) if spec else []
     except ValueError:
         got = []
+    if valid is not None:
+        got = [n for n in got if n in valid]
     return got or list(fallback)
 
 
@@ -191,7 +195,7 @@ class CxlMalloc(Allocator):
         cxl = [n for n in self.info.memory if n not in self.info.cpu]
         ddr = [n for n in self.info.memory if n in self.info.cpu]
         self.zone_mode = zone_mode and not cxl
-        self.exmem_nodes = _nodes(self.conf.exmem_partition_range, cxl) if not self.zone_mode else ddr
+        self.exmem_nodes = _nodes(self.conf.exmem_partition_range, cxl, self.info.memory) if not self.zone_mode else ddr
         self.normal_nodes = ddr
         lim = {"normal": self.conf.normal_size_mb, "exmem": self.conf.exmem_size_mb}
         self.limit = {p: (None if lim[p] is None else lim[p] << 20) for p in ("normal", "exmem")}
@@ -220,7 +224,7 @@ class CxlMalloc(Allocator):
         if not c.use_exmem:
             return Placement(pool="default")
         if c.use_adaptive_interleaving:
-            nodes = _nodes(c.interleave_node, self.info.memory)
+            nodes = _nodes(c.interleave_node, self.info.memory, self.info.memory)
             if c.adaptive_interleaving_policy == "bw_order":
                 order = sorted(nodes, key=lambda n: -self.info.read_bandwidth.get(n, 0))
                 pl = Placement(mp.MPOL_PREFERRED_MANY, tuple(order), 0, "interleave")
