@@ -210,3 +210,22 @@ def test_scenario_aggregate():
     assert set(ilv["resident_by_node"]) == {"1"}
     assert wi["bandwidth_gbps"] > one["bandwidth_gbps"] * 1.2
     assert ilv["bandwidth_gbps"] > one["bandwidth_gbps"] * 1.2
+
+
+def test_workload_file_smalloc_table(m, tmp_path):
+    """SMDK's optimization path from a workload file: the named VMAs are
+    s_malloc'ed with their memory type; the others are left alone."""
+    f = tmp_path / "w.toml"
+    f.write_text('[run]\nduration = "0.3s"\n'
+                 '[[process]]\nworkload = "hotcold"\n[process.params]\nhot = "32M"\ncold = "48M"\n'
+                 '[process.smalloc]\nhot = "normal"\ncold = { type = "exmem" }\n')
+    d = json.loads(cx("run", m, "--workload", str(f), "--json").stdout)
+    assert _vma(d, "hot") == {0: 32 * MiB}
+    assert _vma(d, "cold") == {1: 48 * MiB}
+    for text, msg in (('[[process]]\nworkload = "hotcold"\n[process.smalloc]\nhot = "fast"\n',
+                       "smalloc.hot.type: expected normal (SMDK_MEM_NORMAL) or exmem (SMDK_MEM_EXMEM)"),
+                      ('[[process]]\nworkload = "hotcold"\n[process.smalloc]\nhot = { type = "exmem", node = 1, '
+                       'interleave = "1" }\n', "give node or interleave, not both")):
+        f.write_text(text)
+        p = cx("run", m, "--workload", str(f), check=False)
+        assert p.returncode == 2 and msg in p.stderr, p.stderr

@@ -100,8 +100,11 @@ class Sched:
             self.kthreads.remove(obj)
 
     def next_kthread_ns(self) -> int | None:
-        """When the next kernel thread is due (the engine ends epochs there)."""
-        due = [int(getattr(kt, "next_run_ns", 0)) for kt in self.kthreads]
+        """When the next kernel thread is due (the engine ends epochs there).
+        A thread may name a later ``wake_ns`` for the epoch end than the
+        ``next_run_ns`` from which it is willing to run (a kdamond takes a
+        sample up to a quarter interval early rather than cost an epoch)."""
+        due = [int(getattr(kt, "wake_ns", getattr(kt, "next_run_ns", 0))) for kt in self.kthreads]
         return min(due) if due else None
 
     def run_kthreads(self, now_ns: int) -> None:

@@ -88,7 +88,7 @@ def uniform_batch(base: int, pages: int, n: int, rng: np.random.Generator) -> Ba
     if n * 4 < pages:
         return Batch(base + rng.integers(0, pages, n))
     p = -np.expm1(-n / pages)
-    if p > 0.999:
+    if p > 0.99:          # (at most 1 % of the pages would go untouched: all are touched)
         touched = np.arange(pages, dtype=np.int64)
     else:
         touched = np.flatnonzero(rng.random(pages, np.float32) < p)

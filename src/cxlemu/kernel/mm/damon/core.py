@@ -270,6 +270,9 @@ class DamonCtx:
         self.set_attrs(new)
 
 
+WAKE_SLACK = 0.25      # a kdamond may take its sample this much of an interval early (see Kdamond._schedule)
+
+
 @dataclass(eq=False)
 class Kdamond:
     """A kdamond kernel thread running one context (kernel/sched hook)."""
@@ -278,7 +281,8 @@ class Kdamond:
     name: str = "kdamond.0"
     index: int = 0
     running: bool = False
-    next_run_ns: int = 0
+    next_run_ns: int = 0         # runs from here (up to WAKE_SLACK of an interval early) ...
+    wake_ns: int = 0             # ... the nominal time of its next sample (the engine ends an epoch there)
     mkold_ns: int = 0            # when the sampling pages were marked old (prepare_access_checks)
     last_run_ns: int = 0         # the engine's previous call: start of the epoch just finished
     waiting: bool = False        # sleeping on watermarks (no sampling page prepared)
@@ -321,7 +325,7 @@ class Kdamond:
         self.running = True
         self.stop_reason = ""
         self.last_run_ns = now
-        self.next_run_ns = now
+        self.next_run_ns = self.wake_ns = now
         self._iteration_start(kernel, now, now)
         kernel.sched.register_kthread(self)
         self.save_rng()
@@ -349,13 +353,22 @@ class Kdamond:
         wait_us = schemes.wait_activation_us(ctx, kernel)
         if wait_us:
             self.waiting = True
-            self.next_run_ns = tick_ns + wait_us * 1000
+            self._schedule(tick_ns, wait_us * 1000)
             return
         self.waiting = False
         ops_of(ctx.ops).prepare_access_checks(ctx, kernel, self.rng())
         self.mkold_ns = now
-        self.next_run_ns = tick_ns + max(ctx.attrs.sample_interval, 1) * 1000
+        self._schedule(tick_ns, max(ctx.attrs.sample_interval, 1) * 1000)
         self.cpu_ns += ctx.nr_regions() * KDAMOND_TICK_COST_NS / 2
+
+    def _schedule(self, tick_ns: int, interval_ns: int) -> None:
+        """The next sample is due ``interval_ns`` after this one (the nominal
+        cadence, as kdamond_usleep()); the engine's epochs end there, and
+        the thread accepts to run from WAKE_SLACK of the interval earlier, so
+        that an epoch ending a little short of the due time does not cost
+        another epoch.  The sample window stays the interval on average."""
+        self.wake_ns = tick_ns + interval_ns
+        self.next_run_ns = self.wake_ns - int(interval_ns * WAKE_SLACK)
 
     def run(self, kernel, now_ns: int) -> None:
         """Every sampling iteration due by ``now_ns`` (simulated time)."""
@@ -365,7 +378,7 @@ class Kdamond:
         first = True
         guard = 0
         while self.running and self.next_run_ns <= now_ns:
-            tick = self.next_run_ns
+            tick = self.wake_ns          # the nominal time (a sample taken early keeps the cadence)
             if self.need_stop(kernel):
                 self.stop(kernel, "no target")
                 break
@@ -402,7 +415,7 @@ class Kdamond:
                 ctx.tune_intervals(kernel)
                 si = ctx.attrs.sample_interval or 1
             ctx.next_aggregation_sis = next_aggr + ctx.attrs.aggr_interval // si
-            trace.aggregated(kernel, self, tick)
+            trace.aggregated(kernel, self, min(tick, now))
             for t in ctx.targets:
                 r = t.regions
                 r.last_nr_accesses = r.nr_accesses.copy()
