@@ -194,3 +194,49 @@ def test_tracepoint_fields(ops):
     assert [f for f, _ in trace.EVENTS["damon_aggregated"]] == ["target_id", "nr_regions", "start", "end",
                                                                "nr_accesses", "age"]
     assert MiB
+
+
+def test_wss_and_heatmap_against_the_engine_ground_truth():
+    """What damo's ``report wss`` and ``report heatmap`` compute from DAMON's
+    aggregated regions (wss: the bytes of regions with nr_accesses >= 1 per
+    aggregation; heatmap: the access rate per address bucket) against what
+    the engine knows: the hot area (32 MiB, every page touched thousands
+    of times per aggregation) and the cold one (96 MiB, touched once at
+    start).  The error is DAMON's region-granularity error: regions
+    straddling the hot/cold boundary."""
+    b = machine("1G", "1G")
+    k = b.kernel
+    p = Process.new(k, "hotcold")
+    _vaddr(b, p.pid, minr=10, maxr=1000)
+    w(b, "0/state", "on")
+    kd = k.mm.damon.kdamonds[0].kd
+    wl = make("hotcold", hot="32M", cold="96M")
+    spec = ProcSpec(wl, process=p)
+    wss, heat_err = [], []
+    for step in range(30):
+        run(k, spec, duration=100_000_000, keep=True)
+        spec = ProcSpec(_Again(wl), process=p)
+        if step < 10:                          # damo report wss skips the first snapshots too
+            continue
+        t = kd.ctx.targets[0].regions
+        sz = t.end - t.start
+        wss.append(int(sz[t.last_nr_accesses >= 1].sum()))
+        # heatmap: 64 buckets over the two areas; DAMON's rate per bucket vs the truth (1 hot, 0 cold)
+        mm = p.task.mm
+        hot, cold = mm.vma_by_name("hot"), mm.vma_by_name("cold")
+        lo, hi = min(hot.vm_start, cold.vm_start), max(hot.vm_end, cold.vm_end)
+        edges = np.linspace(lo, hi, 65).astype(np.int64)
+        mids = (edges[:-1] + edges[1:]) // 2
+        idx = np.searchsorted(t.end, mids, side="right")
+        ok = idx < len(t)
+        rate = np.zeros(64)
+        rate[ok] = t.last_nr_accesses[idx[ok]] / kd.ctx.attrs.max_nr_accesses
+        truth = ((mids >= hot.vm_start) & (mids < hot.vm_end)).astype(float)
+        heat_err.append(float(np.abs(rate - truth).mean()))
+    truth_wss = 32 * MiB
+    err = np.abs(np.array(wss) - truth_wss) / truth_wss
+    print("wss error median %.4f max %.4f; heatmap error max %.4f" % (np.median(err), err.max(), max(heat_err)))
+    assert np.median(err) <= 0.10, (wss, err)
+    assert max(heat_err) <= 0.10, heat_err
+    w(b, "0/state", "off")
+    p.exit()
