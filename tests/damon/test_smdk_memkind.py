@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.mmap import MMAP_BASE
 from cxlemu.sim.process import Process
-from cxlemu.userspace.allocator import AllocatorProcess, NodeInfo
+from cxlemu.sim.allocproc import AllocatorProcess
+from cxlemu.userspace.allocator import NodeInfo
 from cxlemu.userspace.memkind import KINDS, MemkindAllocator, MemkindError, create_pmem, plan
 from cxlemu.userspace.smdk import MAP_EXMEM, MAP_NORMAL
 from cxlemu.userspace.smdk.cxlmalloc import UNLIMITED, CxlMalloc, conf_pairs, parse_conf

@@ -198,7 +198,8 @@ def run_with(host, specs, policy, ext: Ext | None, kw: dict, label: str = "", pa
                 # the kernel refused a value: nothing ran (the caller does not save the machine)
                 raise ExtError(f"run: --damos: {e}") from None
         else:
-            from cxlemu.userspace.allocator import AllocatorProcess, make_allocator
+            from cxlemu.sim.allocproc import AllocatorProcess
+            from cxlemu.userspace.allocator import make_allocator
             for s in specs:
                 if s.process is not None:
                     continue
@@ -234,7 +235,7 @@ def _run_smalloc(host, specs, policy, kw, label):
     VMAs through SMDK's optimization API."""
     from cxlemu.sim.engine import run
     from cxlemu.sysfs.backend import EmulatorBackend
-    from cxlemu.userspace.allocator import AllocatorProcess
+    from cxlemu.sim.allocproc import AllocatorProcess
     from cxlemu.userspace.smdk.smalloc import SmallocPlan
     kernel = host.kernel
     backend = EmulatorBackend(kernel)

@@ -12,10 +12,7 @@ the backend they are given; they never look at kernel objects.
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, field
-
-from cxlemu.sim.process import Process
 
 NODE = "/sys/devices/system/node"
 
@@ -111,7 +108,8 @@ class Allocator:
     on the new mapping) and keep accounts."""
     name = "allocator"
 
-    def place(self, proc: "AllocatorProcess", length: int, name: str) -> "Placement":  # pragma: no cover
+    def place(self, proc, length: int, name: str) -> "Placement":  # pragma: no cover
+        """``proc``: the process asking (sim/allocproc.py AllocatorProcess)."""
         raise NotImplementedError
 
     def released(self, placement: "Placement", length: int) -> None:
@@ -127,32 +125,6 @@ class Placement:
     nodes: tuple[int, ...] = ()
     map_flags: int = 0               # extra mmap flags (MAP_EXMEM / MAP_NORMAL)
     pool: str = ""                   # accounting label
-
-
-class AllocatorProcess(Process):
-    """A process whose allocations (mmaps) go through an allocator."""
-
-    def __init__(self, kernel, task, allocator: Allocator):
-        super().__init__(kernel, task)
-        self.allocator = allocator
-        self.placements: dict[int, tuple[Placement, int]] = {}
-
-    def mmap(self, length: int, name: str, kind: str = "anon", compress_ratio: float = 3.0) -> int:
-        pl = self.allocator.place(self, int(length), name)
-        if pl is None:
-            raise OSError(errno.ENOMEM, f"{self.allocator.name}: cannot allocate {length} bytes for {name}")
-        addr = self.task.mmap(int(length), name, kind, compress_ratio=compress_ratio, map_flags=pl.map_flags) \
-            if pl.map_flags else self.task.mmap(int(length), name, kind, compress_ratio=compress_ratio)
-        if pl.mode is not None:
-            self.mbind(addr, int(length), pl.mode, pl.nodes)
-        self.placements[addr] = (pl, int(length))
-        return addr
-
-    def munmap(self, addr: int, length: int | None = None) -> None:
-        super().munmap(addr, length)
-        ent = self.placements.pop(int(addr), None)
-        if ent is not None:
-            self.allocator.released(ent[0], ent[1])
 
 
 def make_allocator(kind: str, arg: str, backend) -> Allocator:

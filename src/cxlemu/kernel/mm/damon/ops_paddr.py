@@ -183,13 +183,10 @@ def apply_scheme(ctx, kernel, t, idx: np.ndarray, s, cpu_nid: int, dry: bool = F
     elif s.action in ("migrate_hot", "migrate_cold"):
         dests = s.destinations()
         if dests:
-            pf = vm.frames
-            old_nodes = pf.node_of(f).copy()
             moved, cost = oc.migrate(vm, f, dests, pfn[ok], cpu_nid)
             if moved.size:
                 mset = np.isin(f, moved)
                 done = w[mset]
-            del old_nodes
     elif s.action == "stat":
         pass
     if done.size:
