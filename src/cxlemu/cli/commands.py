@@ -63,6 +63,9 @@ def cmd_topology(args) -> int:
 
 def cmd_create(args) -> int:
     text = _topology_text(args.topology)
+    if getattr(args, "set", None):
+        from cxlemu.topology.overrides import apply_all
+        text = apply_all(text, args.set)
     _store().create(args.name, text)
     with _store().open(args.name, write=False) as m:
         k = m.kernel
@@ -175,7 +178,12 @@ def cmd_exec(args) -> int:
             fault = os.environ.get("CXLEMU_FAULT_AFTER_WRITES")
             if fault:
                 backend.fault_after_writes = int(fault)
-            return run_tool(tool, argv[1:], backend, env=dict(os.environ))
+            try:
+                return run_tool(tool, argv[1:], backend, env=dict(os.environ))
+            finally:
+                end = getattr(backend, "end_task", None)
+                if end is not None:
+                    end()
     if not _store().exists(args.name):
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
     env = dict(os.environ)

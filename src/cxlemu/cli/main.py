@@ -40,6 +40,8 @@ def build_parser() -> "argparse.ArgumentParser":
     sp = add("create", c.cmd_create, "create and boot a machine")
     sp.add_argument("name")
     sp.add_argument("--topology", "-t", required=True, help="a preset name or a TOML file")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                    help="override a topology field (dotted path, arrays by index: numa.0.memory=4G)")
     add("ls", c.cmd_ls, "list machines")
     sp = add("rm", c.cmd_rm, "remove machines and their media")
     sp.add_argument("names", nargs="+")
@@ -144,8 +146,10 @@ PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
     "cxlemu.cli.real_commands",    # real, mount, umount: the machine's /sys, /proc, /dev for real programs
+    "cxlemu.cli.run_commands",     # workloads, runs, traces (tiering)
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
     "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
+    "cxlemu.cli.scenario_commands",  # seed 002: zswap's unwanted migration, aggregating CXL nodes (DAMON helper)
 )
 
 
@@ -164,7 +168,10 @@ def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -
     """Parse and run one command (the machine process calls this with its
     parser built once)."""
     parser = parser or build_parser()
-    args = parser.parse_args(args_in)
+    args, extra = parser.parse_known_args(args_in)
+    if extra and not getattr(args, "_allow_unknown", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args._extra = extra
     if not getattr(args, "fn", None):
         parser.print_help()
         return 1

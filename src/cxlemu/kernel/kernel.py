@@ -47,6 +47,16 @@ class Kernel:
         self.mm = Mm(self)
         self.perf = Perf(self)
 
+    # ---- the scheduler side (tasks, kernel threads, NUMA balancing), created on first use ----
+    _sched: Any = None
+
+    @property
+    def sched(self):
+        if self._sched is None:
+            from cxlemu.kernel.sched import Sched
+            self._sched = Sched(self)
+        return self._sched
+
     # ---- profile -------------------------------------------------------------------------
     @property
     def version(self) -> tuple[int, int]:
@@ -154,9 +164,30 @@ class Kernel:
             parts.append("movable_node")
         return " ".join(parts)
 
-    def sysfs_kernel_dir(self):
-        from cxlemu.kernel.base.kernfs import StaticDir
-        return StaticDir(lambda: self.mm.sysfs_kernel_entries())
+    def ktree(self, prefix: str) -> dict:
+        """Knob directories (/proc/sys, /sys/kernel, /sys/module) as nested
+        dicts of ``(show, store, mode)`` tuples, for the VFS (kernel/sysctl.py)."""
+        from cxlemu.kernel import sysctl
+        out = sysctl.tree(self, prefix)
+        if prefix == "/sys/kernel":
+            from cxlemu.kernel.mm.damon import sysfs as damon_sysfs
+            out.setdefault("mm", {})["damon"] = lambda: damon_sysfs.tree(self)
+        elif prefix == "/sys/module":
+            from cxlemu.kernel.mm.damon import sysfs as damon_sysfs
+            out.update(damon_sysfs.module_tree(self))
+        return out
+
+    def proc_tree(self) -> dict:
+        """/proc directories: ``sys`` and one per live task (``<pid>/status``,
+        ``numa_maps``); each value a nested dict or a (show, store, mode) tuple."""
+        out: dict = {"sys": self.ktree("/proc/sys")}
+        sched = self._sched
+        if sched is not None:
+            from cxlemu.kernel.mm.procfs import task_files
+            for pid, t in sched.tasks.items():
+                if t.alive:
+                    out[str(pid)] = task_files(self, t)
+        return out
 
     # ---- media (attached by the machine; not persisted) -----------------------------------------
     media_store: Any = None      # device-side access to each device's media (mailbox, poison)

@@ -92,6 +92,39 @@ class EmulatorBackend:
         self.writes = 0
         self.fault_after_writes: int | None = None
 
+    # ---- programs: the system-call interface of the emulated machine ----------------------
+    _task = None
+
+    def task(self, comm: str = "sh"):
+        """The process a tool runs as on this machine (created on first use,
+        shared by the programs it execs): a :class:`cxlemu.sim.process.Process`
+        with mmap, set_mempolicy, mbind, sched_setaffinity ..."""
+        from cxlemu.sim.process import Process
+        if self._task is None or not self._task.alive:
+            self._task = Process.new(self.kernel, comm)
+        return self._task
+
+    def run_workload(self, proc, workload, **kw):
+        """Run a workload generator inside ``proc`` (the ``workload`` program)."""
+        from cxlemu.sim.engine import run
+        from cxlemu.userspace.spec import ProcSpec
+        res = run(self.machine if self.machine is not None else self.kernel,
+                  ProcSpec(workload, process=proc), **kw)
+        self.kernel.dirty = True
+        return res
+
+    def end_task(self) -> None:
+        """The tool's process exits: its memory goes back."""
+        t = self._task
+        if t is not None and t.alive:
+            # a tool that mapped nothing (numactl --hardware, a refused
+            # command) leaves nothing behind worth saving
+            used = t.task.mm is not None and bool(t.task.mm.vmas)
+            t.exit(0)
+            if used:
+                self.kernel.dirty = True
+        self._task = None
+
     def read_bytes(self, path: str) -> bytes:
         return self.vfs.read(path)
 

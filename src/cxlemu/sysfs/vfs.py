@@ -89,6 +89,21 @@ class DevLink(VLink):
         return self.dev.sysfs_path
 
 
+def tree_node(obj) -> VNode:
+    """A kernel knob tree (nested dicts of ``(show, store, mode)``) as VNodes."""
+    if isinstance(obj, dict):
+        return StaticDir(lambda: {n: tree_node(v) for n, v in obj.items()})
+    if callable(obj):           # a directory computed when it is read (DAMON's numbered directories)
+        return StaticDir(lambda: {n: tree_node(v) for n, v in obj().items()})
+    show, store, mode = obj
+    return FuncFile(show, store, mode)
+
+
+def tree_dir(fn: Callable[[], dict]) -> VDir:
+    """A directory whose knob tree is computed when it is read."""
+    return StaticDir(lambda: {n: tree_node(v) for n, v in fn().items()})
+
+
 def dev_link(target: "Device | str") -> VLink:
     return DevLink(target) if isinstance(target, Device) else VLink(target)
 
@@ -257,9 +272,18 @@ class Vfs:
         k = self.kernel
         return {
             "sys": self._sys,
-            "proc": StaticDir(lambda: {n: FuncFile(fn) for n, fn in k.proc_files().items()}),
+            "proc": StaticDir(self._proc_entries),
             "dev": _DevTreeDir(k, "", self._devindex),
         }
+
+    def _proc_entries(self) -> dict[str, VNode]:
+        k = self.kernel
+        out: dict[str, VNode] = {n: FuncFile(fn) for n, fn in k.proc_files().items()}
+        tree = getattr(k, "proc_tree", None)
+        if tree is not None:
+            for name, sub in tree().items():
+                out[name] = tree_node(sub)
+        return out
 
     def _sys_entries(self) -> dict[str, VNode]:
         k = self.kernel
@@ -274,8 +298,8 @@ class Vfs:
                                         for n, devs in k.classes().items()}),
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
-            "kernel": k.sysfs_kernel_dir(),
-            "module": StaticDir(lambda: {m: _module_dir(m, drvs) for m, drvs in loaded_modules(k.buses).items()}),
+            "kernel": tree_dir(lambda: k.ktree("/sys/kernel")),
+            "module": StaticDir(lambda: _module_entries(k)),
         }
 
     # ---- path walking --------------------------------------------------------------
@@ -527,6 +551,15 @@ class _DevIndex:
         pre = full + "/"
         return any(d.registered and d.devt and d.devnode and d.devnode.startswith(pre)
                    for d in self.dirs.get(full, ()))
+
+
+def _module_entries(k: "Kernel") -> dict[str, VNode]:
+    """/sys/module: each loaded module (its drivers), then the modules whose
+    parameters the kernel model offers (zswap, damon_reclaim ...)."""
+    out: dict[str, VNode] = {m: _module_dir(m, drvs) for m, drvs in loaded_modules(k.buses).items()}
+    for name, sub in k.ktree("/sys/module").items():
+        out.setdefault(name, tree_node(sub))
+    return out
 
 
 def _module_dir(name: str, drivers: list[tuple[str, str]]) -> StaticDir:

@@ -72,11 +72,33 @@ class BootOptions:
     assemble_from_region_labels: bool = False
     memory_block_size: int | None = None  # explicit override (set_memory_block_size_order)
     region_invalidation_test: bool = False  # CONFIG_CXL_REGION_INVALIDATION_TEST
+    swap: int = 0                         # size of the swap device (/dev/vdb), 0: no swap
+    zswap: bool = False                   # zswap.enabled at boot (CONFIG_ZSWAP_DEFAULT_ON)
+    cxl_zone: str = "node"                # "exmem": SMDK's kernel, CXL memory as ZONE_EXMEM of the CPU's node
+    zswap_pool_node: str = "reclaimer"    # "page": zswap keeps a page's compressed copy on its node (seed 002)
 
     @property
     def kernel_version(self) -> tuple[int, int]:
         major, minor = self.kernel.split(".")[:2]
         return int(major), int(minor)
+
+
+TIMING_PROFILES = ("ddr5-4800", "ddr5-remote", "cxl-asic-x8", "cxl-fpga", "cxl-pool-box")   # hw/timing.py CALIBRATION
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the memory behaves under load (hw/timing.py); every field optional:
+    ``profile`` takes a calibrated device class, a non-zero number overrides
+    it, and without any the HMAT/CDAT figures of the element are used."""
+    profile: str = ""
+    read_latency: float = 0       # ns, idle
+    write_latency: float = 0
+    read_bandwidth: float = 0     # MB/s, peak
+    write_bandwidth: float = 0
+    total_bandwidth: float = 0    # MB/s, peak of reads + writes
+    read_k: float = 0             # loaded-latency curve shape
+    write_k: float = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,7 @@ class NumaNode:
     write_latency: int = 80
     read_bandwidth: int = 20000   # MB/s
     write_bandwidth: int = 20000
+    timing: Timing | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,7 @@ class Device:
     pdev_id: int | None = None     # cxl_test: id of cxl_mem.N
     rcd: bool = False              # restricted CXL device (below a CXL 1.1 host bridge)
     qos_class: int | None = None   # qos_class reported for ram/pmem partitions
+    timing: Timing | None = None   # loaded-latency behaviour (hw/timing.py)
     dynamic_capacity: int = 0      # CXL 3.1 DC region(s) after the static capacity (dynamic_ram_1)
     dc_block_size: int = SZ_256M   # DC region block size (extent granularity)
     appliance: str = ""            # rack: the multi-headed appliance this device is a head of
@@ -257,7 +281,7 @@ class Topology:
 # ----------------------------------------------------------------------------
 
 _SIZE_FIELDS = {"memory", "volatile", "persistent", "partitionable", "partition_align", "lsa",
-                "partition_volatile", "dynamic_capacity", "dc_block_size",
+                "partition_volatile", "swap", "dynamic_capacity", "dc_block_size",
                 "size", "granularity", "offset", "memory_block_size", "base", "chbs_base"}
 
 
@@ -276,6 +300,12 @@ def _convert(path: str, name: str, value: Any, ftype: Any) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of strings")
             return tuple(value)
+        if t.startswith("float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError("expected a number")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("expected a finite number")
+            return float(value)
         if t in ("bool",):
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
@@ -362,11 +392,12 @@ def from_dict(doc: dict[str, Any], source: str = "") -> Topology:
         return value
 
     boot = _build(BootOptions, "boot", doc.get("boot", {}))
-    numa = tuple(_build(NumaNode, f"numa[{i}]", t) for i, t in enumerate(arr("numa"))) or (NumaNode(0),)
+    numa = tuple(_build(NumaNode, f"numa[{i}]", t, {"timing": Timing})
+                 for i, t in enumerate(arr("numa"))) or (NumaNode(0),)
     hbs = tuple(_build(HostBridge, f"host_bridge[{i}]", t, {"caps": HdmCaps})
                 for i, t in enumerate(arr("host_bridge")))
     sws = tuple(_build(Switch, f"switch[{i}]", t, {"caps": HdmCaps}) for i, t in enumerate(arr("switch")))
-    devs = tuple(_build(Device, f"device[{i}]", t, {"cdat": Cdat, "caps": HdmCaps})
+    devs = tuple(_build(Device, f"device[{i}]", t, {"cdat": Cdat, "caps": HdmCaps, "timing": Timing})
                  for i, t in enumerate(arr("device")))
     wins = tuple(_build(Window, f"window[{i}]", t) for i, t in enumerate(arr("window")))
     fwr = tuple(_build(FirmwareRegion, f"firmware_region[{i}]", t) for i, t in enumerate(arr("firmware_region")))
@@ -388,6 +419,12 @@ def validate(t: Topology) -> None:
     b = t.boot
     if b.kernel not in KERNEL_PROFILES:
         raise TopologyError("boot.kernel", f"unknown kernel profile {b.kernel!r} (known: {', '.join(KERNEL_PROFILES)})")
+    if b.zswap_pool_node not in ("reclaimer", "page"):
+        raise TopologyError("boot.zswap_pool_node", "must be reclaimer (Linux: the reclaiming CPU's node) or page "
+                                                    "(the node the page was reclaimed from)")
+    if b.cxl_zone not in ("node", "exmem"):
+        raise TopologyError("boot.cxl_zone", "must be node (CXL memory as CPU-less NUMA nodes) or exmem "
+                                             "(SMDK's ZONE_EXMEM of the CPU's node)")
     if b.memhp_default_state not in ONLINE_TYPES:
         raise TopologyError("boot.memhp_default_state", f"must be one of {', '.join(ONLINE_TYPES)}")
     if b.online_policy not in ONLINE_POLICIES:
@@ -425,6 +462,20 @@ def validate(t: Topology) -> None:
                 raise TopologyError(f"numa[{i}].{f}", "does not fit the HMAT (at most 4294967295)")
     if not any(n.cpus for n in t.numa):
         raise TopologyError("numa", "at least one node needs CPUs")
+    if b.swap % 4096 or (b.swap and b.swap < 40960):
+        raise TopologyError("boot.swap", "must be 0 or a multiple of 4K of at least 40K (mkswap's minimum)")
+    for kind, coll in (("numa", t.numa), ("device", t.devices)):
+        for i, e in enumerate(coll):
+            tm = e.timing
+            if tm is None:
+                continue
+            if tm.profile and tm.profile not in TIMING_PROFILES:
+                raise TopologyError(f"{kind}[{i}].timing.profile",
+                                    f"unknown profile {tm.profile!r} (known: {', '.join(TIMING_PROFILES)})")
+            for f in ("read_latency", "write_latency", "read_bandwidth", "write_bandwidth", "total_bandwidth",
+                      "read_k", "write_k"):
+                if getattr(tm, f) < 0:
+                    raise TopologyError(f"{kind}[{i}].timing.{f}", "must not be negative")
 
     ids: dict[str, str] = {}
     for kind, coll in (("host_bridge", t.host_bridges), ("switch", t.switches), ("device", t.devices)):
@@ -654,6 +705,8 @@ def _fmt(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, int):
         return hex(v) if v >= 1 << 32 else str(v)
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, tuple):
@@ -676,8 +729,8 @@ def dumps(t: Topology) -> str:
             if f.name == "source":
                 continue
             dv = f.default if f.default is not f.default_factory else None
-            if f.name in ("caps", "cdat"):
-                if v != type(v)():
+            if f.name in ("caps", "cdat", "timing"):
+                if v is not None and v != type(v)():
                     sub.append((f.name, v))
                 continue
             if v is None or (dv is not None and v == dv and f.name not in ("id", "parent", "node", "uid", "size", "targets", "window", "devices")):

@@ -51,9 +51,10 @@ def kstrtobool(buf: bytes) -> bool:
     if not s:
         raise KernelError(errno.EINVAL)
     c = s[0].lower()
-    if c in "y1":
+    # lib/kstrtox.c: y/t/e/1 (yes, true, enable), n/f/d/0, on/off
+    if c in "yte1":
         return True
-    if c in "n0":
+    if c in "nfd0":
         return False
     if s.lower() in ("on",):
         return True

@@ -120,7 +120,13 @@ class PageModel:
             else:
                 blk.kernel += n
         self.allocs[a.id] = a
+        self._changed(pieces)
         return a
+
+    def _changed(self, bids) -> None:
+        vm = getattr(self.mm, "_vm", None)
+        if vm is not None:
+            vm.block_model_changed(list(bids))
 
     def free(self, aid: int) -> Allocation:
         from cxlemu.kernel.base.device import KernelError
@@ -136,6 +142,7 @@ class PageModel:
                 blk.user -= n
             else:
                 blk.kernel -= n
+        self._changed(a.pieces)
         return a
 
     def migrate_out(self, blk) -> bool:
@@ -164,6 +171,7 @@ class PageModel:
                 else:
                     chunks[0] = (bid, avail - m)
         blk.user = 0
+        self._changed([blk.id] + [b for b, _ in plan.items()])
         return True
 
     def node_of(self, a: Allocation) -> dict[int, int]:

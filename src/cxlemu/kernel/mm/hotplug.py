@@ -188,7 +188,9 @@ class Hotplug:
         mm = self.mm
         node = mm.numa.nodes[blk.nid]
         group = self.groups.get(blk.group) if blk.group is not None else None
-        return valid_zones(mm.policy, mm.all_zonesets(), node.zones, group, blk.start_pfn, blk.nr_pages)
+        names = valid_zones(mm.policy, mm.all_zonesets(), node.zones, group, blk.start_pfn, blk.nr_pages)
+        from cxlemu.kernel.mm.exmem import EXMEM_NAME, exmem_mode
+        return names.replace("Movable", EXMEM_NAME) if exmem_mode(mm.kernel) else names
 
     def online_block(self, blk: MemoryBlock, online_type: int) -> None:
         """memory_block_online() + online_pages()."""
@@ -212,6 +214,7 @@ class Hotplug:
         mm.index_block(blk)
         if not had_memory:
             mm.node_memory_online(blk.nid)
+        mm.vm_layout_changed()
 
     def offline_block(self, blk: MemoryBlock) -> None:
         """memory_block_offline() + offline_pages(); nothing changes on failure."""
@@ -223,8 +226,13 @@ class Hotplug:
             err, reason = errno.EINVAL, "memory holes"
         elif blk.reserved or blk.kernel:
             err, reason = errno.EBUSY, "failure to isolate range"
-        elif blk.user and not mm.pages.migrate_out(blk):
-            err, reason = errno.EINTR, "signal backoff"
+        else:
+            # pages of processes (kernel/mm/frames.py): pinned ones block, the rest migrate
+            fail = mm.offline_migrate_frames(blk)
+            if fail is not None:
+                err, reason = fail
+            elif blk.user and not mm.pages.migrate_out(blk):
+                err, reason = errno.EINTR, "signal backoff"
         if reason is not None:
             msg = (f"memory offlining [mem {blk.start:#010x}-{blk.end:#010x}] failed due to {reason}")
             self.kernel.log(msg)
@@ -247,3 +255,4 @@ class Hotplug:
         mm.shrink_zone_span(blk.nid, zidx, blk.start_pfn, blk.start_pfn + blk.nr_pages)
         if not node.has_memory:
             mm.node_memory_offline(blk.nid)
+        mm.vm_layout_changed()

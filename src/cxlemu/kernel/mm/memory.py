@@ -22,7 +22,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import AttrGroup, Device, KernelError, RO, RW, kstr, kstrtobool
-from cxlemu.kernel.mm.zones import MMOP_OFFLINE, ONLINE_TYPE_STR, PAGE_SHIFT, ZONE_NAMES, online_type_from_str
+from cxlemu.kernel.mm.zones import MMOP_OFFLINE, ONLINE_TYPE_STR, PAGE_SHIFT, online_type_from_str
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm
@@ -134,7 +134,8 @@ class MemoryBlock(Device):
 
     def valid_zones_show(self) -> str:
         if self.online:
-            return f"{ZONE_NAMES[self.zone] if self.zone is not None else 'none'}\n"
+            from cxlemu.kernel.mm.exmem import zone_name
+            return f"{zone_name(self.mm.kernel, self.zone) if self.zone is not None else 'none'}\n"
         return f"{self.mm.hotplug.valid_zones(self)}\n"
 
     def removable_show(self) -> str:

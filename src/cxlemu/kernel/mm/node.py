@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cxlemu.kernel.base.device import AttrGroup, Device, RO
+from cxlemu.kernel.base.device import RW, AttrGroup, Device, RO
 from cxlemu.kernel.mm.numa import bitmap_hex, nodelist
 
 if TYPE_CHECKING:
@@ -161,3 +161,33 @@ class AccessTargets(Device):
                 if dev is not None:
                     out[f"node{t}"] = dev
         return out
+
+
+class NodeHugepages(Device):
+    """nodeN/hugepages (drivers/base/node.c hugetlb_register_node): per huge
+    page size, nr/free/surplus counts; cxlemu reserves no huge pages, so all 0."""
+
+    def __init__(self, node: NodeDevice):
+        super().__init__("hugepages", node, None)
+
+
+class NodeHstate(Device):
+    ATTR_GROUPS = (AttrGroup(None, (RW("nr_hugepages"), RO("free_hugepages"), RO("surplus_hugepages"))),)
+
+    def __init__(self, parent: NodeHugepages, size_kb: int):
+        super().__init__(f"hugepages-{size_kb}kB", parent, None)
+
+    def nr_hugepages_show(self) -> str:
+        return "0\n"
+
+    def nr_hugepages_store(self, buf: bytes) -> None:
+        import errno
+        from cxlemu.kernel.base.device import KernelError, kstrtoull
+        if kstrtoull(buf.strip(b"\n\0") or b"x", 10) != 0:
+            raise KernelError(errno.ENOMEM, "cxlemu does not model huge page pools")
+
+    def free_hugepages_show(self) -> str:
+        return "0\n"
+
+    def surplus_hugepages_show(self) -> str:
+        return "0\n"

@@ -117,6 +117,11 @@ class NumaState:
             return
         s.dev = NodeDevice(self.mm, nid)
         device_add(s.dev)
+        from cxlemu.kernel.mm.node import NodeHstate, NodeHugepages
+        hp = NodeHugepages(s.dev)
+        device_add(hp)
+        for size_kb in (1048576, 2048):
+            device_add(NodeHstate(hp, size_kb))
         for access in sorted(s.perf):
             self._add_access(s, access)
         for t, other in self.nodes.items():         # initiator side links of targets

@@ -46,6 +46,68 @@ KERNEL_IMAGE_RESERVE = 64 << 20      # kernel image + early allocations, first n
 
 
 class Mm:
+    _vm = None          # VmState, created on first use (kernel/mm/vmstate.py)
+    _damon = None       # DAMON's admin state, created on first use (kernel/mm/damon/sysfs.py)
+
+    @property
+    def damon(self):
+        """DAMON: the sysfs admin state and its kdamonds (kernel/mm/damon/)."""
+        if self._damon is None:
+            from cxlemu.kernel.mm.damon.sysfs import DamonAdmin
+            self._damon = DamonAdmin()
+        return self._damon
+
+    @property
+    def vm(self):
+        """The VM's run-time state: frames, LRU, watermarks, address spaces, counters."""
+        if self._vm is None:
+            from cxlemu.kernel.mm.vmstate import VmState
+            self._vm = VmState(self)
+        return self._vm
+
+    def vm_layout_changed(self) -> None:
+        """Memory was onlined or offlined: frames, watermarks, cpusets."""
+        if self._vm is not None:
+            self._vm.memory_layout_changed()
+        sched = getattr(self.kernel, "_sched", None)
+        if sched is not None:
+            sched.mems_changed()
+
+    def offline_migrate_frames(self, blk) -> tuple[int, str] | None:
+        """offline_pages() for the pages of processes in ``blk``: a long-term
+        pinned page makes the range impossible to isolate (EBUSY, cxlemu's rule,
+        see docs/fidelity.md); the others migrate to the other memory nodes,
+        all or none (EINTR "signal backoff" when they do not fit)."""
+        import errno
+        vm = self._vm
+        if vm is None or vm.frames is None or blk.id not in vm.frames.slot_of_block:
+            return None
+        import numpy as np
+        from cxlemu.kernel.mm.frames import PG_PINNED
+        from cxlemu.kernel.mm.migrate import MR_MEMORY_HOTPLUG, migrate_pages
+        from cxlemu.kernel.mm.page_alloc import WMARK_MIN
+        pf = vm.frames
+        frames = pf.owned_in_slot(vm.frames.slot_of_block[blk.id])
+        if not frames.size:
+            return None
+        if np.any(pf.flags[frames] & PG_PINNED):
+            return errno.EBUSY, "failure to isolate range"
+        from cxlemu.kernel.mm.alloc import zonelist_nodes
+        others = [n for n in self.numa.state_nodes("memory") if n != blk.nid] or [blk.nid]
+        targets = zonelist_nodes(blk.nid, others, self.numa.distance)
+        pa = vm.page_alloc
+        room = 0
+        for n in targets:
+            for z in (3, 2, 1, 0):
+                if pa.zone_slots(n, z).size and not (n == blk.nid and z == blk.zone):
+                    room += max(pa.headroom(n, z, WMARK_MIN), 0)
+        if room < frames.size:
+            return errno.EINTR, "signal backoff"
+        res = migrate_pages(vm, frames, targets, MR_MEMORY_HOTPLUG, which=WMARK_MIN)
+        if res.failed.size:
+            return errno.EINTR, "signal backoff"
+        return None
+
     def __init__(self, kernel: "Kernel"):
         self.kernel = kernel
         self.bus = Bus("memory")
@@ -86,6 +148,9 @@ class Mm:
         layout = parse_numa(cpu_aff, mem_aff, windows)
         if not layout.possible:               # no SRAT: everything on node 0 (dummy_numa_init)
             layout.map_pxm(0)
+        if getattr(boot, "cxl_zone", "node") == "exmem":
+            from cxlemu.kernel.mm.exmem import fold_windows
+            fold_windows(layout)
         for line in layout.log:
             k.log(line)
         self.numa = NumaState(self, layout)
@@ -339,7 +404,17 @@ class Mm:
 
     # ---- /proc and /sys/kernel ---------------------------------------------------------------------
     def proc_files(self) -> dict:
-        return {"meminfo": self.proc_meminfo, "zoneinfo": self.proc_zoneinfo}
+        from cxlemu.kernel.mm.meminfo import buddyinfo
+        return {"meminfo": self.proc_meminfo, "zoneinfo": self.proc_zoneinfo, "vmstat": self.proc_vmstat,
+                "swaps": self.proc_swaps, "buddyinfo": lambda: buddyinfo(self)}
+
+    def proc_vmstat(self) -> str:
+        from cxlemu.kernel.mm.procfs import proc_vmstat
+        return proc_vmstat(self)
+
+    def proc_swaps(self) -> str:
+        from cxlemu.kernel.mm.swap import format_swaps
+        return format_swaps(list(self.vm.swap or []))
 
     def proc_meminfo(self) -> str:
         from cxlemu.kernel.mm.meminfo import meminfo
@@ -348,15 +423,3 @@ class Mm:
     def proc_zoneinfo(self) -> str:
         from cxlemu.kernel.mm.meminfo import zoneinfo
         return zoneinfo(self)
-
-    def sysfs_kernel_entries(self) -> dict:
-        from cxlemu.kernel.base.kernfs import FuncFile, StaticDir
-        numa = StaticDir(lambda: {"demotion_enabled": FuncFile(self._demotion_show, self._demotion_store, 0o644)})
-        return {"mm": StaticDir(lambda: {"numa": numa})}
-
-    def _demotion_show(self) -> str:
-        return "true\n" if self.tiers.demotion_enabled else "false\n"
-
-    def _demotion_store(self, buf: bytes) -> None:
-        from cxlemu.kernel.base.device import kstrtobool
-        self.tiers.demotion_enabled = kstrtobool(buf)
