@@ -10,3 +10,17 @@ Layers (see docs/architecture.md):
 """
 
 __version__ = "0.1.0"
+
+# Lazily imported sub-APIs: ``cxlemu.workloads.Zipf(rss="8G", alpha=0.99)``
+# (the built-in workload generators, userspace/workloads) is usable after a
+# bare ``import cxlemu`` without importing numpy until it is touched.
+_LAZY = {"workloads": "cxlemu.userspace.workloads"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        mod = importlib.import_module(_LAZY[name])
+        globals()[name] = mod
+        return mod
+    raise AttributeError(f"module 'cxlemu' has no attribute {name!r}")
