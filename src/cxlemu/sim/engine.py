@@ -351,6 +351,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
         machine=getattr(machine, "name", ""))
     if keep:
         res.processes_live = [rp.proc for rp in runs if rp.proc is not None]
+    kernel.dirty = True                 # the run changed the machine (counters, knobs, memory)
     return res
 
 
