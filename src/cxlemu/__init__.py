@@ -18,15 +18,24 @@ The Python API (docs/python.md), imported on first use::
 __version__ = "0.1.0"
 
 _API = ("create", "open", "machines", "Machine", "CommandError", "ToolError")
+# Lazily imported sub-APIs: ``cxlemu.workloads.Zipf(rss="8G", alpha=0.99)``
+# (the built-in workload generators, userspace/workloads) is usable after a
+# bare ``import cxlemu`` without importing numpy until it is touched.
+_LAZY = {"workloads": "cxlemu.userspace.workloads"}
 
 
 def __getattr__(name: str):
-    """cxlemu.create / cxlemu.open / ...: the API module is imported only when used."""
+    """cxlemu.create / cxlemu.open / cxlemu.workloads ...: imported only when used."""
     if name in _API:
         from cxlemu import api
         return getattr(api, name)
+    if name in _LAZY:
+        import importlib
+        mod = importlib.import_module(_LAZY[name])
+        globals()[name] = mod
+        return mod
     raise AttributeError(f"module 'cxlemu' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_API))
+    return sorted(list(globals()) + list(_API) + list(_LAZY))

@@ -176,6 +176,8 @@ BAD = [
     (("exec", "t", "--", "workload", "nosuch"), 2, "workload: unknown workload 'nosuch'"),
     (("exec", "t", "--", "workload", "gups", "--rss", "1X"), 2, "workload: gups: --rss: not a size: '1X'"),
     (("trace", "info", "/etc/passwd"), 1, "cxlemu: trace: not a cxlemu trace (bad magic"),
+    (("exec", "t", "--", "workload", "gups", "--accesses", "0"), 2, "workload: --accesses: must be positive"),
+    (("run", "t", "kv", "--keys", "0", "--rss", "0"), 2, "cxlemu: run: kv: rss: must hold at least one value"),
 ]
 
 
@@ -217,3 +219,5 @@ def test_trace_record(tmp_path):
     assert p.returncode == 1 and "cxlemu: trace record: " in p.stderr
     p = cx("trace", "record", "-o", str(tmp_path / "x.trace"), check=False)
     assert p.returncode == 2 and "nothing to run" in p.stderr
+    p = cx("trace", "record", "-o", str(tmp_path / "no" / "x.trace"), "--", "/bin/true", check=False)
+    assert p.returncode == 1 and p.stderr == f"cxlemu: trace record: {tmp_path / 'no' / 'x.trace'}: No such file or directory\n"

@@ -38,20 +38,25 @@ def check_invariants(kernel) -> None:
         procs = int(np.count_nonzero(own >= 0))
         model = int(np.count_nonzero(own == OWNER_MODEL))
         assert free + procs + model == blk.present, blk.name
-        assert free == blk.present - blk.reserved - blk.kernel - blk.user, blk.name
-        assert model == blk.reserved + blk.kernel + blk.user - procs, blk.name
+        assert free == blk.present - blk.reserved - blk.kernel - blk.user - blk.hwpoison, blk.name
+        assert model == blk.reserved + blk.kernel + blk.hwpoison + blk.user - procs, blk.name
         assert pf.proc_pages[s] == procs
-    mapped = 0
+    anon = 0
     for t in kernel.sched.tasks.values():
         if t.mm is None:
             continue
-        pt = t.mm.pt
-        f = pt[(pt >= 0)] & ~(1 << 30)
-        assert np.all(pf.owner[f] == t.mm.id)
-        assert np.all(pf.index[f] == np.flatnonzero(pt >= 0))
-        mapped += f.size
-    files = sum(int(np.count_nonzero(sp.pt >= 0)) for sp in vm.spaces.values() if not hasattr(sp, "vmas"))
-    assert mapped + files == int(np.count_nonzero(pf.owner >= 0))
+        for v in t.mm.vmas:
+            pt = t.mm.pt[v.start:v.end]
+            vpn = v.start + np.flatnonzero(pt >= 0)
+            f = pt[pt >= 0] & ~(1 << 30)
+            if v.file is None:
+                assert np.all(pf.owner[f] == t.mm.id) and np.all(pf.index[f] == vpn)
+                anon += f.size
+            else:
+                assert np.all(pf.owner[f] == v.file.id) and np.all(pf.index[f] == vpn - v.start + v.pgoff)
+                assert np.all(v.file.pages[vpn - v.start + v.pgoff] == f)
+    cached = sum(int(np.count_nonzero(sp.pages >= 0)) for sp in vm.spaces.values() if hasattr(sp, "pages"))
+    assert anon + cached == int(np.count_nonzero(pf.owner >= 0))
 
 
 def fast_scanning(kernel) -> None:
@@ -161,3 +166,19 @@ def test_kthread_hook_runs_between_epochs():
     # after the first interval only recently touched pages are young: the hot set dominates
     assert max(s.young[2:]) < 200 * 256
     k.sched.unregister_kthread(s)
+
+
+def test_python_api(tmp_path):
+    """`cxlemu.workloads` is importable lazily; `cxlemu.sim.run` takes a
+    machine (or kernel), a workload and a policy; the timeline plots."""
+    import cxlemu
+    import cxlemu.sim
+    b = tiered("512M", "2G")
+    r = cxlemu.sim.run(b.kernel, cxlemu.workloads.Zipf(rss="256M", alpha=0.99, threads=1), policy="tpp",
+                       accesses=1_000_000)
+    assert r.policy == "tpp" and r.accesses >= 1_000_000
+    assert len(r.timeline) == r.epochs and r.timeline.hit_ratio().size == r.epochs
+    fig = r.timeline.plot(str(tmp_path / "t.png"))
+    assert (tmp_path / "t.png").stat().st_size > 0 and fig is not None
+    d = r.to_dict(timeline=True)
+    assert len(d["timeline"]["t_ns"]) == r.epochs

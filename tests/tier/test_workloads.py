@@ -18,6 +18,8 @@ from cxlemu.userspace.spec import SpecError, loads, parse_nodes
 from cxlemu.userspace.workloads.base import PAGE_SHIFT, WorkloadError, parse_count, parse_duration, parse_size
 from cxlemu.userspace.zipf import ZipfSampler, scramble, zeta
 
+POLICIES = ["default", "numa-balancing", "tiering", "demotion", "tpp", "interleave", "current"]
+
 TRACE = Path(__file__).resolve().parents[1] / "data" / "traces" / "sort.trace"
 
 
@@ -182,7 +184,7 @@ rss = "16M"
 
 
 def test_spec_parses():
-    s = loads(GOOD_SPEC, [0, 1])
+    s = loads(GOOD_SPEC, [0, 1], POLICIES)
     assert s.run.duration == 2_000_000_000 and s.run.seed == 4 and s.run.policy == "tpp"
     db, g = s.processes
     assert db.name == "db" and db.threads == 2 and db.policy == (2 | (1 << 15), (0, 1))
@@ -207,7 +209,7 @@ def test_spec_parses():
 ])
 def test_spec_errors_name_the_field(text, field):
     with pytest.raises(SpecError) as e:
-        loads(text, [0, 1])
+        loads(text, [0, 1], POLICIES)
     assert e.value.field == field
 
 
@@ -234,7 +236,7 @@ def test_spec_never_a_traceback(doc):
 @given(st.text(max_size=200))
 def test_spec_text_never_a_traceback(text):
     try:
-        loads(text, [0, 1])
+        loads(text, [0, 1], POLICIES)
     except SpecError:
         pass
 

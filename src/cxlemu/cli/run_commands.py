@@ -133,7 +133,8 @@ def build_workload(args, extra: list[str], possible_nodes: list[int]):
         except UnicodeDecodeError:
             raise UsageError(f"run: {args.workload_file}: not a text file") from None
         try:
-            spec = loads(text, possible_nodes)
+            from cxlemu.sim.policy import names as policy_names
+            spec = loads(text, possible_nodes, policy_names())
         except SpecError as e:
             raise UsageError(f"run: {args.workload_file}: {e}") from None
         return spec.processes, spec.run
@@ -221,6 +222,10 @@ def cmd_run(args) -> int:
             if args.report:
                 if os.path.exists(args.report) and not os.path.isdir(args.report):
                     return _err(f"run: --report {args.report}: not a directory", 2)
+                try:
+                    import matplotlib  # noqa: F401
+                except ImportError:
+                    return _err("run: --report needs matplotlib (pip install 'cxlemu[report]')", 2)
             from cxlemu.cli import run_ext
             try:
                 ext = run_ext.ext_from_args(args)

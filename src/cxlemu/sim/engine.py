@@ -54,7 +54,7 @@ class RunProc:
     buf_vp: list = field(default_factory=list)
     buf_c: list = field(default_factory=list)
     buf_n: int = 0
-    tail_counts: np.ndarray | None = None   # the same over the steady-state window
+    tail_counts: np.ndarray | None = None   # the same over the steady-state window (counts: before it)
     tail_vp: list = field(default_factory=list)
     tail_c: list = field(default_factory=list)
     tail_n: int = 0
@@ -227,7 +227,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                 m = out.frames.size
                 w = b.counts[:m].astype(np.float64) if b.counts is not None else None
                 node = out.node
-                acc_node = np.bincount(node, weights=w, minlength=nn)[:nn].astype(np.float64)
+                acc_node = _per_node(node, w, nn, nodes)
                 if b.writes is not None and m:
                     wr = b.writes[:m]
                     nw = int(np.count_nonzero(wr))
@@ -272,9 +272,10 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                 ep_fast += f
                 ep_lat += float((acc_node * lat_r).sum()) + float(out.fault_ns.sum())
                 _hist_add(hist, acc_node, lat_r, out, node)
-                _count_pages(rp, vpm, w)
+                # per-page counts for the optimal placement: the steady-state
+                # window apart (the whole run is both parts added)
+                _count_pages(rp, vpm, w, tail=in_tail)
                 if in_tail:
-                    _count_pages(rp, vpm, w, tail=True)
                     tail_acc += a
                     tail_fast += f
                 if vpm.size:
@@ -350,6 +351,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
         machine=getattr(machine, "name", ""))
     if keep:
         res.processes_live = [rp.proc for rp in runs if rp.proc is not None]
+    kernel.dirty = True                 # the run changed the machine (counters, knobs, memory)
     return res
 
 
@@ -397,7 +399,12 @@ def _start(kernel, rp: RunProc, rng, cpus) -> None:
     rp.pid = proc.pid
     rp.comm = proc.task.comm
     proc.set_threads(_threads(rp, cpus))
-    wl.setup(proc)
+    mark = (proc.pid, proc.task.mm.id if proc.task.mm is not None else -1)
+    if getattr(wl, "_set_up_in", None) != mark:
+        # a workload run again in the process it was set up in continues
+        # where it stopped (its mappings stay); otherwise it maps its VMAs
+        wl.setup(proc)
+        wl._set_up_in = (proc.pid, proc.task.mm.id if proc.task.mm is not None else -1)
     mm = proc.task.mm
     for name, mode, nodes, flags in s.mbind:
         v = mm.vma_by_name(name) if mm is not None else None
@@ -423,6 +430,21 @@ def _hist_add(hist: np.ndarray, acc_node: np.ndarray, lat_r: np.ndarray, out, no
         fb = np.clip(np.searchsorted(HIST_EDGES, fl, side="right") - 1, 0, hist.size - 1)
         np.add.at(hist, bins[node[out.fault_pos]], -1.0)
         np.add.at(hist, fb, 1.0)
+
+
+def _per_node(node: np.ndarray, w: np.ndarray | None, nn: int, nodes: list[int]) -> np.ndarray:
+    """Accesses per node (weighted by ``w``): a count per memory node for
+    the common case of a few nodes and unit weights, else a bincount."""
+    if w is None and len(nodes) <= 4:
+        out = np.zeros(nn, np.float64)
+        seen = 0
+        for n in nodes:
+            c = int(np.count_nonzero(node == n))
+            out[n] = c
+            seen += c
+        if seen == node.size:
+            return out
+    return np.bincount(node, weights=w, minlength=nn)[:nn].astype(np.float64)
 
 
 def _in_tail(rel: int, total: int, accesses: int | None, duration: int | None, tail: float) -> bool:
@@ -505,8 +527,17 @@ def optimal_hit_ratio(runs: list[RunProc], capacity: int, tail: bool = False) ->
     tier, as a fraction of all accesses."""
     arrs = []
     for rp in runs:
-        _flush_counts(rp, tail=tail)
-        c = rp.tail_counts if tail else rp.counts
+        _flush_counts(rp, tail=True)
+        c = rp.tail_counts
+        if not tail:
+            _flush_counts(rp)
+            a, b = rp.counts, rp.tail_counts
+            if a is None or b is None:
+                c = a if b is None else b
+            else:
+                c = np.zeros(max(a.size, b.size))
+                c[: a.size] += a
+                c[: b.size] += b
         if c is not None:
             arrs.append(c[c > 0])
     if not arrs:

@@ -15,16 +15,23 @@ if TYPE_CHECKING:
     from cxlemu.sim.results import RunResult, Timeline
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _subplots(*args, interactive: bool = False, **kw):
+    """A figure and its axes: through pyplot for an interactive plot (the
+    notebook's backend), else a bare Figure rendered by Agg (no GUI, no
+    global pyplot state: report files from the CLI)."""
+    try:
+        if interactive:
+            import matplotlib.pyplot as plt
+            return plt.subplots(*args, **kw)
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise RuntimeError("plots need matplotlib: pip install 'cxlemu[report]'") from None
+    fig = Figure(figsize=kw.pop("figsize", None))
+    return fig, fig.subplots(*args, **kw)
 
 
 def plot_timeline(items: list[tuple[str, "Timeline"]], path: str | None = None):
-    plt = _plt()
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, axes = _subplots(2, 1, figsize=(8, 6), sharex=True, interactive=path is None)
     for label, tl in items:
         t = tl.t_seconds()
         for n in tl.nodes:
@@ -40,13 +47,11 @@ def plot_timeline(items: list[tuple[str, "Timeline"]], path: str | None = None):
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=100)
-        plt.close(fig)
     return fig
 
 
 def plot_resident(results: list["RunResult"], path: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     for r in results:
         t = r.timeline.t_seconds()
         for n in r.timeline.nodes:
@@ -57,12 +62,10 @@ def plot_resident(results: list["RunResult"], path: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_hit_ratio(results: list["RunResult"], path: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     for r in results:
         ax.plot(r.timeline.t_seconds(), r.timeline.hit_ratio(), label=f"{r.label}")
         ax.axhline(r.optimal, linestyle=":", linewidth=0.8)
@@ -73,13 +76,11 @@ def plot_hit_ratio(results: list["RunResult"], path: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_latency_cdf(results: list["RunResult"], path: str) -> None:
     from cxlemu.sim.engine import HIST_EDGES
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     centers = np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:])
     for r in results:
         h = np.maximum(r.hist, 0)
@@ -96,13 +97,11 @@ def plot_latency_cdf(results: list["RunResult"], path: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_heatmap(r: "RunResult", path: str, time_bins: int = 200) -> None:
-    plt = _plt()
     heat = r.heat
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     if heat.size:
         t = r.timeline.t_seconds()
         time_bins = max(1, min(time_bins, t.size))
@@ -117,7 +116,6 @@ def plot_heatmap(r: "RunResult", path: str, time_bins: int = 200) -> None:
     ax.set_title(f"access heatmap ({r.label})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _table(results: list["RunResult"]) -> str:

@@ -58,8 +58,12 @@ def tool_main(name: str, argv: list[str], ctx: CommandContext) -> int:
             key = key.replace("-", "_")
             if key == "accesses":
                 run_kw["accesses"] = parse_count(val)
+                if run_kw["accesses"] <= 0:
+                    raise ValueError("must be positive")
             elif key == "duration":
                 run_kw["duration"] = parse_duration(val)
+                if run_kw["duration"] <= 0:
+                    raise ValueError("must be positive")
             elif key == "seed":
                 run_kw["seed"] = parse_int(val)
             else:

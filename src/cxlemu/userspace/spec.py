@@ -149,15 +149,18 @@ def _unknown(d: dict, known: tuple[str, ...], where: str) -> None:
             raise SpecError(f"{where}.{k}" if where else k, f"unknown field (known: {', '.join(sorted(known))})")
 
 
-def loads(text: str, possible_nodes: list[int] | None = None) -> Spec:
+def loads(text: str, possible_nodes: list[int] | None = None, policies: list[str] | None = None) -> Spec:
+    """Parse a workload file; ``policies`` are the policy names ``run.policy``
+    may take (the run loop's presets: sim/policy.py, passed in by the caller
+    because userspace/ sits below sim/)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError("<toml>", str(e)) from None
-    return from_dict(doc, possible_nodes)
+    return from_dict(doc, possible_nodes, policies)
 
 
-def from_dict(doc: dict, possible_nodes: list[int] | None = None) -> Spec:
+def from_dict(doc: dict, possible_nodes: list[int] | None = None, policies: list[str] | None = None) -> Spec:
     from cxlemu.userspace import workloads
     _unknown(doc, ("run", "process"), "")
     run_t = _table(doc.get("run", {}), "run")
@@ -172,9 +175,10 @@ def from_dict(doc: dict, possible_nodes: list[int] | None = None) -> Spec:
     if rd.duration is not None and rd.accesses is not None:
         raise SpecError("run", "give duration or accesses, not both")
     if "policy" in run_t:
-        from cxlemu.sim.policy import PRESETS
-        if not isinstance(run_t["policy"], str) or run_t["policy"] not in PRESETS:
-            raise SpecError("run.policy", f"unknown policy {run_t['policy']!r} (known: {', '.join(PRESETS)})")
+        pol = run_t["policy"]
+        if not isinstance(pol, str) or (policies is not None and pol not in policies):
+            known = f" (known: {', '.join(policies)})" if policies is not None else ""
+            raise SpecError("run.policy", f"unknown policy {pol!r}{known}")
         rd.policy = run_t["policy"]
     procs = doc.get("process", [])
     if not isinstance(procs, list) or not procs:

@@ -218,6 +218,13 @@ def record(cmd: list[str], out: str, valgrind: str = "valgrind") -> Trace:
         raise TraceError("valgrind is not installed (Debian: apt-get install valgrind)")
     if not cmd:
         raise TraceError("no command to record")
+    # refuse an output that cannot be written before running the program
+    if os.path.isdir(out):
+        raise TraceError(f"{out}: Is a directory")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise TraceError(f"{out}: No such file or directory")
+    if not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK):
+        raise TraceError(f"{out}: Permission denied")
     rfd, wfd = os.pipe()
     args = [valgrind, "--tool=lackey", "--trace-mem=yes", f"--log-fd={wfd}", "-q", *cmd]
     try:
@@ -238,7 +245,10 @@ def record(cmd: list[str], out: str, valgrind: str = "valgrind") -> Trace:
     t = col.finish(" ".join(cmd))
     if not t.pages.size:
         raise TraceError(f"valgrind recorded no memory access (exit status {rc}): is {cmd[0]!r} a program?")
-    save(t, out)
+    try:
+        save(t, out)
+    except OSError as e:
+        raise TraceError(f"{out}: {e.strerror}") from None
     return t
 
 

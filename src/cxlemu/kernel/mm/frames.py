@@ -203,7 +203,7 @@ class PageFrames:
 
     def sync_block(self, blk) -> None:
         """Make the number of block-model frames of ``blk`` match its counts
-        (reserved + kernel + the model's user pages), taking the lowest free
+        (reserved + kernel + retired hwpoison + the model's user pages), taking the lowest free
         frames or giving back the highest model frames."""
         if blk.id not in self.slot_of_block or not blk.online:
             return
@@ -213,7 +213,7 @@ class PageFrames:
         own = self.owner[lo:hi]
         model_now = int(np.count_nonzero(own == OWNER_MODEL))   # holes lie past ``present``
         procs = int(np.count_nonzero(own >= 0))
-        want = blk.reserved + blk.kernel + (blk.user - procs)
+        want = blk.reserved + blk.kernel + getattr(blk, "hwpoison", 0) + (blk.user - procs)
         if want > model_now:
             idx = np.flatnonzero(self.free[lo:hi])[: want - model_now]
             if idx.size < want - model_now:
@@ -223,7 +223,9 @@ class PageFrames:
             self.owner[f] = OWNER_MODEL
             self.flags[f] = PG_KERNEL
         elif want < model_now:
-            idx = np.flatnonzero(own == OWNER_MODEL)[::-1][: model_now - want]
+            # retired (hwpoison) frames never go back
+            idx = np.flatnonzero((own == OWNER_MODEL) & ((self.flags[lo:hi] & PG_HWPOISON) == 0))[::-1]
+            idx = idx[: model_now - want]
             f = lo + idx
             self.free[f] = True
             self.owner[f] = OWNER_FREE

@@ -70,6 +70,7 @@ class MemoryBlock(Device):
         self.reserved = 0                  # memblock-reserved, never managed
         self.kernel = 0                    # unmovable allocations (pages)
         self.user = 0                      # movable allocations (pages)
+        self.hwpoison = 0                  # pages retired by memory_failure (never free again)
 
     # ---- geometry ------------------------------------------------------------------
     @property
@@ -99,7 +100,7 @@ class MemoryBlock(Device):
 
     @property
     def free(self) -> int:
-        return self.managed - self.kernel - self.user if self.online else 0
+        return self.managed - self.kernel - self.user - self.hwpoison if self.online else 0
 
     # ---- sysfs ------------------------------------------------------------------------
     def sysfs_links(self) -> dict:

@@ -53,7 +53,8 @@ def do_numa_page(task: "Task", uv: np.ndarray, ents: np.ndarray, now: int) -> np
     fl = pf.flags[cf]
     # dirty file pages are not migrated from a fault (MIGRATE_ASYNC)
     movable = ~(((fl & PG_SWAPBACKED) == 0) & ((fl & PG_DIRTY) != 0))
-    toptier = np.array([vm.node_is_toptier(int(x)) for x in cn], np.bool_)
+    tt = np.array([vm.node_is_toptier(x) for x in range(int(cn.max()) + 1)], np.bool_)
+    toptier = tt[cn]
     allow = np.zeros(cand.size, np.bool_)
     slow = ~toptier & movable
     if nb.mode & nbal.NUMA_BALANCING_MEMORY_TIERING and vm.node_is_toptier(cpu):

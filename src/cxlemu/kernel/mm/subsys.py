@@ -63,6 +63,10 @@ class Mm:
         if self._vm is None:
             from cxlemu.kernel.mm.vmstate import VmState
             self._vm = VmState(self)
+            failure = getattr(self, "failure", None)      # memory_failure (RAS), when the kernel has it
+            if failure is not None and getattr(failure, "provider", None) is None:
+                from cxlemu.kernel.mm.hwpoison import FramesProvider
+                failure.provider = FramesProvider(self)
         return self._vm
 
     def vm_layout_changed(self) -> None:

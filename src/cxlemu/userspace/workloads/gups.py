@@ -4,6 +4,8 @@ to a contiguous hot set of ``hot`` bytes at a random place.  VMA: ``gups``."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cxlemu.userspace.workloads.base import Batch, Param, Workload, WorkloadError, pages_of
@@ -49,15 +51,27 @@ class Gups(Workload):
             counts = np.concatenate([hb.counts if hb.counts is not None else np.ones(hb.vpages.size, np.int64),
                                      np.ones(cold_n, np.int64)])
             return Batch(vp, np.ones(vp.size, np.bool_), counts)
-        # one uniform draw per update decides hot/cold and the page (53 bits are plenty)
-        u = rng.random(n)
+        # each update goes to the hot set with probability hot_prob, else to
+        # a uniform page of the table: draw the majority kind for every slot,
+        # then overwrite slots picked uniformly (with repeats) with the other
+        # kind, as many as make each slot the other kind with the right
+        # probability (1 - (1 - 1/n)^m = q  =>  m = -n ln(1 - q)): cheaper
+        # than a per-update choice and the kinds stay randomly interleaved
+        p = self.p["hot_prob"] if self.hot_pages else 0.0
+        lo_h, hi_h = self.hot_start, self.hot_start + self.hot_pages
         if p >= 1.0:
-            idx = self.hot_start + (u * self.hot_pages).astype(np.int64)
+            idx = rng.integers(lo_h, hi_h, n)
         elif p <= 0.0:
-            idx = (u * self.pages).astype(np.int64)
+            idx = rng.integers(0, self.pages, n)
+        elif p >= 0.5:
+            idx = rng.integers(lo_h, hi_h, n)
+            m = int(round(-n * math.log(p)))
+            if m:
+                idx[rng.integers(0, n, m)] = rng.integers(0, self.pages, m)
         else:
-            hot = u < p
-            idx = np.where(hot, self.hot_start + u * (self.hot_pages / p),
-                           (u - p) * (self.pages / (1.0 - p))).astype(np.int64)
+            idx = rng.integers(0, self.pages, n)
+            m = int(round(-n * math.log(1.0 - p)))
+            if m:
+                idx[rng.integers(0, n, m)] = rng.integers(lo_h, hi_h, m)
         idx += self.base
         return Batch(idx, np.ones(n, np.bool_))

@@ -36,7 +36,9 @@ class KeyValue(Workload):
         if not (0 < a < 1 or a > 1):
             raise WorkloadError("alpha", "must be in (0, 1) or greater than 1")
         if not self.p["keys"]:
-            self.p["keys"] = max(1, self.p["rss"] // self.p["value_size"])
+            if self.p["rss"] < self.p["value_size"]:
+                raise WorkloadError("rss", "must hold at least one value (or give keys)")
+            self.p["keys"] = self.p["rss"] // self.p["value_size"]
         if self.p["keys"] > 1 << 40:
             raise WorkloadError("keys", "too many keys")
 
