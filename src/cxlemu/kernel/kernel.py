@@ -32,7 +32,6 @@ class Kernel:
         self.iomem = Resource(0, (1 << PHYS_ADDR_BITS) - 1, "PCI mem")
         self.memregion_ida = Ida()
         self.dmesg: list[str] = []
-        self.trace_events: list[tuple[str, Any]] = []
         self.chrdevs: list[Device] = []
         self.dirty = False
         self.uptime_ticks = 0
@@ -44,6 +43,15 @@ class Kernel:
         self.dax = Dax(self)
         self.mm = Mm(self)
         self.perf = Perf(self)
+        from cxlemu.kernel.trace.tracing import Tracing
+        self.tracing = Tracing(self, sum(n.cpus for n in platform.topology.numa))
+
+    #: CLOCK_REALTIME at boot: a fixed date (2025-01-01T00:00:00Z), so that model state
+    #: never depends on the host's wall clock; realtime = this + clock_ns
+    BOOT_REALTIME_NS = 1_735_689_600 * 10**9
+
+    def realtime_ns(self) -> int:
+        return self.BOOT_REALTIME_NS + self.clock_ns
 
     # ---- profile -------------------------------------------------------------------------
     @property
@@ -64,10 +72,19 @@ class Kernel:
         if len(self.dmesg) > TRACE_LIMIT:
             del self.dmesg[: len(self.dmesg) - TRACE_LIMIT]
 
-    def trace(self, event: str, record: Any) -> None:
-        self.trace_events.append((event, record))
-        if len(self.trace_events) > TRACE_LIMIT:
-            del self.trace_events[: len(self.trace_events) - TRACE_LIMIT]
+    def trace(self, system: str, event: str, values: dict) -> None:
+        """trace_<event>(): record into every tracefs instance that enabled it."""
+        self.tracing.emit(system, event, values)
+
+    # ---- the current task (who is writing to sysfs / running): set per request -----------------
+    current_pid: int = 0
+    current_cpu: int = 0
+    current_comm: str = ""
+
+    def set_current(self, pid: int, comm: str = "", cpu: int = 0) -> None:
+        """The task on whose behalf the kernel runs now (a VFS writer, a workload
+        process): trace records carry its pid.  Transient, not saved."""
+        self.current_pid, self.current_comm, self.current_cpu = pid, comm, cpu
 
     # ---- char devices ------------------------------------------------------------------------
     def register_chrdev(self, dev: Device) -> None:
@@ -108,6 +125,10 @@ class Kernel:
             parts.append("movable_node")
         return " ".join(parts)
 
+    def debugfs_tree(self) -> dict:
+        """/sys/kernel/debug as nested dicts, leaves (show, store, mode)."""
+        return {"cxl": self.cxl.debugfs_tree()}
+
     def sysfs_kernel_dir(self):
         from cxlemu.sysfs.vfs import StaticDir
         return StaticDir(lambda: self.mm.sysfs_kernel_entries())
@@ -122,7 +143,8 @@ class Kernel:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("media_store", None)
+        for transient in ("media_store", "current_pid", "current_cpu", "current_comm"):
+            state.pop(transient, None)
         return state
 
     # ---- boot --------------------------------------------------------------------------------------

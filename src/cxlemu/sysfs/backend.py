@@ -38,6 +38,10 @@ class Backend(Protocol):
     def lexists(self, path: str) -> bool: ...
     def isdir(self, path: str) -> bool: ...
     def islink(self, path: str) -> bool: ...
+    def mkdir(self, path: str) -> None: ...
+    def rmdir(self, path: str) -> None: ...
+    def read_stream(self, path: str, size: int = 4096) -> bytes: ...
+    def poll(self, path: str, timeout: float | None = 0) -> bool: ...
     def chardev(self, path: str) -> tuple[int, int] | None: ...
     def open_memdev(self, path: str): ...
 
@@ -63,7 +67,13 @@ class EmulatorBackend:
     def read(self, path: str) -> str:
         return self.vfs.read(path).decode(errors="replace")
 
+    def read_stream(self, path: str, size: int = 4096) -> bytes:
+        """One read(2) of a consuming file (trace_pipe_raw): a page or b""."""
+        return self.vfs.read(path)[:size]
+
     def write(self, path: str, data: str | bytes) -> None:
+        # the kernel runs this write on behalf of this process (trace records carry its pid)
+        self.kernel.set_current(os.getpid(), "cxlemu")
         self.vfs.write(path, _as_bytes(data))
         self.writes += 1
         if self.fault_after_writes is not None and self.writes >= self.fault_after_writes:
@@ -72,6 +82,17 @@ class EmulatorBackend:
 
     def listdir(self, path: str) -> list[str]:
         return self.vfs.listdir(path)
+
+    def mkdir(self, path: str) -> None:
+        self.vfs.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self.vfs.rmdir(path)
+
+    def poll(self, path: str, timeout: float | None = 0) -> bool:
+        """poll(2) for POLLIN on ``path``.  This process holds the machine, so
+        nothing else can make data arrive while it waits: the answer is now."""
+        return self.vfs.readable(path)
 
     def readlink(self, path: str) -> str:
         return self.vfs.readlink(path)
@@ -214,6 +235,16 @@ class DirectoryBackend:
         with open(self._p(path), "rb") as f:
             return f.read(4096)
 
+    def read_stream(self, path: str, size: int = 4096) -> bytes:
+        """One non-blocking read(2) of a consuming file (trace_pipe_raw)."""
+        fd = os.open(self._p(path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            return b""
+        finally:
+            os.close(fd)
+
     def read(self, path: str) -> str:
         return self.read_bytes(path).decode(errors="replace")
 
@@ -227,6 +258,22 @@ class DirectoryBackend:
     def listdir(self, path: str) -> list[str]:
         with os.scandir(self._p(path)) as it:
             return [e.name for e in it]
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(self._p(path))
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(self._p(path))
+
+    def poll(self, path: str, timeout: float | None = 0) -> bool:
+        import select
+        fd = os.open(self._p(path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            return bool(p.poll(None if timeout is None else int(timeout * 1000)))
+        finally:
+            os.close(fd)
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._p(path))
@@ -304,8 +351,10 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
                     f.write(f"{dev[0]}:{dev[1]}\n")
                 count += 1
                 continue
+            vfs = getattr(backend, "vfs", None)
             try:
-                data = backend.read_bytes(path)
+                # consuming files (trace_pipe*) are not read: rendering must not eat events
+                data = b"" if vfs is not None and vfs.is_stream(path) else backend.read_bytes(path)
             except OSError:
                 data = b""
             with open(dst, "wb") as f:

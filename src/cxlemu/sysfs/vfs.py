@@ -50,6 +50,11 @@ class VNode:
 class VFile(VNode):
     kind = "file"
     mode = 0o444
+    stream = False          # consuming reads (trace_pipe): no caching, no seeking
+
+    def readable(self) -> bool:
+        """poll(2): would a read return data now?  Attributes always can."""
+        return True
 
     def read(self) -> bytes:
         raise KernelError(errno.EACCES)
@@ -118,6 +123,13 @@ class VDir(VNode):
 
     def lookup(self, name: str) -> VNode | None:
         return self.entries().get(name)
+
+    def mkdir(self, name: str) -> None:
+        """mkdir(2) in this directory: sysfs refuses (tracefs instances/ allows)."""
+        raise KernelError(errno.EPERM)
+
+    def rmdir(self, name: str) -> None:
+        raise KernelError(errno.EPERM)
 
 
 class StaticDir(VDir):
@@ -264,9 +276,22 @@ class Vfs:
                                         for n, devs in k.classes().items()}),
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
-            "kernel": k.sysfs_kernel_dir(),
+            "kernel": self._kernel_dir(),
             "module": StaticDir(dict),
         }
+
+    def _kernel_dir(self) -> VDir:
+        """/sys/kernel: the kernel's own entries plus tracing (tracefs) and debug (debugfs)."""
+        k = self.kernel
+        from cxlemu.sysfs.tracefs import debugfs_dir, tracefs_dir
+        base = k.sysfs_kernel_dir()
+
+        def entries() -> dict[str, VNode]:
+            out = dict(base.entries()) if isinstance(base, VDir) else {}
+            out["tracing"] = tracefs_dir(k)
+            out["debug"] = debugfs_dir(k)
+            return out
+        return StaticDir(entries)
 
     # ---- path walking --------------------------------------------------------------
     def _walk(self, path: str, follow_last: bool) -> tuple[VNode, str]:
@@ -376,6 +401,44 @@ class Vfs:
             raise _err(e.errno, path) from None
         self.kernel.dirty = True
         return len(data)
+
+    def mkdir(self, path: str) -> None:
+        parent, name = posixpath.split(path.rstrip("/"))
+        node = self.resolve(parent or "/")
+        if not isinstance(node, VDir):
+            raise _err(errno.ENOTDIR, path)
+        if node.lookup(name) is not None:
+            raise _err(errno.EEXIST, path)
+        try:
+            node.mkdir(name)
+        except KernelError as e:
+            raise _err(e.errno, path) from None
+        self.kernel.dirty = True
+
+    def rmdir(self, path: str) -> None:
+        parent, name = posixpath.split(path.rstrip("/"))
+        node = self.resolve(parent or "/")
+        if not isinstance(node, VDir):
+            raise _err(errno.ENOTDIR, path)
+        if node.lookup(name) is None:
+            raise _err(errno.ENOENT, path)
+        try:
+            node.rmdir(name)
+        except KernelError as e:
+            raise _err(e.errno, path) from None
+        self.kernel.dirty = True
+
+    def readable(self, path: str) -> bool:
+        """poll(2) POLLIN for ``path`` (stream files: data is waiting)."""
+        node = self.resolve(path)
+        return isinstance(node, VFile) and node.readable()
+
+    def is_stream(self, path: str) -> bool:
+        try:
+            node = self.resolve(path)
+        except OSError:
+            return False
+        return isinstance(node, VFile) and node.stream
 
     def mode(self, path: str) -> int:
         node = self.resolve(path, follow_last=False)

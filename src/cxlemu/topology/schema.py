@@ -61,6 +61,7 @@ class BootOptions:
     assemble_from_region_labels: bool = False
     memory_block_size: int | None = None  # explicit override (set_memory_block_size_order)
     region_invalidation_test: bool = False  # CONFIG_CXL_REGION_INVALIDATION_TEST
+    cxl_error_native: bool = True         # _OSC grants the OS CXL error control (else firmware-first)
 
     @property
     def kernel_version(self) -> tuple[int, int]:
@@ -158,6 +159,13 @@ class Device:
     pdev_id: int | None = None     # cxl_test: id of cxl_mem.N
     rcd: bool = False              # restricted CXL device (below a CXL 1.1 host bridge)
     qos_class: int | None = None   # qos_class reported for ram/pmem partitions
+    # RAS (CXL r3.1 8.2.9.9.4, 8.2.9.2): poison list size, injection support and
+    # limit, event log size, MSI/MSI-X vectors for event interrupts
+    poison_max_records: int = 256
+    inject_poison_limit: int = 128
+    poison_inject: bool = True
+    event_log_size: int = 64
+    event_irq: bool = True
 
     @property
     def capacity(self) -> int:
@@ -493,6 +501,12 @@ def validate(t: Topology) -> None:
             raise TopologyError(f"{p}.payload_max", "must be a power of two between 256 and 1M")
         if len(d.firmware_version) > 16:
             raise TopologyError(f"{p}.firmware_version", "at most 16 characters")
+        if not 1 <= d.poison_max_records < 1 << 24:
+            raise TopologyError(f"{p}.poison_max_records", "must be between 1 and 16777215 (a 24-bit field)")
+        if not 0 <= d.inject_poison_limit <= 0xFFFF:
+            raise TopologyError(f"{p}.inject_poison_limit", "must be between 0 and 65535 (a 16-bit field)")
+        if not 1 <= d.event_log_size <= 0xFFFF:
+            raise TopologyError(f"{p}.event_log_size", "must be between 1 and 65535 (a 16-bit field)")
         if d.numa_node is not None and d.numa_node not in seen_nodes:
             raise TopologyError(f"{p}.numa_node", f"node {d.numa_node} is not defined in [[numa]]")
         if d.rcd and ids[d.parent] != "host_bridge":

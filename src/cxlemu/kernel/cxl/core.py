@@ -42,6 +42,8 @@ class CxlCore:
         self.regions = RegionManager(self)
         self.mailbox = Mailbox(self)
         self.poison = Poison(self)
+        from cxlemu.kernel.cxl.events import CxlEvents
+        self.events = CxlEvents(self)
         self.bus.attrs["flush"] = (None, self._flush_store, 0o200)
         from cxlemu.kernel.cxl.region import CxlRegion
         for drv in (
@@ -58,6 +60,21 @@ class CxlCore:
 
     def _flush_store(self, buf: bytes) -> None:
         kstrtobool(buf)
+
+    # ---- debugfs (drivers/cxl/core/port.c cxl_debugfs_create_dir, mbox.c) ------------------------
+    raw_allow_all = False
+
+    def debugfs_tree(self) -> dict:
+        def show_raw() -> str:
+            return "Y\n" if self.raw_allow_all else "N\n"
+
+        def store_raw(b: bytes) -> None:
+            self.raw_allow_all = kstrtobool(b)
+        out: dict = {"mbox": {"raw_allow_all": (show_raw, store_raw, 0o600)}}
+        for md in self.memdevs:
+            if md.registered and md.driver is not None:
+                out[md.name] = md.debugfs_files()
+        return out
 
     # ---- lookups ---------------------------------------------------------------------
     def ports(self) -> list[CxlPort]:
@@ -187,10 +204,20 @@ class CxlCore:
 
     # ---- cxl_pci / cxl_mock_mem: memdev creation -------------------------------------------
     def pci_probe(self, pdev: Device, hw: "Type3Device") -> None:
+        if not hw.link_up:
+            raise KernelError(errno.ENXIO, f"cxl_pci {pdev.name}: device not responding (link down)")
         md = CxlMemdev(self, self.mem_ida.alloc(), pdev, hw)
         self.memdevs.append(md)
         self.kernel.register_chrdev(md)
+        self.set_timestamp(md)
         device_add(md)
+        self.events.config(md)
+
+    def set_timestamp(self, md: CxlMemdev) -> None:
+        """cxl_set_timestamp(): the device gets the host's real time (ktime_get_real_ns)."""
+        from cxlemu.hw.mailbox import payloads as P
+        from cxlemu.hw.mailbox.opcodes import Opcode
+        self.mailbox.internal(md, Opcode.SET_TIMESTAMP, P.Timestamp(self.kernel.realtime_ns()).encode())
 
     # ---- cxl_port driver ----------------------------------------------------------------------
     def _port_probe(self, dev: Device) -> None:
