@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
+    "cxlemu.cli.ras_commands",     # RAS: cxlemu fault (media errors, health, link down)
 )
 
 

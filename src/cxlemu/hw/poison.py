@@ -119,9 +119,11 @@ class PoisonStore:
             return None
         return max(dpa, int(self.start[i]))
 
-    def mask(self, dpas: np.ndarray, size: int = LINE) -> np.ndarray:
-        """Bool per entry of ``dpas``: does [dpa, dpa+size) touch poison?  Vectorised."""
+    def mask(self, dpas: np.ndarray, size: "int | np.ndarray" = LINE) -> np.ndarray:
+        """Bool per entry of ``dpas``: does [dpa, dpa+size) touch poison?  Vectorised
+        (``size`` may be an array of the same shape)."""
         d = np.asarray(dpas, dtype=np.int64)
+        size = np.asarray(size, dtype=np.int64)
         if not self.start.size or not d.size:
             return np.zeros(d.shape, dtype=bool)
         ends = self.start + self.length

@@ -126,6 +126,14 @@ class EmulatorBackend:
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
 
+    def open_ndctl(self, path: str) -> "EmulatedNdBusChannel":
+        """/dev/ndctlN: the nvdimm bus ioctls ndctl uses for ARS and Clear Error."""
+        dev = self.vfs.chardev(path)
+        from cxlemu.kernel.nvdimm.bus import NdCtl
+        if not isinstance(dev, NdCtl):
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
+        return EmulatedNdBusChannel(self.kernel, dev.parent)
+
     def hpa_space(self):
         """Physical address space of the machine (what /dev/mem addresses)."""
         from cxlemu.data.datapath import HpaSpace
@@ -200,6 +208,32 @@ class EmulatedMemdevChannel:
             return self.kernel.cxl.mailbox.send(self.memdev, cmd_id, payload_in, out_size)
         except KernelError as e:
             raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def close(self) -> None:
+        pass
+
+
+class EmulatedNdBusChannel:
+    """ND_CMD_ARS_CAP / ND_CMD_CLEAR_ERROR on an nvdimm bus (drivers/nvdimm/bus.c
+    __nd_ioctl -> the bus provider); errors are OSError(errno) like ioctl(2)."""
+
+    def __init__(self, kernel: "Kernel", bus):
+        self.kernel, self.bus = kernel, bus
+
+    def _call(self, fn, *args):
+        from cxlemu.kernel.base.device import KernelError
+        try:
+            return fn(self.kernel, self.bus, *args)
+        except KernelError as e:
+            raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def ars_cap(self, address: int, length: int) -> tuple[int, int, int, int, int]:
+        from cxlemu.kernel.nvdimm import badrange
+        return self._call(badrange.ars_cap, address, length)
+
+    def clear_error(self, address: int, length: int) -> int:
+        from cxlemu.kernel.nvdimm import badrange
+        return self._call(badrange.clear_error, address, length)
 
     def close(self) -> None:
         pass
@@ -315,6 +349,9 @@ class DirectoryBackend:
 
     def dax_device(self, path: str):
         return None
+
+    def open_ndctl(self, path: str):
+        raise OSError(errno.ENOTTY, "nvdimm bus ioctls are not available through a directory", path)
 
     def open_data(self, path: str, write: bool):
         return HostFile(self._p(path) if path.startswith("/dev/") else path, write)

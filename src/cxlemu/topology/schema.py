@@ -62,6 +62,7 @@ class BootOptions:
     memory_block_size: int | None = None  # explicit override (set_memory_block_size_order)
     region_invalidation_test: bool = False  # CONFIG_CXL_REGION_INVALIDATION_TEST
     cxl_error_native: bool = True         # _OSC grants the OS CXL error control (else firmware-first)
+    cxl_pmem_badblocks: bool = True       # cxlemu extension: CXL poison -> libnvdimm badblocks, ARS/clear-error
 
     @property
     def kernel_version(self) -> tuple[int, int]:

@@ -194,6 +194,8 @@ def inject_poison(d: "Type3Device", raw: bytes, _m) -> tuple[int, bytes]:
     if d.poison.injected_count >= d.poison.inject_limit:
         return ReturnCode.INJECT_POISON_LIMIT_REACHED, b""
     d.poison.add(req.dpa, 64, SOURCE_INJECTED, d.timestamp())
+    # "the device adds a poison creation event to its Informational Event log"
+    log_media_error(d, req.dpa, E.TransactionType.HOST_INJECT_POISON, uncorrectable=False, log=E.EventLog.INFO)
     return _ok()
 
 

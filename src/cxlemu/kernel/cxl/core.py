@@ -213,6 +213,36 @@ class CxlCore:
         device_add(md)
         self.events.config(md)
 
+    # ---- PCIe error recovery (drivers/cxl/pci.c cxl_error_detected / cxl_slot_reset) -------------
+    def link_down(self, md: CxlMemdev) -> None:
+        """The link dropped: Downstream Port Containment freezes the channel and
+        the CXL driver gives up CXL.mem: the memdev loses its driver (endpoint,
+        decoders and the regions using them go; memory that kmem cannot
+        offline stays online and now reads as all-ones)."""
+        from cxlemu.kernel.base.device import device_release_driver
+        host = md.parent.name if md.parent else md.name
+        self.kernel.log(f"pcieport: DPC: containment event, status:0x1f01 source:0x0000")
+        self.kernel.log(f"cxl_pci {host}: {md.name}: frozen state error detected, disable CXL.mem")
+        if md.driver is not None:
+            device_release_driver(md)
+        self.kernel.dirty = True
+
+    def link_up(self, md: CxlMemdev) -> None:
+        """The link retrained and the slot was reset (the device went through a
+        hot reset): CXL.mem restarts and the memdev is probed again."""
+        from cxlemu.kernel.base.device import device_attach
+        host = md.parent.name if md.parent else md.name
+        store = self.kernel.media_store
+        if store is not None and md.hw.ram_size:
+            store.discard(md.hw, 0, md.hw.ram_size)     # volatile contents did not survive the reset
+        self.kernel.log(f"cxl_pci {host}: {md.name}: restart CXL.mem after slot reset")
+        self.set_timestamp(md)
+        self.events.config(md)
+        if md.driver is None:
+            device_attach(md)
+        self.kernel.log(f"cxl_pci {host}: {md.name}: error resume successful")
+        self.kernel.dirty = True
+
     def set_timestamp(self, md: CxlMemdev) -> None:
         """cxl_set_timestamp(): the device gets the host's real time (ktime_get_real_ns)."""
         from cxlemu.hw.mailbox import payloads as P

@@ -214,6 +214,7 @@ class MemoryFailure:
             if dax is None:
                 k.log(f"Memory failure: {pfn:#x}: memory outside kernel control")
                 return Outcome(pfn, -errno.ENXIO, MF_MSG_UNKNOWN, MF_IGNORED)
+            self._mark(pfn)
             return self._finish(pfn, MF_MSG_DAX, MF_RECOVERED, self._kill_all(pfn, dax, flags, current), None)
         info = None
         if self.provider is not None:
