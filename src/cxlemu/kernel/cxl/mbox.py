@@ -87,7 +87,7 @@ class Mailbox:
         self.core.kernel.dirty = True
         return int(rc), out[:out_size]
 
-    def internal(self, md: "CxlMemdev", opcode: int, payload: bytes = b"") -> tuple[int, bytes]:
+    def internal(self, md: "CxlMemdev", opcode: int, payload: bytes = b"", service: bool = True) -> tuple[int, bytes]:
         """cxl_internal_send_cmd: one mailbox command to the device, with the
         device's clock kept in step with the kernel's; a device whose link is
         down never answers (-ETIMEDOUT).  Interrupts the command raised are
@@ -98,7 +98,8 @@ class Mailbox:
             rc, out = devmbox.execute(hw, opcode, payload, self.core.kernel.media_access(hw))
         except devmbox.LinkDown:
             raise KernelError(errno.ETIMEDOUT, f"{md.name}: mailbox timeout") from None
-        self.core.events.service(md)
+        if service:
+            self.core.events.service(md)
         return int(rc), out
 
     def sanitize(self, md: "CxlMemdev") -> None:

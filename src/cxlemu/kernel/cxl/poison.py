@@ -116,15 +116,18 @@ class Poison:
 
     def inject(self, md: "CxlMemdev", dpa: int) -> None:
         self._validate(md, dpa)
-        rc, _ = self.core.mailbox.internal(md, Opcode.INJECT_POISON, P.InjectPoisonInput(dpa).encode())
+        rc, _ = self.core.mailbox.internal(md, Opcode.INJECT_POISON, P.InjectPoisonInput(dpa).encode(),
+                                           service=False)
         if rc:
+            self.core.events.service(md)
             raise KernelError(errno_for_return_code(rc) or errno.ENXIO,
                               f"{md.name}: Inject Poison failed: return code {rc:#x}")
         self._after(md, dpa, TRACE_INJECT, "inject")
 
     def clear(self, md: "CxlMemdev", dpa: int) -> None:
         self._validate(md, dpa)
-        rc, _ = self.core.mailbox.internal(md, Opcode.CLEAR_POISON, P.ClearPoisonInput(dpa).encode())
+        rc, _ = self.core.mailbox.internal(md, Opcode.CLEAR_POISON, P.ClearPoisonInput(dpa).encode(),
+                                           service=False)
         if rc:
             raise KernelError(errno_for_return_code(rc) or errno.ENXIO,
                               f"{md.name}: Clear Poison failed: return code {rc:#x}")
@@ -138,6 +141,7 @@ class Poison:
             host = md.parent.name if md.parent else md.name
             self.core.kernel.log(f"cxl_pci {host}: poison {verb} dpa:{dpa:#x} region: {region.name}")
         self.trace(md, region, kind, dpa, 64, 0, 0, 0)
+        self.core.events.service(md)        # the device's poison-creation event interrupt runs after
 
     def debugfs_inject_store(self, md: "CxlMemdev", buf: bytes) -> None:
         self.inject(md, kstrtoull(buf, 0))
