@@ -422,6 +422,24 @@ class HpaSpace:
             raise PoisonError(int(np.asarray(hpas, dtype=np.uint64)[i]), hw.name, dpa)
         return out
 
+    def poisoned(self, hpas: np.ndarray, size: int = 64) -> np.ndarray:
+        """Bool per line at ``hpas``: would a load get poison?  Lines outside every
+        CXL decode range (DRAM) are never poisoned here.  No media is read:
+        one routing pass and one searchsorted per device."""
+        h = np.asarray(hpas, dtype=np.uint64)
+        bad = np.zeros(h.shape, dtype=bool)
+        inside = np.zeros(h.shape, dtype=bool)
+        for r in self.ranges:
+            inside |= (h >= np.uint64(r.base)) & (h < np.uint64(r.end))
+        idx = np.flatnonzero(inside)
+        if not idx.size or not any(len(d.poison) for d in self.p.devices):
+            return bad
+        for di, sel, dpa in self._route_lines(h[idx] - h[idx] % np.uint64(size), size):
+            ps = self.p.devices[di].poison
+            if len(ps):
+                bad[idx[sel]] = ps.mask(dpa, size)
+        return bad
+
     def gather_checked(self, hpas: np.ndarray, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Read ``size`` bytes at each HPA, and a bool per line: poisoned.
         Poisoned lines come back as zeros (never the stale bytes under them);

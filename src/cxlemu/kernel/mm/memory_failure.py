@@ -185,6 +185,24 @@ class MemoryFailure:
             return PageInfo("unknown")
         return PageInfo("free")
 
+    def alloc_pages(self, aid: int) -> np.ndarray:
+        """The pfns of a user allocation in the model's layout (the pages a
+        task owning it would touch): per block, after the reserved and kernel
+        pages and the lower-numbered allocations' pages."""
+        pages = self.mm.pages
+        a = pages.allocs[aid]
+        out = []
+        for bid, n in sorted(a.pieces.items()):
+            blk = self.mm.blocks[bid]
+            first = blk.start_pfn + blk.reserved + blk.kernel
+            for other in sorted(pages.allocs.values(), key=lambda x: x.id):
+                if other.id == aid:
+                    break
+                if other.movable:
+                    first += other.pieces.get(bid, 0)
+            out.append(np.arange(first, first + n, dtype=np.int64))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
     def _alloc_isolate(self, pfn: int, info: PageInfo, kills: list[Kill]) -> None:
         """The killed allocation's task exits: its memory is freed except the
         poisoned page, which stays out of use."""
