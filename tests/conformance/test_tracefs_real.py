@@ -170,6 +170,7 @@ def test_real_cxl_monitor_reads_the_model(tmp_path):
     b.kernel.cxl.events.service(b.kernel.cxl.memdevs[0])
     R = str(tmp_path / "tree")
     render(b, R)
+    render(b, R, tops=(TR,), skip=())                     # tracefs is its own filesystem: asked for explicitly
     inst = f"{TR}/instances/cxl_monitor"
     ncpu = os.cpu_count() or 1
     for cpu in range(max(ncpu, len(b.listdir(f"{inst}/per_cpu")))):

@@ -143,7 +143,8 @@ def test_render_does_not_consume(tmp_path, b):
     b.mkdir(f"{TR}/instances/r")
     b.write(f"{TR}/instances/r/events/cxl/enable", "1")
     _poison(b, 0x6000)
-    render(b, str(tmp_path), tops=("/sys/kernel/tracing",))
+    render(b, str(tmp_path), tops=("/sys/kernel/tracing",), skip=())
+    assert not (tmp_path / "sys/kernel/debug").exists()
     assert (tmp_path / "sys/kernel/tracing/instances/r/per_cpu/cpu0/trace_pipe_raw").read_bytes() == b""
     assert "cxl_poison" in b.read(f"{TR}/instances/r/trace")
     b.rmdir(f"{TR}/instances/r")

@@ -110,8 +110,18 @@ class Kernel:
             "version": lambda: f"Linux version {self.platform.topology.boot.kernel}.0-cxlemu "
                                f"(cxlemu) #1 SMP PREEMPT_DYNAMIC\n",
         }
+        files["mounts"] = self.mounts
         files.update(self.mm.proc_files())
         return files
+
+    def mounts(self) -> str:
+        """/proc/mounts of the machine: sysfs, procfs, tracefs and debugfs where Linux
+        mounts them (libtracefs finds the tracing directory here)."""
+        return ("sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "devtmpfs /dev devtmpfs rw,nosuid,size=4096k,mode=755 0 0\n"
+                "debugfs /sys/kernel/debug debugfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "tracefs /sys/kernel/tracing tracefs rw,nosuid,nodev,noexec,relatime 0 0\n")
 
     def cmdline(self) -> str:
         b = self.platform.topology.boot

@@ -357,9 +357,16 @@ class DirectoryBackend:
         return HostFile(self._p(path) if path.startswith("/dev/") else path, write)
 
 
-def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev")) -> int:
+#: other filesystems mounted below /sys: not part of a sysfs render unless asked for
+OTHER_MOUNTS = ("/sys/kernel/tracing", "/sys/kernel/debug")
+
+
+def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev"),
+           skip: tuple[str, ...] = OTHER_MOUNTS) -> int:
     """Write the backend's tree below ``out`` as real files, dirs and relative
     symlinks (how sysfs links look).  Returns the number of entries written.
+    ``skip``: subtrees left out (tracefs and debugfs are separate filesystems;
+    render them with ``tops=("/sys/kernel/tracing",), skip=()``).
 
     Attributes that cannot be read (write-only) become empty files with their
     mode; device nodes become regular files holding ``major:minor``.
@@ -371,6 +378,8 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
         stack = [top]
         while stack:
             path = stack.pop()
+            if path in skip and path != top:
+                continue
             dst = out + path
             if backend.islink(path):
                 os.symlink(backend.readlink(path), dst)

@@ -402,6 +402,10 @@ class LinkDown(Exception):
 def execute(d: "Type3Device", opcode: int, payload: bytes, media: MediaAccess | None = None) -> tuple[int, bytes]:
     if not d.link_up:
         raise LinkDown(d.name)
-    if opcode not in supported_opcodes(d):
+    h = HANDLERS.get(opcode)
+    if h is None or (opcode in _INJECT_OPS and not d.topo.poison_inject):
         return ReturnCode.UNSUPPORTED, b""
-    return HANDLERS[opcode](d, payload, media)
+    return h(d, payload, media)
+
+
+_INJECT_OPS = frozenset({Opcode.INJECT_POISON, Opcode.CLEAR_POISON})

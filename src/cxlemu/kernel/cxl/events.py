@@ -87,7 +87,8 @@ class CxlEvents:
             raise KernelError(errno.EBUSY)
         md.event_mode = MODE_MSI
         md.hw.events.take_pending()
-        self.get_event_records(md, md.hw.events.status)
+        if md.hw.events.status:
+            self.get_event_records(md, md.hw.events.status)
 
     # ---- interrupts ------------------------------------------------------------------------------------
     def service(self, md: "CxlMemdev") -> None:
