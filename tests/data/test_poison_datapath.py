@@ -128,3 +128,37 @@ def test_dd_of_dev_mem_gets_eio(tmp_path):
     rc, out, err = run(eb, "dd", "if=/dev/mem", "of=/dev/null", "bs=4096", "count=4",
                        f"skip={region.res.start // 4096}")
     assert rc == 1 and "dd: error reading '/dev/mem': Input/output error" in err
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(SHAPES), st.sampled_from(["modulo", "xor"]), st.data())
+def test_kernel_poisoned_pages_match_the_hardware_routing(tmp_path, shape, arith, data):
+    """The pages the workload engine treats as poisoned (the kernel's reverse
+    translation of every device's poison) are exactly the pages in which the
+    data path, routing forwards, finds a poisoned line."""
+    ways, R, rps, sw = shape
+    b, region, hs = build(tmp_path, ways, R, rps, sw, arith)
+    mf = b.kernel.mm.failure
+    assert mf.media_poisoned_pfns().size == 0
+    npages = 64
+    lines = region.res.start + np.arange(npages * 64, dtype=np.uint64) * np.uint64(64)
+    picks = data.draw(st.lists(st.integers(0, lines.size - 1), max_size=5, unique=True))
+    lengths = data.draw(st.lists(st.sampled_from([64, 128, 4096, 8192]), min_size=len(picks),
+                                 max_size=len(picks)))
+    for i, n in zip(picks, lengths):
+        hw, dpa = hs.locate(int(lines[i]))
+        F.media_error(hw, dpa, n)               # may run past a granule: other HPA pages
+    routed = hs.poisoned(lines, 64).reshape(npages, 64).any(axis=1)
+    expect = set((int(region.res.start) >> 12) + np.flatnonzero(routed))
+    got = set(mf.media_poisoned_pfns().tolist())
+    inside = {p for p in got if region.res.start >> 12 <= p < (region.res.start >> 12) + npages}
+    assert inside == expect
+    # every page found anywhere holds a poisoned line (forward check of the whole set)
+    for p in got:
+        page_lines = np.uint64(p << 12) + np.arange(64, dtype=np.uint64) * np.uint64(64)
+        assert hs.poisoned(page_lines, 64).any()
+    assert mf.consumes_poison(np.array(sorted(expect) + [0], np.int64)).tolist() == [True] * len(expect) + [False]
+    # a clear (Clear Poison over the whole device) drops the pages
+    for md in b.kernel.cxl.memdevs:
+        md.hw.poison.clear(0, md.hw.total_capacity, 0)
+    assert mf.media_poisoned_pfns().size == 0

@@ -27,6 +27,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode, errno_for_return_code
 from cxlemu.kernel.base.device import KernelError, kstrtoull
@@ -102,6 +104,68 @@ class Poison:
             n += len(out.records)
             if n >= max_errors or not out.more:
                 return n
+
+    # ---- where the CPU meets poison: system pages over poisoned lines -------------------------
+    def poisoned_pages(self) -> np.ndarray:
+        """Sorted pfns of the system physical pages that hold at least one
+        poisoned line of a CXL device mapped by a region (all poison, listed
+        or not: the media does not care about the list).  What a CPU load of
+        such a page may consume; the workload engine checks its accesses
+        against it.  Cached per device on the poison store's arrays (every
+        change replaces them) and the device's decoder programming."""
+        from cxlemu.kernel.cxl.port import EndpointDecoder
+        cache = self.__dict__.setdefault("_page_cache", {})
+        parts = []
+        for md in self.core.memdevs:
+            st = md.hw.poison
+            ep = md.endpoint
+            if not len(st) or ep is None:
+                continue
+            decs = tuple((d, d.region) for d in ep.decoders
+                         if isinstance(d, EndpointDecoder) and d.region is not None and d.dpa_start is not None
+                         and d.region.res is not None)
+            sig = tuple((d.dpa_start, d.dpa_len, d.pos, id(r), r.res.start, r.res.size) for d, r in decs)
+            hit = cache.get(md.name)
+            if hit is not None and hit[0] is st.start and hit[1] is st.length and hit[2] == sig:
+                parts.append(hit[3])
+                continue
+            pages = [self._decoder_pages(st, d, r) for d, r in decs]
+            pages = np.unique(np.concatenate(pages)) if pages else np.zeros(0, np.int64)
+            cache[md.name] = (st.start, st.length, sig, pages)
+            parts.append(pages)
+        if not parts:
+            return np.zeros(0, np.int64)
+        return parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+
+    def _decoder_pages(self, st, d, region) -> np.ndarray:
+        """pfns over the poisoned DPA ranges of one endpoint decoder: each
+        range is cut at interleave granules (contiguous in HPA), each piece
+        translated with the region's geometry (modulo or XOR)."""
+        from cxlemu.kernel.cxl.translate import to_hpa_array
+        lo, hi = d.dpa_start, d.dpa_start + d.dpa_len
+        sel = (st.start < hi) & (st.start + st.length > lo)
+        if not sel.any():
+            return np.zeros(0, np.int64)
+        g = self.core.regions.geometry(region)
+        gran = g.granularity if g.ways > 1 else max(g.granularity, 1 << 30)
+        a = np.maximum(st.start[sel], lo) - lo          # offsets in the decoder's DPA range
+        b = np.minimum(st.start[sel] + st.length[sel], hi) - lo
+        first, last = a // gran, (b - 1) // gran
+        n = (last - first + 1).astype(np.int64)
+        chunk = np.repeat(first, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+        c0 = chunk * gran
+        s = np.maximum(c0, np.repeat(a, n))
+        e = np.minimum(c0 + gran, np.repeat(b, n))
+        base = to_hpa_array(g, np.full(c0.size, d.pos, np.int64), c0.astype(np.uint64)).astype(np.int64)
+        plo = (base + (s - c0)) >> 12
+        phi = (base + (e - c0) - 1) >> 12
+        cnt = phi - plo + 1
+        return np.repeat(plo, cnt) + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+
+    def __getstate__(self) -> dict:
+        st = dict(self.__dict__)
+        st.pop("_page_cache", None)
+        return st
 
     # ---- debugfs inject / clear ----------------------------------------------------------------------
     def _validate(self, md: "CxlMemdev", dpa: int) -> None:

@@ -151,6 +151,22 @@ class MemoryFailure:
         i = np.minimum(np.searchsorted(self.hwpoison, p), self.hwpoison.size - 1)
         return self.hwpoison[i] == p
 
+    def media_poisoned_pfns(self) -> np.ndarray:
+        """Sorted pfns of pages that hold poisoned lines on their memory device
+        (CXL devices mapped by regions): a CPU access to one consumes poison."""
+        cxl = getattr(self.mm.kernel, "cxl", None)
+        return cxl.poison.poisoned_pages() if cxl is not None else np.zeros(0, np.int64)
+
+    def consumes_poison(self, pfns: np.ndarray) -> np.ndarray:
+        """Per pfn: does an access read a poisoned line there (page granular:
+        the workload engine does not track lines inside a page)."""
+        bad = self.media_poisoned_pfns()
+        p = np.asarray(pfns, dtype=np.int64)
+        if not bad.size or not p.size:
+            return np.zeros(p.shape, dtype=bool)
+        i = np.minimum(np.searchsorted(bad, p), bad.size - 1)
+        return bad[i] == p
+
     def hardware_corrupted_kb(self) -> int:
         return self.num_poisoned_pages * 4
 
