@@ -13,16 +13,31 @@ from cxlemu.machine.store import MachineError, Store
 from cxlemu.topology import presets
 
 
+class UsageError(MachineError):
+    """Wrong arguments to a cxlemu command: exit status 2, like argparse."""
+    exit_status = 2
+
+    def __str__(self) -> str:
+        return f"usage: cxlemu {super().__str__()}"
+
+
 def _store() -> Store:
     return Store()
 
 
 def _topology_text(arg: str) -> str:
+    from cxlemu.topology.schema import decode_text
     if arg in presets.names():
         return presets.text(arg)
     p = Path(arg)
     if p.is_file():
-        return p.read_text()
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise MachineError(f"{arg}: {e.strerror}") from None
+        return decode_text(data, arg)
+    if p.is_dir():
+        raise MachineError(f"{arg}: is a directory, not a topology file")
     raise MachineError(f"unknown topology {arg!r}: not a preset ({', '.join(presets.names())}) nor a file")
 
 
@@ -120,24 +135,19 @@ def machine_summary(m) -> dict:
 
 
 def cmd_show(args) -> int:
+    from cxlemu.cli import views
     with _store().open(args.name, write=False) as m:
-        print(json.dumps(machine_summary(m), indent=2))
+        summary = machine_summary(m)
+    if views.on_terminal() and not views.want_json(args):
+        views.show(summary)
+    else:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
 def wrapper_dir(name: str) -> Path:
-    from cxlemu.machine.store import home
-    from cxlemu.tools.runner import TOOLS
-    d = home() / "bin" / name
-    d.mkdir(parents=True, exist_ok=True)
-    for tool in TOOLS:
-        p = d / tool
-        script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cxlemu exec "
-                  f"{shlex.quote(name)} -- {tool} \"$@\"\n")
-        if not p.exists() or p.read_text() != script:
-            p.write_text(script)
-            p.chmod(0o755)
-    return d
+    from cxlemu.cli.shell import wrapper_dir as wd
+    return wd(name)
 
 
 def cmd_exec(args) -> int:
@@ -145,9 +155,16 @@ def cmd_exec(args) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise MachineError("exec: nothing to run (cxlemu exec NAME -- COMMAND [ARGS...])")
+        raise UsageError("exec NAME -- COMMAND [ARGS...] (nothing to run)")
     from cxlemu.tools.runner import TOOLS, run_tool
     tool = os.path.basename(argv[0])
+    from cxlemu.cli import shell
+    if tool in shell.COREUTILS and not getattr(args, "_machine_only", False):
+        if not _store().exists(args.name):
+            raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
+        # cat/ls/readlink/tree: the machine's /sys, /proc, /dev here, every other path on the host
+        args._machine_only = True
+        return shell.run_coreutil(tool, argv[1:], lambda a: cmd_exec(_with_argv(args, [tool, *a])))
     if tool in TOOLS:
         with _store().open(args.name) as m:
             backend = m.backend()
@@ -167,17 +184,18 @@ def cmd_exec(args) -> int:
         return 127
 
 
+def _with_argv(args, argv: list[str]):
+    import copy
+    a = copy.copy(args)
+    a.argv = argv
+    return a
+
+
 def cmd_shell(args) -> int:
     if not _store().exists(args.name):
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
-    env = dict(os.environ)
-    env["PATH"] = f"{wrapper_dir(args.name)}:{env.get('PATH', '')}"
-    env["CXLEMU_MACHINE"] = args.name
-    env["PS1"] = f"(cxlemu:{args.name}) " + env.get("PS1", r"\w\$ ")
-    shell = env.get("SHELL", "/bin/sh")
-    print(f"cxlemu: a shell for machine {args.name!r}: cxl, ndctl, daxctl, numactl, lspci, dd act on it; "
-          f"exit to leave", file=sys.stderr)
-    return subprocess.call([shell], env=env)
+    from cxlemu.cli.shell import run_shell
+    return run_shell(args.name, getattr(args, "command", None))
 
 
 def cmd_iomem(args) -> int:
@@ -203,37 +221,73 @@ def cmd_acpi(args) -> int:
         if name not in tables:
             raise MachineError(f"no ACPI table {args.table!r} (have: {', '.join(sorted(tables))})")
         if args.raw:
-            Path(args.raw).write_bytes(tables[name])
+            try:
+                Path(args.raw).write_bytes(tables[name])
+            except OSError as e:
+                raise MachineError(f"acpi --raw {args.raw}: {e.strerror}") from None
             return 0
         sys.stdout.write(dump_table(name, tables[name]))
     return 0
 
 
+def _sysfs_error(action: str, path: str, e: OSError) -> int:
+    """A failed path operation, reported like cat/ls report it."""
+    msg = os.strerror(e.errno) if e.errno else str(e)
+    print(f"cxlemu: sysfs {action}: {path}: {msg}", file=sys.stderr)
+    return 1
+
+
 def cmd_sysfs(args) -> int:
     from cxlemu.sysfs.backend import render
+    if args.action == "render":
+        if len(args.args) != 1:
+            raise UsageError("sysfs NAME render OUTDIR")
+        out = Path(args.args[0])
+        if out.exists() and not out.is_dir():
+            raise MachineError(f"sysfs render: {out} exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            raise MachineError(f"sysfs render: {out} is not empty")
+    elif args.action == "write" and len(args.args) != 2:
+        raise UsageError("sysfs NAME write PATH VALUE")
+    elif args.action == "read" and not args.args:
+        raise UsageError("sysfs NAME read PATH...")
     with _store().open(args.name, write=args.action == "write") as m:
         b = m.backend()
         if args.action == "render":
-            if len(args.args) != 1:
-                raise MachineError("sysfs render OUTDIR")
-            out = Path(args.args[0])
-            if out.exists() and any(out.iterdir()):
-                raise MachineError(f"{out} is not empty")
-            out.mkdir(parents=True, exist_ok=True)
-            n = render(b, str(out.resolve()))
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                n = render(b, str(out.resolve()))
+            except OSError as e:
+                return _sysfs_error("render", e.filename or str(out), e)
             print(f"rendered {n} entries of {args.name}'s /sys, /proc and /dev into {out}", file=sys.stderr)
             return 0
         if args.action == "read":
+            rc = 0
             for p in args.args:
-                sys.stdout.write(b.read(p))
-            return 0
+                try:
+                    data = b.read_bytes(p)
+                except OSError as e:
+                    rc = _sysfs_error("read", p, e)
+                    continue
+                sys.stdout.flush()                   # binary attributes (CDAT) come out as bytes
+                out = getattr(sys.stdout, "buffer", None)
+                if out is not None:
+                    out.write(data)
+                    out.flush()
+                else:
+                    sys.stdout.write(data.decode(errors="replace"))
+            return rc
         if args.action == "ls":
+            rc = 0
             for p in args.args or ["/sys"]:
-                for n in b.listdir(p):
+                try:
+                    names = b.listdir(p)
+                except OSError as e:
+                    rc = _sysfs_error("ls", p, e)
+                    continue
+                for n in names:
                     print(n)
-            return 0
-        if len(args.args) != 2:
-            raise MachineError("sysfs write PATH VALUE")
+            return rc
         try:
             b.write(args.args[0], args.args[1] + "\n")
         except OSError as e:

@@ -17,7 +17,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from cxlemu.cli import commands as c
-    p = argparse.ArgumentParser(prog="cxlemu", description=__doc__,
+    p = argparse.ArgumentParser(prog="cxlemu", description=__doc__.replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"cxlemu {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,11 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="+")
     sp = add("show", c.cmd_show, "machine summary as JSON (devices, media files, windows, regions)")
     sp.add_argument("name")
+    sp.add_argument("--json", action="store_true", help="JSON even on a terminal (tables there otherwise)")
     sp = add("exec", c.cmd_exec, "run a tool (cxl, ndctl, daxctl, numactl, lspci, dd, cat, ls) on a machine")
-    sp.add_argument("name")
+    sp.add_argument("name", help=MACHINE_HELP)
     sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = EXEC_HELP
     sp = add("shell", c.cmd_shell, "a subshell whose PATH has the machine's tools")
-    sp.add_argument("name")
+    sp.add_argument("name", help=MACHINE_HELP)
+    sp.add_argument("-c", dest="command", metavar="COMMAND",
+                    help="run one command line in that environment and exit with its status (like sh -c)")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = SHELL_HELP
     sp = add("iomem", c.cmd_iomem, "the machine's /proc/iomem")
     sp.add_argument("name")
     sp = add("dmesg", c.cmd_dmesg, "the machine's kernel log")
@@ -52,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("table", nargs="?", default="CEDT")
     sp.add_argument("--raw", metavar="FILE", help="write the binary table to FILE")
     sp = add("sysfs", c.cmd_sysfs, "render, read or write the machine's sysfs")
-    sp.add_argument("name")
-    sp.add_argument("action", choices=["render", "read", "write", "ls"])
-    sp.add_argument("args", nargs="*")
+    sp.add_argument("name", help=MACHINE_HELP)
+    sp.add_argument("action", choices=["render", "read", "write", "ls"],
+                    help="render OUTDIR | read PATH... | write PATH VALUE | ls [PATH...]")
+    sp.add_argument("args", nargs="*", help="the action's arguments")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = SYSFS_HELP
     sp = add("reboot", c.cmd_reboot, "reboot: volatile memory is lost, persistent memory survives")
     sp.add_argument("name")
     sp = add("power-fail", c.cmd_power_fail, "cut the power: unflushed stores are lost unless eADR")
@@ -76,10 +86,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MACHINE_HELP = "the machine (see: cxlemu ls)"
+
+EXEC_HELP = """\
+COMMAND is one of the bundled tools, run on the machine with the same arguments
+as the real tool: cxl, ndctl, daxctl, numactl, lspci, dd (if=/of= a host file,
+/dev/mem or /dev/daxX.Y), and cat, ls, readlink, tree for the machine's /sys,
+/proc and /dev (other paths go to the host's binaries).  Any other COMMAND runs
+on the host with the machine's tools first in PATH.
+
+examples:
+  cxlemu exec box -- cxl list -M -u
+  cxlemu exec box -- cat /sys/bus/cxl/devices/mem0/serial
+  cxlemu exec box -- sh -c 'cxl list -R | jq .'
+"""
+
+SHELL_HELP = """\
+In the shell, cxl, ndctl, daxctl, numactl, lspci and dd act on the machine;
+cat, ls, readlink and tree act on its /sys, /proc and /dev and pass every
+other path (and stdin: cxl list | cat) to the host's binaries.  The prompt is
+(cxlemu:NAME) $.
+
+examples:
+  cxlemu shell box
+  cxlemu shell box -c 'cxl list -M | grep serial'
+"""
+
+SYSFS_HELP = """\
+actions:
+  render OUTDIR      write /sys, /proc and /dev as real files into OUTDIR (new or empty)
+  read PATH...       print attributes (binary ones such as CDAT as bytes)
+  write PATH VALUE   write VALUE and a newline, as echo VALUE > PATH does
+  ls [PATH...]       list directories (default /sys)
+
+examples:
+  cxlemu sysfs box read /sys/bus/cxl/devices/mem0/pmem/size
+  cxlemu sysfs box render /tmp/box && ls /tmp/box/sys/bus/cxl/devices
+"""
+
 PLUGINS = (
     "cxlemu.cli.mm_commands",      # memory blocks, allocations, nodes (volatile memory / hotplug)
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
     "cxlemu.cli.ras_commands",     # RAS: cxlemu fault (media errors, health, link down)
+    "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
 )
 
 
@@ -99,9 +148,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MachineError as e:
         print(f"cxlemu: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_status", 1)
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:           # a host file or directory the command was pointed at
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"cxlemu: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:         # never a traceback from user input (CXLEMU_DEBUG=1 shows it)
+        import os
+        if os.environ.get("CXLEMU_DEBUG"):
+            raise
+        print(f"cxlemu: internal error: {type(e).__name__}: {e} (CXLEMU_DEBUG=1 shows the traceback; "
+              f"please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ def register(add) -> None:
     try:
         sp = add("blocks", cmd_blocks, "memory blocks: state, zone, node (like lsmem)")
         sp.add_argument("name")
+        sp.add_argument("--json", action="store_true", help="print JSON")
     except argparse.ArgumentError:
         pass                      # the placeholder in cli/commands.py uses kernel/mm/lsmem.py as well
     sp = add("mem", cmd_mem, "page allocations: alloc / free / stat (kernel vs user, per node and zone)")
@@ -38,15 +39,21 @@ def register(add) -> None:
     a.add_argument("--node", type=int, default=-1, help="preferred node (falls back by distance)")
     f = msub.add_parser("free", help="free an allocation")
     f.add_argument("id", type=int)
-    msub.add_parser("stat", help="allocations and per-node, per-zone usage")
+    st = msub.add_parser("stat", help="allocations and per-node, per-zone usage")
+    st.add_argument("--json", action="store_true", help="print JSON")
     sp = add("nodes", cmd_nodes, "NUMA nodes: numactl -H plus latency/bandwidth, tiers and demotion")
     sp.add_argument("name")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
 
 def cmd_blocks(args) -> int:
+    from cxlemu.cli import views
     from cxlemu.kernel.mm.lsmem import lsmem
     with _store().open(args.name, write=False) as m:
-        sys.stdout.write(lsmem(m.backend()))
+        if views.want_json(args) or views.on_terminal():
+            views.blocks(m.backend(), args)        # JSON, or a rich table on a terminal
+        else:
+            sys.stdout.write(lsmem(m.backend()))
     return 0
 
 
@@ -111,7 +118,11 @@ def cmd_mem(args) -> int:
                 m.kernel.dirty = True
                 print(f"freed {describe(mm, a).split(':', 1)[0]}")
             else:
-                sys.stdout.write(stat_text(mm))
+                from cxlemu.cli import views
+                if views.want_json(args) or views.on_terminal():
+                    views.stat(mm, args)
+                else:
+                    sys.stdout.write(stat_text(mm))
         except KernelError as e:
             print(f"cxlemu: mem {args.mem_action}: {os.strerror(e.errno)}: {e.log}", file=sys.stderr)
             return 1
@@ -145,6 +156,10 @@ def nodes_text(backend, mm) -> str:
 
 
 def cmd_nodes(args) -> int:
+    from cxlemu.cli import views
     with _store().open(args.name, write=False) as m:
-        sys.stdout.write(nodes_text(m.backend(), m.kernel.mm))
+        if views.want_json(args) or views.on_terminal():
+            views.nodes(m.backend(), m.kernel.mm, args)
+        else:
+            sys.stdout.write(nodes_text(m.backend(), m.kernel.mm))
     return 0

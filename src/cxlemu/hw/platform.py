@@ -367,8 +367,14 @@ def build_platform(t: Topology) -> Platform:
         if w.base is None:
             win_cursor = base + w.size
         windows.append(WindowHw(index=i, topo=w, base=base, host_bridges=[hb_by_id[x] for x in w.targets]))
-    ends = [w.end for w in windows] + [win_cursor]
-    del ends
+    from cxlemu.topology.schema import PHYS_ADDR_BITS
+    for w in windows:          # packed windows may still run past the physical address space
+        if w.end > 1 << PHYS_ADDR_BITS:
+            raise TopologyError(f"window[{w.index}].size", f"the window would end at {w.end - 1:#x}, beyond the "
+                                                           f"{PHYS_ADDR_BITS}-bit physical address space (64T)")
+    if ram_top > 1 << PHYS_ADDR_BITS:
+        raise TopologyError("numa", f"{ram_top:#x} bytes of DRAM do not fit the {PHYS_ADDR_BITS}-bit "
+                                    f"physical address space")
 
     # probe order: PCI devices probe in bus order; cxl_test platform devices by id
     if cxl_test:
@@ -376,7 +382,32 @@ def build_platform(t: Topology) -> Platform:
     else:
         devices.sort(key=lambda d: d.name)
 
+    seen_names: dict[str, str] = {}     # cxl_test pdev ids (explicit or counted) must name distinct devices
+    for kind, items in (("host_bridge", hbs), ("switch", switches), ("device", devices)):
+        for x in items:
+            other = seen_names.setdefault(x.name, x.topo.id)
+            if other != x.topo.id:
+                raise TopologyError(f"{kind}:{x.topo.id}.pdev_id", f"device name {x.name} is already used by "
+                                                                   f"{other!r}")
+    for owner in (*hbs, *switches):
+        for dp in owner.ports:
+            if dp.kind == "rch":
+                continue
+            label = f"port {dp.index} of {owner.topo.id}"
+            other = seen_names.setdefault(dp.name, label)
+            if other != label:
+                raise TopologyError(f"{owner.topo.id}.dport_pdev_ids", f"port name {dp.name} is already used by "
+                                                                        f"{other!r}")
     e820 = _e820(dram, windows, t)
+    for w in windows:          # an explicit base must not land on DRAM, firmware ranges or CHBS blocks
+        if w.topo.base is None:
+            continue
+        busy = [(e.start, e.end, f"e820 {e.type} range") for e in e820 if e.type != "soft reserved"]
+        busy += [(hb.chbs_base, hb.chbs_base + CHBS_LEN_CXL20 - 1, f"the CHBS of {hb.topo.id}") for hb in hbs]
+        for start, end, what in busy:
+            if w.base <= end and start <= w.end - 1:
+                raise TopologyError(f"window[{w.index}].base", f"[{w.base:#x}-{w.end - 1:#x}] overlaps {what} "
+                                                               f"[{start:#x}-{end:#x}]")
     plat = Platform(topology=t, host_bridges=hbs, switches=switches, devices=devices,
                     windows=windows, e820=e820, dram_ranges=dram)
     plat.tables = build_tables(plat)

@@ -98,7 +98,8 @@ class Type3Device:
             lsa=bytearray(d.lsa),
             hdm=HdmDecoderUnit(count=d.hdm_decoders, target_count=0, caps=d.caps),
             fw_slots=slots,
-            media_file=f"{d.serial or 0:016x}.media",
+            # by serial; devices without a serial number (0, several allowed) by topology id
+            media_file=f"{d.serial:016x}.media" if d.serial else f"{0:016x}-{d.id}.media",
             poison=PoisonStore(d.capacity, max_records=d.poison_max_records,
                                inject_limit=d.inject_poison_limit),
             events=EventLogs(sizes=(d.event_log_size,) * 5),
@@ -137,6 +138,20 @@ class Type3Device:
     def timestamp(self) -> int:
         """Get Timestamp: the host-set time advanced by the device clock."""
         return self.timestamp_base + (self.clock_ns - self.timestamp_set_at) if self.timestamp_base else 0
+
+    def cdat_table(self) -> bytes:
+        """The CDAT the device serves over its DOE mailbox: one DSMAS (with
+        DSLBIS latency/bandwidth and DSEMTS) per partition, from the topology's
+        ``cdat`` figures (ns -> ps)."""
+        from cxlemu.hw.cdat import cdat_for_device, encode_cdat
+        ranges = []
+        if self.ram_size:
+            ranges.append((0, self.ram_size, False))
+        if self.pmem_size:
+            ranges.append((self.ram_size, self.pmem_size, True))
+        c = self.topo.cdat
+        return encode_cdat(cdat_for_device(ranges, c.read_latency * 1000, c.write_latency * 1000,
+                                           c.read_bandwidth, c.write_bandwidth))
 
     # ---- resets ------------------------------------------------------------
     def conventional_reset(self) -> None:

@@ -137,6 +137,8 @@ def _build_devices(k: "Kernel") -> None:
             device_add(adev)
             hbdev = PciHostBridge(hb.name, k.root, None)
             hbdev.links["firmware_node"] = adev
+            adev.links["physical_node"] = hbdev      # acpi_bind_one()
+            k.devmap[hb.acpi_name] = adev
             hbdev.numa_node_id = hb.topo.numa_node
             hb_acpi = adev
         device_add(hbdev, probe=False)
@@ -220,8 +222,11 @@ def boot(k: "Kernel") -> None:
                 device_attach(d)
     from cxlemu.kernel.base.device import device_attach
     device_attach(k.cxl_host)                # cxl_acpi: root0, root decoders, host-bridge ports
-    for host in memdev_hosts:                # cxl_pci / cxl_mock_mem: memN -> cxl_mem -> endpoints
-        device_attach(host)
+    from cxlemu.util.progress import progress
+    with progress("probing CXL memory devices", total=len(memdev_hosts)) as bar:   # drawn on a terminal only
+        for host in memdev_hosts:            # cxl_pci / cxl_mock_mem: memN -> cxl_mem -> endpoints
+            device_attach(host)
+            bar.advance()
     k.mm.late_boot() if hasattr(k.mm, "late_boot") else None
     k.nvdimm.late_boot() if hasattr(k.nvdimm, "late_boot") else None
     k.dirty = True

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from cxlemu.hw.platform import Platform
 from cxlemu.kernel.base.device import Bus, Device, Driver, Ida, PlainDir, device_add
+from cxlemu.kernel.features import table as feature_table
 from cxlemu.kernel.resource import IORES_DESC_SOFT_RESERVED, Resource, format_iomem, insert_resource
 
 PHYS_ADDR_BITS = 46
@@ -60,6 +61,15 @@ class Kernel:
 
     def profile_at_least(self, major: int, minor: int) -> bool:
         return self.version >= (major, minor)
+
+    def has(self, feature: str) -> bool:
+        """Does this kernel profile have ``feature`` (kernel/features.py)?
+        Asked on every sysfs lookup: the profile's table is computed once
+        (a transient cache, not saved with the state)."""
+        t = self.__dict__.get("_features")
+        if t is None:
+            t = self._features = feature_table(self.version)
+        return t[feature]
 
     @property
     def acpi_tables(self) -> dict[str, bytes]:
@@ -153,7 +163,7 @@ class Kernel:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for transient in ("media_store", "current_pid", "current_cpu", "current_comm"):
+        for transient in ("media_store", "current_pid", "current_cpu", "current_comm", "_features"):
             state.pop(transient, None)
         return state
 

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 LINK_GT_S = 32
 LINK_WIDTH = 16
 ACCESS_CLASSES = ("access0", "access1")
-REGION_PERF_SINCE = (6, 9)      # region access0/access1, node attributes from CXL (recall)
 
 
 def pcie_lane_mbps(gts: int) -> int:
@@ -148,7 +147,7 @@ class Perf:
     def region_coordinates(self, r: "CxlRegion") -> None:
         """Fill r.coords (access0/access1; ns and MB/s) at region probe."""
         members = [t.memdev.hw for t in r.members()]
-        if not self.kernel.profile_at_least(*REGION_PERF_SINCE):
+        if not self.kernel.has("region_access_coordinates"):
             r.coords = {}
             return
         if not members or r.mode != "ram" and r.mode != "pmem":
@@ -187,7 +186,7 @@ class Perf:
     def node_memory_online(self, nid: int) -> None:
         """cxl_region_perf_attrs_callback(): the node got its first memory."""
         regions = self.regions_on_node(nid)
-        if not regions or not self.kernel.profile_at_least(*REGION_PERF_SINCE):
+        if not regions or not self.kernel.has("region_access_coordinates"):
             return
         r = regions[0]
         numa = self.kernel.mm.numa

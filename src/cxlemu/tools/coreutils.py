@@ -27,19 +27,38 @@ def cat(argv: list[str], ctx: CommandContext) -> int:
                 _err(ctx, "cat", path, e)
             rc = 1
             continue
-        ctx.stdout.write(data.decode(errors="replace"))
+        out = getattr(ctx.stdout, "buffer", None)    # binary attributes (CDAT) as bytes
+        if out is not None:
+            ctx.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:
+            ctx.stdout.write(data.decode(errors="replace"))
     return rc
 
 
+def _flags(argv: list[str]) -> set[str]:
+    """Single-letter flags of ``-ld``-style options."""
+    return {c for a in argv if a.startswith("-") and not a.startswith("--") for c in a[1:]}
+
+
 def ls(argv: list[str], ctx: CommandContext) -> int:
-    long = "-l" in argv
+    flags = _flags(argv)
+    long = "l" in flags
     paths = [a for a in argv if not a.startswith("-")] or ["/sys"]
     rc = 0
+    b = ctx.backend
     for path in paths:
-        b = ctx.backend
+        if not b.lexists(path):
+            ctx.stderr.write(f"ls: cannot access '{path}': No such file or directory\n")
+            rc = 2
+            continue
         try:
-            if not b.isdir(path):
-                ctx.stdout.write(path + "\n")
+            if "d" in flags or not b.isdir(path):
+                if long and b.islink(path):
+                    ctx.stdout.write(f"{path} -> {b.readlink(path)}\n")
+                else:
+                    ctx.stdout.write(path + "\n")
                 continue
             names = sorted(b.listdir(path))
         except OSError as e:
@@ -93,6 +112,8 @@ def tree(argv: list[str], ctx: CommandContext) -> int:
     ctx.stdout.write(root + "\n")
     try:
         walk(root, "", 0)
+    except BrokenPipeError:
+        raise
     except OSError as e:
         _err(ctx, "tree", root, e)
         return 1

@@ -36,6 +36,17 @@ ARITHMETICS = ("modulo", "xor")
 KERNEL_PROFILES = ("6.1", "6.3", "6.5", "6.8", "6.9", "6.12", "6.14", "6.17")
 VALID_WAYS = (1, 2, 3, 4, 6, 8, 12, 16)
 
+# Field limits from the encodings the values end up in (a value that does not
+# fit is refused here, naming the field and the limit, never deep in a codec).
+U8_MAX, U16_MAX, U32_MAX, U64_MAX = 0xFF, 0xFFFF, 0xFFFF_FFFF, (1 << 64) - 1
+PHYS_ADDR_BITS = 46           # x86-64 4-level paging; kernel.kernel.PHYS_ADDR_BITS (iomem_resource)
+MAX_NUMNODES = 1 << 10        # x86-64 CONFIG_NODES_SHIFT=10
+NR_CPUS_MAX = 8192            # x86-64 CONFIG_MAXSMP
+LSA_SIZE_MAX = U32_MAX        # Identify Memory Device "LSA Size" is 4 bytes (CXL 2.0 Table 175,
+                              # r3.1 Table 8-127); Get/Set LSA carry a u32 offset and length
+LSA_SIZE_CXLEMU_MAX = 256 * MiB  # cxlemu keeps a label area in the machine state (docs/fidelity.md)
+MEM_SIZE_FOR_LARGE_BLOCK = 64 * GiB  # arch/x86/mm/init_64.c set_memory_block_size_order() bound
+
 
 class TopologyError(ValueError):
     """A topology file is invalid.  ``field`` names the offending field."""
@@ -100,7 +111,8 @@ class HostBridge:
     chbs_base: int | None = None
     bus: int | None = None           # PCI root bus number (_BBN)
     segment: int = 0                 # PCI segment group (domain, _SEG)
-    numa_node: int = 0
+    numa_node: int = 0               # the bridge's _PXM node; -1: no _PXM (QEMU pxb-cxl without numa_node=),
+                                     # so PCI devices below it, and their memdevs, have no node (-1)
     caps: HdmCaps = HdmCaps()
     pdev_id: int | None = None       # cxl_test flavor: platform device id
     port_ids: tuple[int, ...] | None = None  # dport ids of the root ports (PCIe port numbers)
@@ -310,6 +322,17 @@ def _build(cls, path: str, table: dict[str, Any], nested: dict[str, type] | None
         raise TopologyError(path, str(e)) from None
 
 
+def decode_text(data: bytes, origin: str = "<toml>") -> str:
+    """The text of a topology file; a file that is not UTF-8 (binary garbage,
+    another encoding) is a TopologyError naming the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise TopologyError(origin, f"not a UTF-8 text file (byte {data[e.start]:#04x} at offset "
+                                    f"{e.start}, line {line}); a topology is TOML text") from None
+
+
 def loads(text: str) -> Topology:
     """Parse and validate a topology from TOML text."""
     try:
@@ -378,6 +401,9 @@ def validate(t: Topology) -> None:
         raise TopologyError("boot.auto_movable_ratio", "must not be negative")
     if b.memory_block_size is not None and (not is_pow2(b.memory_block_size) or b.memory_block_size < 128 * MiB):
         raise TopologyError("boot.memory_block_size", "must be a power of two of at least 128M")
+    if b.memory_block_size is not None and b.memory_block_size > MEM_SIZE_FOR_LARGE_BLOCK:
+        raise TopologyError("boot.memory_block_size", "at most 64G (set_memory_block_size_order, "
+                                                      "MEM_SIZE_FOR_LARGE_BLOCK)")
 
     seen_nodes: set[int] = set()
     for i, n in enumerate(t.numa):
@@ -386,13 +412,22 @@ def validate(t: Topology) -> None:
         seen_nodes.add(n.node)
         if n.node < 0:
             raise TopologyError(f"numa[{i}].node", "must not be negative")
+        if n.node >= MAX_NUMNODES:
+            raise TopologyError(f"numa[{i}].node", f"must be below {MAX_NUMNODES} (MAX_NUMNODES)")
         if n.memory <= 0 or n.memory % (128 * MiB):
             raise TopologyError(f"numa[{i}].memory", "must be a positive multiple of 128M")
+        if n.memory >= 1 << PHYS_ADDR_BITS:
+            raise TopologyError(f"numa[{i}].memory", f"does not fit the {PHYS_ADDR_BITS}-bit physical "
+                                                     f"address space (64T)")
         if n.cpus < 0:
             raise TopologyError(f"numa[{i}].cpus", "must not be negative")
+        if n.cpus > NR_CPUS_MAX:
+            raise TopologyError(f"numa[{i}].cpus", f"at most {NR_CPUS_MAX} (NR_CPUS)")
         for f in ("read_latency", "write_latency", "read_bandwidth", "write_bandwidth"):
             if getattr(n, f) <= 0:
                 raise TopologyError(f"numa[{i}].{f}", "must be positive")
+            if getattr(n, f) > U32_MAX:
+                raise TopologyError(f"numa[{i}].{f}", "does not fit the HMAT (at most 4294967295)")
     if not any(n.cpus for n in t.numa):
         raise TopologyError("numa", "at least one node needs CPUs")
 
@@ -408,6 +443,8 @@ def validate(t: Topology) -> None:
     uids: set[int] = set()
     for i, hb in enumerate(t.host_bridges):
         p = f"host_bridge[{i}]"
+        if not 0 <= hb.uid <= U32_MAX:
+            raise TopologyError(f"{p}.uid", "must fit the 32-bit _UID of CHBS/CFMWS (0..4294967295)")
         if hb.uid in uids:
             raise TopologyError(f"{p}.uid", f"UID {hb.uid} is already used")
         uids.add(hb.uid)
@@ -423,7 +460,13 @@ def validate(t: Topology) -> None:
                                 "(only a single-port bridge may be a pass-through)")
         if hb.port_ids is not None and len(hb.port_ids) != hb.root_ports:
             raise TopologyError(f"{p}.port_ids", "needs one id per root port")
-        if hb.numa_node not in seen_nodes:
+        if hb.port_ids is not None and not all(0 <= x <= U8_MAX for x in hb.port_ids):
+            raise TopologyError(f"{p}.port_ids", "a PCIe port number is 8 bits (0..255)")
+        if hb.chbs_base is not None and (hb.chbs_base % 0x10000 or hb.chbs_base >= 1 << PHYS_ADDR_BITS):
+            raise TopologyError(f"{p}.chbs_base", f"must be 64K aligned and below 2^{PHYS_ADDR_BITS}")
+        if hb.pdev_id is not None and not 0 <= hb.pdev_id <= 0xFFFF:
+            raise TopologyError(f"{p}.pdev_id", "must be 0..65535")
+        if hb.numa_node not in seen_nodes and hb.numa_node != -1:
             raise TopologyError(f"{p}.numa_node", f"node {hb.numa_node} is not defined in [[numa]]")
         if hb.bus is not None and not 0 <= hb.bus <= 255:
             raise TopologyError(f"{p}.bus", "must be a PCI bus number 0..255")
@@ -444,6 +487,11 @@ def validate(t: Topology) -> None:
                                 "a switch with several downstream ports needs HDM decoders")
         if sw.dport_pdev_ids is not None and len(sw.dport_pdev_ids) != sw.downstream_ports:
             raise TopologyError(f"{p}.dport_pdev_ids", "needs one id per downstream port")
+        for f in ("pdev_id",):
+            if getattr(sw, f) is not None and not 0 <= getattr(sw, f) <= 0xFFFF:
+                raise TopologyError(f"{p}.{f}", "must be 0..65535")
+        if sw.dport_pdev_ids is not None and not all(0 <= x <= 0xFFFF for x in sw.dport_pdev_ids):
+            raise TopologyError(f"{p}.dport_pdev_ids", "ids must be 0..65535")
         nports[sw.id] = sw.downstream_ports
 
     # attachment: ports in range, no double use, no cycles
@@ -480,12 +528,17 @@ def validate(t: Topology) -> None:
     serials: set[int] = set()
     for i, d in enumerate(t.devices):
         p = f"device[{i}]"
-        if d.serial in serials:
+        if not 0 <= (d.serial or 0) <= U64_MAX:
+            raise TopologyError(f"{p}.serial", "the Device Serial Number is 64 bits")
+        if d.serial in serials and d.serial != 0:
             raise TopologyError(f"{p}.serial", f"serial {d.serial:#x} is already used")
-        serials.add(d.serial)
+        serials.add(d.serial)   # 0: no Device Serial Number capability (QEMU cxl-type3 without sn=)
         for f in ("volatile", "persistent", "partitionable"):
             if getattr(d, f) % SZ_256M:
                 raise TopologyError(f"{p}.{f}", "capacity must be a multiple of 256M (CXL_CAPACITY_MULTIPLIER)")
+        if d.capacity >= 1 << PHYS_ADDR_BITS:
+            raise TopologyError(f"{p}", f"capacity {d.capacity:#x} cannot be mapped in the "
+                                        f"{PHYS_ADDR_BITS}-bit physical address space (at most 64T - 256M)")
         if d.capacity == 0:
             raise TopologyError(f"{p}", "a Type 3 device needs volatile, persistent or partitionable capacity")
         if d.partition_volatile > d.partitionable or d.partition_volatile % SZ_256M:
@@ -494,14 +547,27 @@ def validate(t: Topology) -> None:
             raise TopologyError(f"{p}.partition_align", "must be a non-zero multiple of 256M")
         if d.lsa % 256 or d.lsa < 0:
             raise TopologyError(f"{p}.lsa", "must be a multiple of 256 bytes")
+        if d.lsa > LSA_SIZE_MAX:
+            raise TopologyError(f"{p}.lsa", f"{d.lsa:#x} bytes does not fit the 32-bit LSA Size of Identify "
+                                            f"Memory Device (CXL 2.0 Table 175; Get/Set LSA offsets are u32): "
+                                            f"at most 4G - 256")
+        if d.lsa > LSA_SIZE_CXLEMU_MAX:
+            raise TopologyError(f"{p}.lsa", "cxlemu keeps a label storage area in the machine state: "
+                                            "at most 256M (real devices have a few hundred KiB)")
         if (d.persistent or d.partitionable) and d.lsa and d.lsa < 4 * 256:
             raise TopologyError(f"{p}.lsa", "label area too small (needs room for 2 index blocks and 2 labels)")
         if not 1 <= d.hdm_decoders <= 32:
             raise TopologyError(f"{p}.hdm_decoders", "must be between 1 and 32")
         if d.payload_max < 256 or not is_pow2(d.payload_max) or d.payload_max > 1 << 20:
             raise TopologyError(f"{p}.payload_max", "must be a power of two between 256 and 1M")
-        if len(d.firmware_version) > 16:
-            raise TopologyError(f"{p}.firmware_version", "at most 16 characters")
+        if len(d.firmware_version) > 16 or not d.firmware_version.isascii():
+            raise TopologyError(f"{p}.firmware_version", "at most 16 ASCII characters (Identify FW Revision)")
+        if d.partition_align >= 1 << 64 or d.partition_volatile >= 1 << 64:
+            raise TopologyError(f"{p}.partition_align", "must fit in 64 bits")
+        if d.pdev_id is not None and not 0 <= d.pdev_id <= 0xFFFF:
+            raise TopologyError(f"{p}.pdev_id", "must be 0..65535")
+        if d.qos_class is not None and not 0 <= d.qos_class <= U16_MAX:
+            raise TopologyError(f"{p}.qos_class", "a QTG id is 16 bits (0..65535)")
         if not 1 <= d.poison_max_records < 1 << 24:
             raise TopologyError(f"{p}.poison_max_records", "must be between 1 and 16777215 (a 24-bit field)")
         if not 0 <= d.inject_poison_limit <= 0xFFFF:
@@ -515,6 +581,8 @@ def validate(t: Topology) -> None:
         for f in ("read_latency", "write_latency", "read_bandwidth", "write_bandwidth"):
             if getattr(d.cdat, f) <= 0:
                 raise TopologyError(f"{p}.cdat.{f}", "must be positive")
+            if getattr(d.cdat, f) > U32_MAX:
+                raise TopologyError(f"{p}.cdat.{f}", "does not fit a CDAT DSLBIS entry (at most 4294967295)")
     for i, hb in enumerate(t.host_bridges):
         if hb.cxl_version == "1.1":
             kids = [e for e in (*t.switches, *t.devices) if e.parent == hb.id]
@@ -526,9 +594,18 @@ def validate(t: Topology) -> None:
     for i, w in enumerate(t.windows):
         p = f"window[{i}]"
         if w.base is not None and w.base % SZ_256M:
-            raise TopologyError(f"{p}.base", "must be 256M aligned (CXL 2.0 9.18.1.3)")
+            raise TopologyError(f"{p}.base", "must be 256M aligned (CXL r3.1 9.18.1.3)")
         if w.size == 0 or w.size % SZ_256M:
             raise TopologyError(f"{p}.size", "must be a non-zero multiple of 256M")
+        if w.size > U64_MAX:
+            raise TopologyError(f"{p}.size", f"{w.size:#x} does not fit the 64-bit Window Size of a CFMWS "
+                                             f"(CXL r3.1 9.18.1.3)")
+        if (w.base or 0) + w.size > 1 << PHYS_ADDR_BITS:
+            raise TopologyError(f"{p}.size" if w.base is None else f"{p}.base",
+                                f"the window ends beyond the {PHYS_ADDR_BITS}-bit physical address "
+                                f"space (64T)")
+        if not all(0 <= x <= U64_MAX for x in w.xormaps):
+            raise TopologyError(f"{p}.xormaps", "a CXIMS XORMAP is 64 bits")
         if w.ways not in VALID_WAYS:
             raise TopologyError(f"{p}.targets", f"{w.ways} targets is not a valid interleave (1,2,3,4,6,8,12,16)")
         for tname in w.targets:
@@ -551,8 +628,8 @@ def validate(t: Topology) -> None:
                 raise TopologyError(f"{p}.xormaps", f"an x{w.ways} XOR window needs {need} xormap(s) (CXIMS)")
         if not 0 <= w.qtg <= 0xFFFF:
             raise TopologyError(f"{p}.qtg", "must fit in 16 bits")
-        if w.numa_node is not None and w.numa_node < 0:
-            raise TopologyError(f"{p}.numa_node", "must not be negative")
+        if w.numa_node is not None and not 0 <= w.numa_node < MAX_NUMNODES:
+            raise TopologyError(f"{p}.numa_node", f"must be 0..{MAX_NUMNODES - 1} (MAX_NUMNODES)")
     based = sorted((w.base, w.base + w.size, i) for i, w in enumerate(t.windows) if w.base is not None)
     for (s0, e0, i0), (s1, e1, i1) in zip(based, based[1:]):
         if s1 < e0:

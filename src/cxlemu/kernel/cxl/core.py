@@ -86,6 +86,15 @@ class CxlCore:
                 return p
         return None
 
+    def host_bridge_device(self, hb) -> Device:
+        """The device a host bridge's root dport and port are registered by:
+        the PCI root bridge (pci0000:BB) since v6.2, its ACPI0016 device before
+        (acpi.c add_host_bridge_dport/uport, kernel/features.py)."""
+        devmap = self.kernel.devmap
+        if self.kernel.has("hb_port_by_bridge_device"):
+            return devmap[hb.name]
+        return devmap.get(hb.acpi_name, devmap[hb.name])
+
     def find(self, name: str) -> Device | None:
         return self.bus.devices.get(name)
 
@@ -113,7 +122,7 @@ class CxlCore:
             if c is None:
                 k.log(f"{host.name}: No CHBS found for Host Bridge (UID {hb.uid})")
                 continue
-            root.dports[hb.uid] = Dport(root, hb.uid, k.devmap[hb.name], rch=(c.cxl_version == 0))
+            root.dports[hb.uid] = Dport(root, hb.uid, self.host_bridge_device(hb), rch=(c.cxl_version == 0))
         # cxl_parse_cfmws: one root decoder per valid window
         window_id = 0
         for s in subtables:
@@ -330,7 +339,7 @@ class CxlCore:
             if parent_dport is None:
                 raise KernelError(errno.ENXIO, f"{md.name}: RCH dport not found")
         else:
-            parent_port = self.port_by_uport(devmap[top.name])
+            parent_port = self.port_by_uport(self.host_bridge_device(top))
             if parent_port is None or not parent_port.enabled:
                 raise KernelError(errno.ENXIO, f"{md.name}: host bridge port not found")
             for i in range(1, len(path)):

@@ -66,6 +66,8 @@ class CxlEvents:
         boot = k.platform.topology.boot
         mb = self.core.mailbox
         md.event_mode = MODE_NONE
+        if not k.has("cxl_event_records"):
+            return                  # before 6.3 the driver leaves the event logs alone
         if not boot.cxl_error_native:
             md.event_mode = MODE_FW
             # the firmware configured the logs for itself
@@ -152,7 +154,7 @@ class CxlEvents:
     def _firmware_first(self, md: "CxlMemdev") -> None:
         """The firmware drains the logs; 6.9+ kernels get CPER for the known types."""
         hw = md.hw
-        cper = self.kernel.profile_at_least(6, 9)
+        cper = self.kernel.has("cxl_cper_events")
         for log in LOG_ORDER:
             lg = hw.events.log(log)
             recs = list(lg.records)

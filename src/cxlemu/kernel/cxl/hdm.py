@@ -158,7 +158,7 @@ class Hdm:
         if d.enabled_flag:
             raise KernelError(errno.EBUSY, f"{d.name}: decoder enabled")
         if d.mode not in (MODE_RAM, MODE_PMEM):
-            err = errno.EBUSY if self.core.kernel.profile_at_least(6, 15) else errno.EINVAL
+            err = errno.EBUSY if self.core.kernel.has("dpa_mode_unset_ebusy") else errno.EINVAL
             raise KernelError(err, f"{d.name}: mode not set")
         allocs = self.allocated(port)
         prev_end = max((x.dpa_start + x.dpa_len for x in allocs), default=0)

@@ -30,7 +30,7 @@ class CxlMemdev(Device):
                            RO("qos_class", show="pmem_qos_show", visible="pmem_qos_visible"))),
         AttrGroup("security", (RO("state", show="security_state_show"),
                                WO("sanitize", store="sanitize_store"),
-                               WO("erase", store="erase_store"))),
+                               WO("erase", store="erase_store")), visible="security_visible"),
     )
 
     def __init__(self, core: "CxlCore", mem_id: int, parent: Device, hw: Type3Device):
@@ -81,14 +81,17 @@ class CxlMemdev(Device):
         return f"{self._qos()}\n"
 
     def ram_qos_visible(self, _n: str) -> bool:
-        return self._qos() is not None and self.hw.ram_size > 0
+        return self._qos() is not None and self.hw.ram_size > 0 and self.core.kernel.has("memdev_qos_class")
 
     def pmem_qos_visible(self, _n: str) -> bool:
-        return self._qos() is not None and self.hw.pmem_size > 0
+        return self._qos() is not None and self.hw.pmem_size > 0 and self.core.kernel.has("memdev_qos_class")
+
+    def security_visible(self, _group: str) -> bool:
+        return self.core.kernel.has("memdev_security")
 
     def poison_visible(self, _n: str) -> bool:
         from cxlemu.hw.mailbox.opcodes import Opcode
-        return self.core.kernel.profile_at_least(6, 5) and self.core.poison.enabled(self, Opcode.GET_POISON_LIST)
+        return self.core.kernel.has("memdev_trigger_poison_list") and self.core.poison.enabled(self, Opcode.GET_POISON_LIST)
 
     # ---- debugfs (drivers/cxl/mem.c: created while bound to cxl_mem) ------------------------------
     def debugfs_files(self) -> dict:
@@ -96,6 +99,8 @@ class CxlMemdev(Device):
         from cxlemu.hw.mailbox.opcodes import Opcode
         out: dict = {"dpamem": (self.dpamem_show, None, 0o444)}
         p = self.core.poison
+        if not self.core.kernel.has("memdev_debugfs_poison"):
+            return out
         if p.enabled(self, Opcode.INJECT_POISON):
             out["inject_poison"] = (None, lambda b: p.debugfs_inject_store(self, b), 0o200)
         if p.enabled(self, Opcode.CLEAR_POISON):

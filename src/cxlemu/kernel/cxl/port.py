@@ -79,6 +79,7 @@ class CxlPort(CxlDevice):
 
     ATTR_GROUPS = (AttrGroup(None, BASE_ATTRS + (
         RO("decoders_committed", visible="committed_visible"),
+        ADMIN_RO("CDAT", visible="cdat_visible"),
     )),)
 
     def __init__(self, core: "CxlCore", port_id: int, parent: Device, uport: Device,
@@ -127,12 +128,21 @@ class CxlPort(CxlDevice):
     def decoders_committed_show(self) -> str:
         return f"{sum(1 for d in self.decoders if d.enabled_flag)}\n"
 
+    def cdat_visible(self, _n: str) -> bool:
+        """port.c cxl_port_bin_attr_is_visible(): only ports whose device
+        served a CDAT over DOE (the emulated Type 3 devices; switches have none)."""
+        return self.is_endpoint and self.memdev is not None and self.core.kernel.has("endpoint_cdat")
+
+    def CDAT_show(self) -> bytes:   # noqa: N802 - the attribute is named CDAT
+        assert self.memdev is not None
+        return self.memdev.hw.cdat_table()
+
     def committed_visible(self, _n: str) -> bool:
-        return self.core.kernel.profile_at_least(6, 7)
+        return self.core.kernel.has("decoders_committed")
 
     def sysfs_links(self) -> dict[str, Device | str]:
         links: dict[str, Device | str] = {"uport": self.uport}
-        if self.parent_dport is not None and self.core.kernel.profile_at_least(6, 3):
+        if self.parent_dport is not None and self.core.kernel.has("parent_dport"):
             links["parent_dport"] = self.parent_dport.dev
         for pid, dp in self.dports.items():
             links[f"dport{pid}"] = dp.dev
@@ -227,7 +237,7 @@ class RootDecoder(CxlDecoder):
 
     ATTR_GROUPS = (AttrGroup(None, DECODER_ATTRS + (
         RO("cap_pmem"), RO("cap_ram"), RO("cap_type2"), RO("cap_type3"), RO("target_list"),
-        RO("qos_class"),
+        RO("qos_class", visible="qos_class_visible"),
         RW("create_pmem_region", visible="region_attr_visible"),
         RW("create_ram_region", visible="region_attr_visible"),
         WO("delete_region", visible="region_attr_visible"),
@@ -287,11 +297,15 @@ class RootDecoder(CxlDecoder):
     def qos_class_show(self) -> str:
         return f"{self.qos_class}\n"
 
+    def qos_class_visible(self, _n: str) -> bool:
+        return self.port.core.kernel.has("root_decoder_qos_class")
+
     def region_attr_visible(self, name: str) -> int:
         if name == "create_pmem_region":
             return 0o644 if self.cap_type3 and self.cap_pmem else 0
         if name == "create_ram_region":
-            return 0o644 if self.cap_type3 and self.cap_ram else 0
+            ok = self.cap_type3 and self.cap_ram and self.port.core.kernel.has("create_ram_region")
+            return 0o644 if ok else 0
         return 0o200 if self.cap_type3 and (self.cap_pmem or self.cap_ram) else 0
 
     def create_pmem_region_show(self) -> str:

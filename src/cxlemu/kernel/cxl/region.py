@@ -32,6 +32,7 @@ NULL_UUID = uuidlib.UUID(int=0)
 class CxlRegion(CxlDevice):
     devtype = "cxl_region"
     cxl_id = CXL_DEVICE_REGION
+    incoherent = False          # CXL_REGION_F_INCOHERENT (class default: states saved before it existed)
 
     # ATTR_GROUPS is built by _make_attr_groups() below (targetN and accessN need one
     # method per attribute)
@@ -112,6 +113,9 @@ class CxlRegion(CxlDevice):
     def mode_show(self) -> str:
         return f"{self.mode}\n"
 
+    def mode_visible(self, _n: str) -> bool:
+        return self.mgr.kernel.has("region_mode")
+
     def target_visible(self, name: str) -> bool:
         return int(name[6:]) < self.interleave_ways
 
@@ -147,7 +151,7 @@ def _make_attr_groups() -> None:
     CxlRegion.ATTR_GROUPS = (
         AttrGroup(None, BASE_ATTRS + (
             AttrSpec("uuid", 0o644, visible="uuid_visible"), RW("commit"), RW("interleave_ways"),
-            RW("interleave_granularity"), RO("resource"), RW("size"), RO("mode"),
+            RW("interleave_granularity"), RO("resource"), RW("size"), RO("mode", visible="mode_visible"),
         ) + tuple(targets)),
         *access,
     )
@@ -376,6 +380,7 @@ class RegionManager:
             raise KernelError(errno.EINVAL,
                               f"{r.name}: {cxled.memdev.name}:{cxled.name}: decoder-size-{cxled.dpa_len:#x} * "
                               f"ways-{r.interleave_ways} != region-size-{r.size:#x}")
+        r.incoherent = True      # CXL_REGION_F_INCOHERENT (6.2-6.4: invalidated at probe)
         if r.auto:
             self._attach_auto(r, cxled)
             return
@@ -652,14 +657,19 @@ class RegionManager:
 
     # ---- commit / reset -------------------------------------------------------------------
     def _invalidate(self, r: CxlRegion) -> None:
-        """region.c cxl_region_invalidate_memregion()."""
+        """region.c cxl_region_invalidate_memregion(): x86's
+        cpu_cache_has_invalidate_memregion() is false under a hypervisor.
+        Linux 6.1 has no such check; 6.2-6.4 make it when the region is probed
+        (enabled), 6.5+ when it is committed or reset (kernel/features.py)."""
         boot = self.kernel.platform.topology.boot
         if boot.hypervisor:
             if boot.region_invalidation_test:
                 self.kernel.log(f"{r.name}: Bypassing cpu_cache_invalidate_memregion() for testing!")
+                r.incoherent = False
                 return
             self.kernel.log(f"{r.name}: Failed to synchronize CPU cache state")
             raise KernelError(errno.ENXIO, f"{r.name}: Failed to synchronize CPU cache state")
+        r.incoherent = False
 
     def commit_store(self, r: CxlRegion, commit: bool) -> None:
         if commit and r.state >= COMMIT:
@@ -668,7 +678,8 @@ class RegionManager:
             return
         if commit and r.state < ACTIVE:
             raise KernelError(errno.ENXIO, f"{r.name}: not ready to commit")
-        self._invalidate(r)
+        if self.kernel.has("region_invalidate_at_commit"):
+            self._invalidate(r)
         if commit:
             self.decode_commit(r)
             r.state = COMMIT
@@ -726,6 +737,8 @@ class RegionManager:
             raise KernelError(errno.ENXIO, f"{r.name}: config state: {r.state}")
         if r.needs_reset:
             raise KernelError(errno.ENXIO, f"{r.name}: failed to activate, re-commit region and retry")
+        if r.incoherent and self.kernel.has("region_invalidate_at_probe"):
+            self._invalidate(r)
         self.kernel.perf.region_coordinates(r)
         if r.mode == "pmem":
             self.kernel.nvdimm.add_pmem_region(r)

@@ -52,7 +52,6 @@ PUD_SIZE = 1 << 30
 SUBSECTION_SIZE = 2 << 20          # memremap_compat_align() on x86-64
 DAXDRV_KMEM_TYPE, DAXDRV_DEVICE_TYPE = "kmem", "device"
 DAX_MODALIAS = "dax:t0*"
-MATCH_TYPE_SINCE = (6, 3)          # "dax: Assign RAM regions to memory-hotplug by default" (dax_match_type)
 
 
 def dax_align_valid(align: int) -> bool:
@@ -278,7 +277,7 @@ class DevDax(Device):
         return self.target_node >= 0
 
     def memmap_visible(self, _n: str) -> bool:
-        return self.region.dax.kernel.profile_at_least(6, 8)     # "dax: add a sysfs knob ..." (v6.8)
+        return self.region.dax.kernel.has("dax_memmap_on_memory")
 
     # ---- attributes ----------------------------------------------------------------------------
     def modalias_show(self) -> str:
@@ -375,7 +374,7 @@ class DaxDriver(Driver):
             return False
         if dev.name in self.ids:
             return True
-        if not self.dax.kernel.profile_at_least(*MATCH_TYPE_SINCE):
+        if not self.dax.kernel.has("dax_match_type"):
             return self.type == DAXDRV_DEVICE_TYPE          # device_dax had match_always
         want = DAXDRV_KMEM_TYPE if dev.region.kmem else DAXDRV_DEVICE_TYPE
         return self.type == want

@@ -319,7 +319,7 @@ class Dax:
 
     # ---- CXL (drivers/dax/cxl.c, core/region.c devm_cxl_add_dax_region) -------------------------------
     def add_cxl_dax_region(self, r: "CxlRegion") -> None:
-        if r.res is None or not self.kernel.profile_at_least(6, 3):     # drivers/dax/cxl.c: v6.3
+        if r.res is None or not self.kernel.has("cxl_dax_region"):
             return
         dev = CxlDaxRegion(r)
         device_add(dev)

@@ -24,14 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from cxlemu.kernel.features import since
 from cxlemu.util.units import GiB, MiB, align_down, align_up
 
 MIN_MEMORY_BLOCK_SIZE = 128 * MiB     # 1 << SECTION_SIZE_BITS (x86-64)
 MAX_BLOCK_SIZE = 2 * GiB
 MEM_SIZE_FOR_LARGE_BLOCK = 64 * GiB
 CFMWS_MIN_ALIGN = 256 * MiB
-BARE_METAL_MAX_SINCE = (5, 8)         # "x86/mm: use max memory block size on bare metal"
-HOTPLUG_ADVICE_SINCE = (6, 14)        # memory_block_advise_max_size() + CFMWS advice
+BARE_METAL_MAX_SINCE = since("bare_metal_max_block_size")   # "x86/mm: use max memory block size on bare metal"
+HOTPLUG_ADVICE_SINCE = since("memory_block_advice")   # memory_block_advise_max_size() + CFMWS advice
 
 
 def lowest_set_bit(x: int) -> int:

@@ -66,7 +66,7 @@ class NodeDevice(Device):
                              visible="mf_visible"),)
 
     def mf_visible(self, _g) -> bool:
-        return self.mm.kernel.profile_at_least(6, 6)
+        return self.mm.kernel.has("node_memory_failure_stats")
 
     def _mf(self, what: str) -> str:
         return f"{self.mm.failure.node_stat_files(self.nid)[what]}\n"

@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
 
 KERNEL_IMAGE_RESERVE = 64 << 20      # kernel image + early allocations, first node
-ADIST_HMAT_SINCE = (6, 7)            # mt_calc_adistance() notifier chain, HMAT algorithm (recall)
-ADIST_CXL_SINCE = (6, 9)             # cxl_region_calculate_adistance() (recall)
 
 
 class Mm:
@@ -93,7 +91,7 @@ class Mm:
         for line in layout.log:
             k.log(line)
         self.numa = NumaState(self, layout)
-        if k.profile_at_least(6, 14):
+        if k.has("memory_block_advice"):
             adv = cfmws_advice(windows)
             for _ in adv.bios_bugs:
                 k.log("CFMWS: [BIOS BUG] base/size alignment violates spec")
@@ -297,10 +295,10 @@ class Mm:
         out = []
         k = self.kernel
         hm = self.numa.hmat_perf.get(nid, {}).get(1)
-        if hm is not None and k.profile_at_least(*ADIST_HMAT_SINCE):
+        if hm is not None and k.has("adistance_hmat"):
             out.append(hm)
         perf = getattr(k, "perf", None)
-        if perf is not None and hasattr(perf, "node_region_perfs") and k.profile_at_least(*ADIST_CXL_SINCE):
+        if perf is not None and hasattr(perf, "node_region_perfs") and k.has("adistance_cxl"):
             out.extend(perf.node_region_perfs(nid))
         return out
 

@@ -92,7 +92,8 @@ class NvdimmDev(NdDevice):
     ATTR_GROUPS = (
         NdDevice.ND_GROUP,
         AttrGroup(None, (RO("state"), RO("flags"), RO("commands"), RO("available_slots"))),
-        AttrGroup("cxl", (RO("id", show="cxl_id_show"), RO("provider", show="cxl_provider_show"))),
+        AttrGroup("cxl", (RO("id", show="cxl_id_show"), RO("provider", show="cxl_provider_show")),
+                  visible="cxl_group_visible"),
     )
 
     def __init__(self, dimm_id: int, ndbus: "NvdimmBus", cxl_nvd: "CxlNvdimm"):
@@ -120,6 +121,9 @@ class NvdimmDev(NdDevice):
         return self.cxl_nvd.memdev
 
     # ---- attributes -------------------------------------------------------------------------
+    def cxl_group_visible(self, _group: str) -> bool:
+        return self.kernel.has("nvdimm_cxl_id_provider")     # drivers/cxl/pmem.c cxl_dimm_attribute_group
+
     def state_show(self) -> str:
         return "active\n" if self.busy else "idle\n"
 

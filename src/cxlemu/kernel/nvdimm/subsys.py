@@ -88,14 +88,14 @@ class Nvdimm(PmemDrivers):
     # ---- profiles ------------------------------------------------------------------------
     def legacy_cookie_profile(self) -> bool:
         """Linux 6.1: 1.2 indexes, cookie checked for CXL labels too."""
-        return self.kernel.version < (6, 2)
+        return not self.kernel.has("cxl_label_design")
 
     def label_version(self) -> tuple[int, int]:
         return (1, 2) if self.legacy_cookie_profile() else (2, 1)
 
     def serial_zero_refused(self) -> bool:
         """cxl/pmem: debug invalid serial number data (merged for 6.15)."""
-        return self.kernel.version >= (6, 15)
+        return self.kernel.has("pmem_serial_zero_refused")
 
     def classes(self) -> dict[str, Callable[[], list[Device]]]:
         return {"nd": lambda: [b.ctl for b in self.buses() if b.ctl is not None]}

@@ -1,5 +1,10 @@
 """ndctl read-labels / write-labels / zero-labels / init-labels / check-labels
-(ndctl/dimm.c dimm_action) on nmem devices.
+and disable-dimm / enable-dimm (ndctl/dimm.c dimm_action) on nmem devices.
+
+disable-dimm refuses a dimm whose region is active (``nmemN is active,
+skipping...``, EBUSY) and otherwise unbinds the nvdimm driver; enable-dimm
+binds it, which re-reads the label area.  Both print ``disabled N nmem`` /
+``enabled N nmem`` and exit 1 when no dimm was acted on because of an error.
 
 The label area is reached through the nmem's ND_IOCTL_*_CONFIG_* commands,
 which the emulator provides on /dev/nmemN (the kernel forwards them to the
@@ -46,6 +51,8 @@ OPTS = {
         OPT_STRING("V", "label-version", "labelversion", "version-number",
                    "namespace label specification version (default: 1.1)"), OPT_END()],
     "check": _base() + [OPT_END()],
+    "disable": _base() + [OPT_END()],
+    "enable": _base() + [OPT_END()],
 }
 USAGES = {
     "read": "ndctl read-labels <nmem0> [<nmem1>..<nmemN>] [-o <filename>]",
@@ -53,9 +60,12 @@ USAGES = {
     "zero": "ndctl zero-labels <nmem0> [<nmem1>..<nmemN>] [<options>]",
     "init": "ndctl init-labels <nmem0> [<nmem1>..<nmemN>] [<options>]",
     "check": "ndctl check-labels <nmem0> [<nmem1>..<nmemN>] [<options>]",
+    "disable": "ndctl disable-dimm <nmem0> [<nmem1>..<nmemN>] [<options>]",
+    "enable": "ndctl enable-dimm <nmem0> [<nmem1>..<nmemN>] [<options>]",
 }
 SUMMARY = {"read": "read {} nmem{}", "write": "wrote {} nmem{}", "zero": "zeroed {} nmem{}",
-           "init": "initialized {} nmem{}", "check": "successfully verified {} nmem label{}"}
+           "init": "initialized {} nmem{}", "check": "successfully verified {} nmem label{}",
+           "disable": "disabled {} nmem{}", "enable": "enabled {} nmem{}"}
 
 
 def _nmem_dev(ctx: CommandContext, dimm):
@@ -117,6 +127,13 @@ def _dump_json(dimm, data: bytes, flags: int, index_only: bool) -> dict | None:
 
 
 def _action(kind: str, ctx: CommandContext, dimm, prm: dict, state: dict) -> int:
+    if kind == "disable":                   # dimm.c action_disable()
+        if dimm.is_active() == 1:
+            ctx.stderr.write(f"{dimm.devname} is active, skipping...\n")
+            return -errno.EBUSY
+        return dimm.disable()
+    if kind == "enable":                    # dimm.c action_enable()
+        return dimm.enable()
     dev = _nmem_dev(ctx, dimm)
     size, _max = dev.ioctl_config_size()
     length = prm.get("len") or 0
@@ -278,3 +295,11 @@ def cmd_init_labels(argv, ctx):
 
 def cmd_check_labels(argv, ctx):
     return _run("check", argv, ctx)
+
+
+def cmd_disable_dimm(argv, ctx):
+    return _run("disable", argv, ctx)
+
+
+def cmd_enable_dimm(argv, ctx):
+    return _run("enable", argv, ctx)
