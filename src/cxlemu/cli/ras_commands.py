@@ -81,7 +81,8 @@ def parse_health(spec: str, current_dirty: int) -> dict[str, object]:
 def register(add) -> None:
     sp = add("fault", cmd_fault, "inject a hardware fault: media error, health change, link down")
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
-    sp.description = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("::")[1].split("MEMDEV is")[0]
+    sp.description = (__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("::")[1].split("MEMDEV is")[0]
+                      + "MEMDEV is" + __doc__.split("MEMDEV is")[1]).replace("``", "")
     sp.add_argument("name", help="machine")
     sp.add_argument("memdev", help="memN, topology device id or PCI address")
     what = sp.add_mutually_exclusive_group(required=True)
