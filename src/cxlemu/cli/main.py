@@ -129,6 +129,7 @@ PLUGINS = (
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
     "cxlemu.cli.ras_commands",     # RAS: cxlemu fault (media errors, health, link down)
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
+    "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
 )
 
 

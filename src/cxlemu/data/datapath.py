@@ -290,9 +290,35 @@ class HpaSpace:
                     continue
                 media = self.media.array(hw)
                 if offs is None:                      # not interleaved: one contiguous copy
+                    if not self._allowed(di, dpas, ln, write):
+                        if not write:
+                            seg[:] = 0xFF             # the device's access check: all-ones, counted
+                        continue
                     self._xfer(media[dpas:dpas + ln], seg, write)
+                    if not write:
+                        self._overlay(di, dpas, seg)
                     continue
                 self._xfer_granules(media, seg, offs, dpas, g, write)
+
+    def _allowed(self, di: int, dpa: int, length: int, write: bool) -> bool:
+        """A multi-headed DCD checks every access against the extents the head
+        accepted (machine/rackhost.py); other media has no check."""
+        guard = getattr(self.media, "guard", None)
+        if guard is None:
+            return True
+        ok = guard(self.p.devices[di], np.array([dpa], dtype=np.int64), length, write)
+        return ok is None or bool(ok[0])
+
+    def _overlay(self, di: int, dpa: int, buf: np.ndarray) -> None:
+        """Shared media: other hosts' stores still in their caches are not
+        visible here (machine/rackhost.py); other media has no overlay."""
+        fn = getattr(self.media, "overlay", None)
+        if fn is not None:
+            fn(self.p.devices[di], dpa, buf)
+
+    def _line_mask(self, di: int, dpa: np.ndarray, size: int, write: bool):
+        guard = getattr(self.media, "guard", None)
+        return None if guard is None else guard(self.p.devices[di], dpa, size, write)
 
     @staticmethod
     def _fill_ones(seg: np.ndarray, offs, g: int) -> None:
@@ -454,9 +480,19 @@ class HpaSpace:
                 continue
             media = self.media.array(hw)
             lines = media[: media.size - media.size % size].reshape(-1, size)
-            out[sel] = lines[dpa // size]
+            ok = self._line_mask(di, dpa, size, False)
+            if ok is None:
+                out[sel] = lines[dpa // size]
+            else:
+                out[sel] = 0xFF
+                out[sel[ok]] = lines[dpa[ok] // size]
+                fn = getattr(self.media, "overlay_lines", None)
+                if fn is not None:
+                    fn(self.p.devices[di], dpa[ok], sel[ok], out)
             if len(hw.poison):
                 m = hw.poison.mask(dpa, size)
+                if ok is not None:
+                    m &= ok                       # a refused access reads all-ones, never poison
                 if m.any():
                     bad[sel[m]] = True
                     out[sel[m]] = 0
@@ -470,7 +506,11 @@ class HpaSpace:
                 continue
             media = self.media.array(hw)
             lines = media[: media.size - media.size % size].reshape(-1, size)
-            lines[dpa // size] = data[sel]
+            ok = self._line_mask(di, dpa, size, True)
+            if ok is None:
+                lines[dpa // size] = data[sel]
+            else:
+                lines[dpa[ok] // size] = data[sel[ok]]
 
     # ---- scalar translation (for `cxlemu translate` and tests) ----------------------------------
     def locate(self, hpa: int) -> tuple[Type3Device, int]:

@@ -69,7 +69,7 @@ class MediaStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         p = self.path(hw)
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-        size = hw.total_capacity
+        size = hw.media_size
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)
         m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)

@@ -86,6 +86,8 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
+    dc_size: int = 0                # Dynamic Capacity (dynamic_ram_1) after the static capacity
+    dc_block_size: int = 0
 
     @classmethod
     def from_topology(cls, d: Device, name: str) -> "Type3Device":
@@ -103,6 +105,7 @@ class Type3Device:
             poison=PoisonStore(d.capacity, max_records=d.poison_max_records,
                                inject_limit=d.inject_poison_limit),
             events=EventLogs(sizes=(d.event_log_size,) * 5),
+            dc_size=d.dynamic_capacity, dc_block_size=d.dc_block_size if d.dynamic_capacity else 0,
         )
 
     # ---- capacity ----------------------------------------------------------
@@ -121,6 +124,16 @@ class Type3Device:
         return self.total_capacity - self.active_volatile
 
     @property
+    def media_size(self) -> int:
+        """Bytes of DPA space backed by media: static capacity, then DC."""
+        return self.total_capacity + self.dc_size
+
+    @property
+    def dc_base(self) -> int:
+        """DPA of the first DC region (right after the static capacity)."""
+        return self.total_capacity
+
+    @property
     def lsa_size(self) -> int:
         return len(self.lsa)
 
@@ -133,6 +146,8 @@ class Type3Device:
         return self.fw_slots[self.fw_active_slot - 1]
 
     def partition_of(self, dpa: int) -> str:
+        if dpa >= self.total_capacity and self.dc_size:
+            return "dynamic_ram_1"
         return "ram" if dpa < self.ram_size else "pmem"
 
     def timestamp(self) -> int:

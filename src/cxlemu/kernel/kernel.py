@@ -161,9 +161,12 @@ class Kernel:
             return None
         return self.media_store.access(hw)
 
+    # ---- fabric (rack hosts: the appliances' mailboxes, attached by the machine; not persisted) ----
+    fabric: Any = None
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for transient in ("media_store", "current_pid", "current_cpu", "current_comm", "_features"):
+        for transient in ("media_store", "current_pid", "current_cpu", "current_comm", "_features", "fabric"):
             state.pop(transient, None)
         return state
 

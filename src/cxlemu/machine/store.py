@@ -122,6 +122,8 @@ class Machine:
         self.media = MediaStore(path / "media")
         self.state.kernel.media_store = self.media
         self._saved_bytes: bytes | None = None
+        from cxlemu.machine import rackhost
+        rackhost.attach(self)       # a rack's host: the shared devices it is cabled to
 
     @property
     def kernel(self) -> Kernel:
@@ -172,6 +174,7 @@ class Machine:
         plat.firmware_boot()
         k = Kernel(plat)
         k.media_store = self.media
+        k.fabric = self.kernel.fabric
         k.boot()
         self.state.kernel = k
         self.state.booted = time.time()
@@ -221,6 +224,9 @@ class Store:
             m = Machine(name, tmp, state)
             m.save()
             os.rename(tmp, dest)
+            if "/" in name:                 # a rack's host: set up its DC region now
+                with self.open(name):
+                    pass
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -244,6 +250,9 @@ class Store:
             if not isinstance(state, State) or state.version != STATE_VERSION:
                 raise MachineError(f"machine {name!r} was created by an incompatible cxlemu; recreate it")
             m = Machine(name, p, state)
+            if write:
+                from cxlemu.machine import rackhost
+                rackhost.service(m)     # DC events that waited in the device's log
             try:
                 yield m
             finally:

@@ -172,6 +172,10 @@ class Device:
     pdev_id: int | None = None     # cxl_test: id of cxl_mem.N
     rcd: bool = False              # restricted CXL device (below a CXL 1.1 host bridge)
     qos_class: int | None = None   # qos_class reported for ram/pmem partitions
+    dynamic_capacity: int = 0      # CXL 3.1 DC region(s) after the static capacity (dynamic_ram_1)
+    dc_block_size: int = SZ_256M   # DC region block size (extent granularity)
+    appliance: str = ""            # rack: the multi-headed appliance this device is a head of
+    head: int = 0                  # rack: which head of the appliance (FM API host id)
     # RAS (CXL r3.1 8.2.9.9.4, 8.2.9.2): poison list size, injection support and
     # limit, event log size, MSI/MSI-X vectors for event interrupts
     poison_max_records: int = 256
@@ -262,7 +266,7 @@ class Topology:
 # ----------------------------------------------------------------------------
 
 _SIZE_FIELDS = {"memory", "volatile", "persistent", "partitionable", "partition_align", "lsa",
-                "partition_volatile",
+                "partition_volatile", "dynamic_capacity", "dc_block_size",
                 "size", "granularity", "offset", "memory_block_size", "base", "chbs_base"}
 
 
@@ -539,7 +543,9 @@ def validate(t: Topology) -> None:
         if d.capacity >= 1 << PHYS_ADDR_BITS:
             raise TopologyError(f"{p}", f"capacity {d.capacity:#x} cannot be mapped in the "
                                         f"{PHYS_ADDR_BITS}-bit physical address space (at most 64T - 256M)")
-        if d.capacity == 0:
+        if d.dynamic_capacity % SZ_256M or d.dc_block_size % SZ_256M or d.dc_block_size <= 0:
+            raise TopologyError(f"{p}.dynamic_capacity", "DC capacity and block size must be multiples of 256M")
+        if d.capacity == 0 and not d.dynamic_capacity:
             raise TopologyError(f"{p}", "a Type 3 device needs volatile, persistent or partitionable capacity")
         if d.partition_volatile > d.partitionable or d.partition_volatile % SZ_256M:
             raise TopologyError(f"{p}.partition_volatile", "must be a 256M multiple no larger than partitionable")

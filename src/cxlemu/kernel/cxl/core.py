@@ -98,6 +98,10 @@ class CxlCore:
     def find(self, name: str) -> Device | None:
         return self.bus.devices.get(name)
 
+    def dc_capable(self) -> bool:
+        """Any memdev with Dynamic Capacity (the DCD series' files appear then)."""
+        return any(md.hw.dc_size for md in self.memdevs)
+
     def root_decoders(self) -> list[RootDecoder]:
         return [d for d in self.root.decoders if isinstance(d, RootDecoder)] if self.root else []
 

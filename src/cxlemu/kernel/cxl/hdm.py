@@ -8,7 +8,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError, kstrip, kstrtoull
-from cxlemu.kernel.cxl.port import (MODE_PMEM, MODE_RAM, CxlDecoder, CxlPort, EndpointDecoder,
+from cxlemu.kernel.cxl.port import (MODE_DC, MODE_PMEM, MODE_RAM, CxlDecoder, CxlPort, EndpointDecoder,
                                     SwitchDecoder)
 from cxlemu.util.units import SZ_256M
 
@@ -113,7 +113,7 @@ class Hdm:
     def set_mode(self, d: EndpointDecoder, buf: bytes) -> None:
         d.check_alive()
         s = kstrip(buf)
-        if s not in (MODE_RAM, MODE_PMEM):
+        if s not in (MODE_RAM, MODE_PMEM, MODE_DC):
             raise KernelError(errno.EINVAL, f"{d.name}: unsupported mode: {s}")
         if d.enabled_flag:
             raise KernelError(errno.EBUSY, f"{d.name}: decoder enabled")
@@ -122,6 +122,8 @@ class Hdm:
             raise KernelError(errno.ENXIO, f"{d.name}: no available pmem capacity")
         if s == MODE_RAM and not hw.ram_size:
             raise KernelError(errno.ENXIO, f"{d.name}: no available ram capacity")
+        if s == MODE_DC and not hw.dc_size:
+            raise KernelError(errno.ENXIO, f"{d.name}: no available {MODE_DC} capacity")
         d.mode = s
 
     def set_dpa_size(self, d: EndpointDecoder, buf: bytes) -> None:
@@ -157,12 +159,13 @@ class Hdm:
             raise KernelError(errno.EBUSY, f"{d.name}: decoder attached to {d.region.name}")
         if d.enabled_flag:
             raise KernelError(errno.EBUSY, f"{d.name}: decoder enabled")
-        if d.mode not in (MODE_RAM, MODE_PMEM):
+        if d.mode not in (MODE_RAM, MODE_PMEM, MODE_DC):
             err = errno.EBUSY if self.core.kernel.has("dpa_mode_unset_ebusy") else errno.EINVAL
             raise KernelError(err, f"{d.name}: mode not set")
         allocs = self.allocated(port)
         prev_end = max((x.dpa_start + x.dpa_len for x in allocs), default=0)
-        part_start, part_end = (0, hw.ram_size) if d.mode == MODE_RAM else (hw.ram_size, hw.total_capacity)
+        part_start, part_end = {MODE_RAM: (0, hw.ram_size), MODE_PMEM: (hw.ram_size, hw.total_capacity),
+                                MODE_DC: (hw.dc_base, hw.dc_base + hw.dc_size)}[d.mode]
         in_part = [x for x in allocs if part_start <= x.dpa_start < part_end]
         start = max((x.dpa_start + x.dpa_len for x in in_part), default=part_start)
         avail = part_end - start

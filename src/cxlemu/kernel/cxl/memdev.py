@@ -28,6 +28,9 @@ class CxlMemdev(Device):
                           RO("qos_class", show="ram_qos_show", visible="ram_qos_visible"))),
         AttrGroup("pmem", (RO("size", show="pmem_size_show"),
                            RO("qos_class", show="pmem_qos_show", visible="pmem_qos_visible"))),
+        AttrGroup("dynamic_ram_1", (RO("size", show="dc_size_show"),
+                                    RO("qos_class", show="dc_qos_show", visible="dc_qos_visible")),
+                   visible="dc_visible"),
         AttrGroup("security", (RO("state", show="security_state_show"),
                                WO("sanitize", store="sanitize_store"),
                                WO("erase", store="erase_store")), visible="security_visible"),
@@ -70,6 +73,19 @@ class CxlMemdev(Device):
 
     def pmem_size_show(self) -> str:
         return f"{self.hw.pmem_size:#x}\n"
+
+    # DCD series v11: the first DC partition, memN/dynamic_ram_1/{size,qos_class}
+    def dc_visible(self, _n: str = "") -> bool:
+        return bool(self.hw.dc_size)
+
+    def dc_size_show(self) -> str:
+        return f"{self.hw.dc_size:#x}\n"
+
+    def dc_qos_show(self) -> str:
+        return f"{self._qos()}\n"
+
+    def dc_qos_visible(self, _n: str) -> bool:
+        return self._qos() is not None and bool(self.hw.dc_size)
 
     def _qos(self) -> int | None:
         return self.hw.topo.qos_class

@@ -240,6 +240,7 @@ class RootDecoder(CxlDecoder):
         RO("qos_class", visible="qos_class_visible"),
         RW("create_pmem_region", visible="region_attr_visible"),
         RW("create_ram_region", visible="region_attr_visible"),
+        RW("create_dynamic_ram_1_region", visible="region_attr_visible"),
         WO("delete_region", visible="region_attr_visible"),
     )),)
 
@@ -306,6 +307,8 @@ class RootDecoder(CxlDecoder):
         if name == "create_ram_region":
             ok = self.cap_type3 and self.cap_ram and self.port.core.kernel.has("create_ram_region")
             return 0o644 if ok else 0
+        if name == "create_dynamic_ram_1_region":      # DCD series: DC partitions are volatile
+            return 0o644 if self.cap_type3 and self.cap_ram and self.port.core.dc_capable() else 0
         return 0o200 if self.cap_type3 and (self.cap_pmem or self.cap_ram) else 0
 
     def create_pmem_region_show(self) -> str:
@@ -319,6 +322,12 @@ class RootDecoder(CxlDecoder):
 
     def create_ram_region_store(self, buf: bytes) -> None:
         self.port.core.regions.create_region_store(self, buf, "ram")
+
+    def create_dynamic_ram_1_region_show(self) -> str:
+        return self.port.core.regions.create_region_show(self)
+
+    def create_dynamic_ram_1_region_store(self, buf: bytes) -> None:
+        self.port.core.regions.create_region_store(self, buf, MODE_DC)
 
     def delete_region_store(self, buf: bytes) -> None:
         self.port.core.regions.delete_region_store(self, buf)
@@ -355,6 +364,7 @@ class SwitchDecoder(CxlDecoder):
 
 
 MODE_NONE, MODE_RAM, MODE_PMEM, MODE_MIXED = "none", "ram", "pmem", "mixed"
+MODE_DC = "dynamic_ram_1"      # the first DC partition (DCD series v11: CXL_PARTMODE_DYNAMIC_RAM_1)
 
 
 class EndpointDecoder(CxlDecoder):

@@ -99,7 +99,11 @@ class DaxRegion:
     def size(self) -> int:
         return self.res.size
 
+    dc = False              # a DC (sparse) region: capacity only through extents
+
     def available_size(self) -> int:
+        if self.dc:
+            return 0
         return self.res.size - sum(c.size for c in self.res.children)
 
     @property
@@ -239,7 +243,16 @@ class DevDax(Device):
         WO("mapping", visible="mapping_visible"), RO("target_node", visible="target_node_visible"),
         AttrSpec("align", 0o644, visible="rw_visible"), AttrSpec("resource", 0o400), RO("numa_node"),
         AttrSpec("memmap_on_memory", 0o644, visible="memmap_visible"),
+        RO("uuid", visible="uuid_visible"),
     )),)
+
+    uuid = ""               # DC devices: the tag of their allocation (DCD series)
+
+    def uuid_visible(self, _n: str) -> bool:
+        return self.region.dc
+
+    def uuid_show(self) -> str:
+        return f"{self.uuid or '00000000-0000-0000-0000-000000000000'}\n"
 
     def __init__(self, region: DaxRegion, dev_id: int, minor: int):
         super().__init__(f"dax{region.id}.{dev_id}", region.host, region.dax.bus)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from cxlemu.kernel.base.device import Bus, ClassDriver, Device, Ida, KernelError, device_add, device_del
 from cxlemu.kernel.dax.bus import (DAXDRV_DEVICE_TYPE, DAXDRV_KMEM_TYPE, PMD_SIZE, DaxDriver, DaxMapping, DaxRange,
                                    DaxRegion, DevDax, new_resource)
+from cxlemu.kernel.cxl.port import MODE_DC
 from cxlemu.kernel.dax.cxl import CxlDaxRegion
 from cxlemu.kernel.dax.kmem import Kmem
 from cxlemu.kernel.resource import Resource, release_resource
@@ -128,6 +129,31 @@ class Dax:
             self.minor_ida.free(minor)
             if not region.static:
                 region.ida.free(dev_id)
+            raise
+        region.devices.append(dev)
+        self.kernel.register_chrdev(dev)
+        device_add(dev, probe=False)
+        for r in dev.ranges:
+            self._add_mapping(dev, r)
+        from cxlemu.kernel.base.device import device_attach
+        device_attach(dev)
+        return dev
+
+    def create_dev_dax_ranges(self, region: DaxRegion, ranges: list[tuple[int, int]], uuid: str = "") -> DevDax:
+        """A DC tag group's DAX device (DCD series: one device per tagged
+        allocation, one range per extent in sequence order), all or nothing."""
+        dev_id = region.ida.alloc()
+        minor = self.minor_ida.alloc()
+        dev = DevDax(region, dev_id, minor)
+        dev.uuid = uuid
+        try:
+            for start, size in ranges:
+                self.alloc_range(dev, start, size)
+        except KernelError:
+            while dev.ranges:
+                self._trim_last(dev)
+            self.minor_ida.free(minor)
+            region.ida.free(dev_id)
             raise
         region.devices.append(dev)
         self.kernel.register_chrdev(dev)
@@ -334,6 +360,16 @@ class Dax:
         nid = mm.region_node(dev.hpa_start)
         if nid < 0:                              # memory_add_physaddr_to_nid(): the first node
             nid = min(mm.numa.nodes, default=0)
+        if dev.region.mode == MODE_DC:
+            # DCD series: a sparse dax region; capacity arrives as extents
+            # (kernel/cxl/dcd.py), each tag group one device, devdax by default
+            region = self.alloc_dax_region(dev, dev.region.id, dev.hpa_start, dev.hpa_size, PMD_SIZE, nid,
+                                           static=False, kmem=False)
+            region.dc = True
+            region.seed = self.create_dev_dax(region, size=0)     # daxR.0, the empty seed
+            from cxlemu.kernel.cxl import dcd
+            dcd.dax_probe(self.kernel, region)
+            return
         region = self.alloc_dax_region(dev, dev.region.id, dev.hpa_start, dev.hpa_size, PMD_SIZE, nid,
                                        static=False, kmem=True)
         self.create_dev_dax(region, dev.hpa_size, memmap_on_memory=True)

@@ -24,7 +24,8 @@ from cxlemu.tools.common.log import Log
 from cxlemu.tools.common.parse_options import strtoull
 from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_DAX_DEVS,
                                            UTIL_JSON_FIRMWARE, UTIL_JSON_HEALTH, UTIL_JSON_HUMAN,
-                                           UTIL_JSON_IDLE, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
+                                           UTIL_JSON_EXTENTS, UTIL_JSON_IDLE, UTIL_JSON_MEDIA_ERRORS,
+                                           UTIL_JSON_PARTITION,
                                            UTIL_JSON_TARGETS)
 from cxlemu.tools.libcxl import Bus, CxlContext, Decoder, Dport, Endpoint, Memdev, Port, Region, Target
 from cxlemu.tools.libcxl.cnum import c_tokens, sscanf_int, sscanf_int_pair
@@ -66,6 +67,7 @@ class FilterParams:
     alert_config: bool = False
     dax: bool = False
     media_errors: bool = False
+    extents: bool = False           # -N (ndctl DCD series)
     verbose: int = 0
     log: Log = field(default_factory=lambda: Log("cxl list"))
 
@@ -78,7 +80,8 @@ def filter_to_flags(p: FilterParams) -> int:
                     (p.partition, UTIL_JSON_PARTITION), (p.fw, UTIL_JSON_FIRMWARE),
                     (p.alert_config, UTIL_JSON_ALERT_CONFIG),
                     (p.dax, UTIL_JSON_DAX | UTIL_JSON_DAX_DEVS),
-                    (p.media_errors, UTIL_JSON_MEDIA_ERRORS)):
+                    (p.media_errors, UTIL_JSON_MEDIA_ERRORS),
+                    (p.extents, UTIL_JSON_EXTENTS)):
         if on:
             flags |= int(bit)
     return flags

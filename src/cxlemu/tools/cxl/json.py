@@ -23,7 +23,8 @@ from typing import Any, TextIO
 from cxlemu.hw.mailbox.payloads import AlertBits, HealthStatus, MediaStatus
 from cxlemu.tools.daxctl import daxjson
 from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_FIRMWARE,
-                                           UTIL_JSON_HEALTH, UTIL_JSON_MEDIA_ERRORS, UTIL_JSON_PARTITION,
+                                           UTIL_JSON_EXTENTS, UTIL_JSON_HEALTH, UTIL_JSON_MEDIA_ERRORS,
+                                           UTIL_JSON_PARTITION,
                                            UTIL_JSON_TARGETS, json_object_hex, json_object_size)
 from cxlemu.tools.libcxl import Bus, Decoder, DecoderMode, Endpoint, Memdev, Port, Region, mode_name
 from cxlemu.tools.libcxl.cnum import U32_MAX, U64_MAX, to_s32, to_u32
@@ -282,6 +283,10 @@ def memdev_to_json(memdev: Memdev, flags: int, stderr: TextIO) -> JsonObj:
         out["ram_size"] = json_object_size(memdev.ram_size, flags)
         if memdev.ram_qos_class != CXL_QOS_CLASS_NONE:
             out["ram_qos_class"] = _int(memdev.ram_qos_class)
+    if getattr(memdev, "dynamic_ram_1_size", 0):          # ndctl DCD series
+        out["dynamic_ram_1_size"] = json_object_size(memdev.dynamic_ram_1_size, flags)
+        if getattr(memdev, "dynamic_ram_1_qos_class", CXL_QOS_CLASS_NONE) != CXL_QOS_CLASS_NONE:
+            out["dynamic_ram_1_qos_class"] = _int(memdev.dynamic_ram_1_qos_class)
     if flags & UTIL_JSON_HEALTH:
         j = health_to_json(memdev, flags)
         if j is not None:
@@ -460,6 +465,26 @@ def mappings_append_json(jregion: JsonObj, region: Region, flags: int) -> None:
     jregion["mappings"] = arr
 
 
+def extents_to_json(region: Region, flags: int):
+    """DC extents of a region (ndctl DCD series): dax_regionN/extentN.M/{offset,length,uuid}."""
+    io = region.ctx.io
+    base = f"/sys/bus/cxl/devices/dax_region{region.id}"
+    names = io.listdir(base)
+    if names is None:
+        return None
+    out = []
+    for name in sorted((n for n in names if n.startswith("extent")),
+                       key=lambda n: int(n.rsplit(".", 1)[1]) if n.rsplit(".", 1)[1].isdigit() else 0):
+        off = io.read_attr(f"{base}/{name}/offset")
+        ln = io.read_attr(f"{base}/{name}/length")
+        uid = io.read_attr(f"{base}/{name}/uuid")
+        if off is None or ln is None:
+            continue
+        out.append({"offset": json_object_hex(int(off, 0), flags), "length": json_object_size(int(ln, 0), flags),
+                    "uuid": (uid or "").strip()})
+    return out
+
+
 def region_to_json(region: Region, flags: int, stderr: TextIO) -> JsonObj:
     """``util_cxl_region_to_json()``."""
     out: JsonObj = {"region": region.devname}
@@ -482,6 +507,10 @@ def region_to_json(region: Region, flags: int, stderr: TextIO) -> JsonObj:
         if j is not None:
             out["media_errors"] = j
     mappings_append_json(out, region, flags)
+    if flags & UTIL_JSON_EXTENTS:
+        j = extents_to_json(region, flags)
+        if j is not None:
+            out["extents"] = j
     if flags & UTIL_JSON_DAX:
         dax = region.dax_region
         if dax is not None:

@@ -18,10 +18,12 @@ Option handling reproduced:
 
 from __future__ import annotations
 
+import dataclasses
+
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import display_json
 from cxlemu.tools.common.log import LOG_DEBUG, Log
-from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_INCR, OPT_STRING,
+from cxlemu.tools.common.parse_options import (PARSE_OPT_HIDDEN, OPT_BOOLEAN, OPT_END, OPT_INCR, OPT_STRING,
                                                error_text, parse_options, usage_with_options)
 from cxlemu.tools.libcxl import CxlContext
 
@@ -60,6 +62,9 @@ LIST_OPTIONS = [
     OPT_BOOLEAN("F", "firmware", "fw", "include memory device firmware information"),
     OPT_BOOLEAN("A", "alert-config", "alert_config", "include alert configuration information"),
     OPT_BOOLEAN("L", "media-errors", "media_errors", "include media-error information "),
+    # ndctl's DCD series (not in v76.1/v81): hidden from the usage text, which must match v76.1's
+    dataclasses.replace(OPT_BOOLEAN("N", "extents", "extents", "include dynamic capacity extents of regions"),
+                        flags=PARSE_OPT_HIDDEN),
     OPT_INCR("v", "verbose", "verbose", "increase output detail"),
     OPT_BOOLEAN(None, "debug", "debug", "debug list walk"),
     OPT_END(),
@@ -69,7 +74,7 @@ _FILTERS = ("memdev_filter", "serial_filter", "bus_filter", "port_filter",
             "endpoint_filter", "decoder_filter", "region_filter")
 _BOOLS = ("single", "endpoints", "decoders", "regions", "targets", "memdevs", "ports",
           "buses", "idle", "human", "health", "partition", "fw", "alert_config", "dax",
-          "media_errors")
+          "media_errors", "extents")
 
 
 def _num_list_flags(p: FilterParams) -> int:

@@ -60,6 +60,8 @@ class Memdev(SysfsDevice):
         self.major, self.minor = major, minor
         self.pmem_size = 0
         self.ram_size = 0
+        self.dynamic_ram_1_size = 0       # ndctl's DCD branch: memN/dynamic_ram_1/size
+        self.dynamic_ram_1_qos_class = CXL_QOS_CLASS_NONE
         self.pmem_qos_class = CXL_QOS_CLASS_NONE
         self.ram_qos_class = CXL_QOS_CLASS_NONE
         self.payload_max = -1
@@ -102,6 +104,12 @@ class Memdev(SysfsDevice):
             md.pmem_size = c_strtoull(attrs["pmem/size"])
         if attrs["ram/size"] is not None:
             md.ram_size = c_strtoull(attrs["ram/size"])
+        dc = io.read_attr(f"{base}/dynamic_ram_1/size")
+        if dc is not None:
+            md.dynamic_ram_1_size = c_strtoull(dc)
+            q = io.read_attr(f"{base}/dynamic_ram_1/qos_class")
+            if q is not None:
+                md.dynamic_ram_1_qos_class = c_atoi(q)
         if attrs["pmem/qos_class"] is not None:
             md.pmem_qos_class = c_atoi(attrs["pmem/qos_class"])
         if attrs["ram/qos_class"] is not None:
