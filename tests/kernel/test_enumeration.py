@@ -105,8 +105,8 @@ def test_iomem_has_windows_ram_and_soft_reserved():
 
 def test_large_fabric_boots_quickly():
     import time
-    t0 = time.perf_counter()
+    t0 = time.process_time()        # CPU time: the figure must not depend on the machine's load
     b = boot("large-fabric")
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     assert len(b.kernel.cxl.memdevs) == 1024
     assert dt < 5.0

@@ -57,6 +57,12 @@ def cmd_topologies(args) -> int:
 
 
 def cmd_topology(args) -> int:
+    rest = getattr(args, "generate_args", None) or []
+    if args.preset == "generate":
+        from cxlemu.cli.topology_generate import cmd_generate
+        return cmd_generate(rest)
+    if rest:
+        raise MachineError(f"topology: unexpected arguments after {args.preset!r}: {' '.join(rest)}")
     sys.stdout.write(_topology_text(args.preset))
     return 0
 

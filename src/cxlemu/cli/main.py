@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("topologies", c.cmd_topologies, "list the built-in topologies")
-    sp = add("topology", c.cmd_topology, "print a built-in topology as TOML")
+    sp = add("topology", c.cmd_topology, "print a built-in topology as TOML "
+                                          "(topology generate --devices N ...: a generated one)")
     sp.add_argument("preset")
+    sp.add_argument("generate_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sp = add("create", c.cmd_create, "create and boot a machine")
     sp.add_argument("name")
     sp.add_argument("--topology", "-t", required=True, help="a preset name or a TOML file")

@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 from cxlemu.hw.mailbox.device import MediaAccess
 

@@ -34,7 +34,9 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 from cxlemu.hw.acpi.hmat import (
     HMAT_ACCESS_BANDWIDTH,

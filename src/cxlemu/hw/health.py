@@ -28,8 +28,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cxlemu.hw.mailbox import payloads as P
+from cxlemu.util.lazy import lazy_module
 from cxlemu.hw.mailbox.events import EventLog, EventRecord, MemoryModuleEvent, ModuleEventType, RecordFlags
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device
@@ -40,9 +42,12 @@ FIELDS = {
     "maintenance_needed": bool, "performance_degraded": bool, "hw_replacement_needed": bool, "media_status": int,
 }
 _ATTR = {"life_used": "life_used_percent"}
-_DATA_LOSS_MEDIA = {P.MediaStatus.PERSISTENCE_LOST, P.MediaStatus.DATA_LOST, P.MediaStatus.POWERLOSS_DATA_LOSS,
-                    P.MediaStatus.SHUTDOWN_DATA_LOSS, P.MediaStatus.POWERLOSS_PERSISTENCE_LOSS,
-                    P.MediaStatus.SHUTDOWN_PERSISTENCE_LOSS}
+
+
+def _data_loss_media() -> set:
+    M = P.MediaStatus
+    return {M.PERSISTENCE_LOST, M.DATA_LOST, M.POWERLOSS_DATA_LOSS, M.SHUTDOWN_DATA_LOSS,
+            M.POWERLOSS_PERSISTENCE_LOSS, M.SHUTDOWN_PERSISTENCE_LOSS}
 
 
 def additional_status(d: "Type3Device") -> tuple[int, int, int, int]:
@@ -149,7 +154,7 @@ def apply(d: "Type3Device", changes: dict[str, object], now_ns: int) -> EventRec
     if any(a > b and a == P.ExtStatus.WARNING for a, b in zip(after, before)):
         log = EventLog.WARN
     if any(a > b and a == P.ExtStatus.CRITICAL for a, b in zip(after, before)) or \
-            ("media_status" in changed and d.health.media_status in _DATA_LOSS_MEDIA) or \
+            ("media_status" in changed and d.health.media_status in _data_loss_media()) or \
             ("hw_replacement_needed" in changed and d.health.hw_replacement_needed):
         log = EventLog.FAIL
     if log == EventLog.INFO and changed & {"maintenance_needed", "performance_degraded", "dirty_shutdowns"}:

@@ -147,10 +147,25 @@ class Platform:
         return path[::-1]
 
     def upstream_port_of(self, dev: Type3Device) -> DownstreamPort:
-        for p in self.all_ports():
-            if p.child is dev:
-                return p
-        raise KeyError(dev.name)
+        p = self._upstream_index().get(id(dev))
+        if p is None or p.child is not dev:
+            raise KeyError(dev.name)
+        return p
+
+    def _upstream_index(self) -> dict[int, DownstreamPort]:
+        """id(child) -> the downstream port it hangs from; the port tree never
+        changes after :func:`build_platform`, so the index is built once per
+        process (it is transient: dropped by ``__getstate__``)."""
+        idx = self.__dict__.get("_upstream")
+        if idx is None:
+            idx = {id(p.child): p for p in self.all_ports() if p.child is not None}
+            self.__dict__["_upstream"] = idx
+        return idx
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_upstream", None)
+        return state
 
     def host_bridge_of(self, dev: Type3Device) -> HostBridgeHw:
         top = self.path_to(dev)[0].parent

@@ -33,9 +33,12 @@ cold reset of volatile capacity (DRAM is re-initialised); media errors do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")   # a device with no poison never needs numpy (cxl list starts without it)
 
 LINE = 64
 
@@ -61,8 +64,27 @@ class MediaError:
     listed: bool = True
 
 
-def _empty_i64() -> np.ndarray:
+def _empty_i64() -> "np.ndarray":
     return np.zeros(0, dtype=np.int64)
+
+
+def _column(i: int, doc: str) -> property:
+    """One of the record arrays (start, length, source, listed): kept in
+    ``_cols`` (None while the store is empty, so that an idle device holds no
+    numpy array in the machine state)."""
+    dtypes = ("int64", "int64", "uint8", "bool")
+
+    def get(self):
+        if self._cols is None:
+            return np.zeros(0, dtype=dtypes[i])
+        return self._cols[i]
+
+    def put(self, value) -> None:
+        cols = [self.start, self.length, self.source, self.listed]
+        cols[i] = np.asarray(value, dtype=dtypes[i])
+        self._cols = tuple(cols) if cols[0].size else None
+
+    return property(get, put, doc=doc)
 
 
 @dataclass
@@ -72,18 +94,20 @@ class PoisonStore:
     capacity: int
     max_records: int = DEFAULT_MAX_RECORDS
     inject_limit: int = DEFAULT_INJECT_LIMIT
-    start: np.ndarray = field(default_factory=_empty_i64)     # sorted DPAs
-    length: np.ndarray = field(default_factory=_empty_i64)    # bytes, multiples of 64
-    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
-    listed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _cols: Any = None          # (start, length, source, listed) arrays, or None when empty
     overflow: bool = False
     overflow_ts: int = 0
     # Get Poison List "More" continuation: (request start, request length, next record index)
     cursor: tuple[int, int, int] | None = None
 
+    start = _column(0, "sorted DPAs of the poisoned ranges")
+    length = _column(1, "their lengths in bytes (multiples of 64)")
+    source = _column(2, "their sources (SOURCE_*)")
+    listed = _column(3, "whether each is on the poison list")
+
     # ---- queries -------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.start.size)
+        return 0 if self._cols is None else int(self._cols[0].size)
 
     @property
     def listed_count(self) -> int:
@@ -138,11 +162,10 @@ class PoisonStore:
 
     # ---- mutation --------------------------------------------------------------------
     def _set(self, start, length, source, listed) -> None:
-        order = np.argsort(start, kind="stable")
-        self.start = np.asarray(start, dtype=np.int64)[order]
-        self.length = np.asarray(length, dtype=np.int64)[order]
-        self.source = np.asarray(source, dtype=np.uint8)[order]
-        self.listed = np.asarray(listed, dtype=bool)[order]
+        order = np.argsort(np.asarray(start, dtype=np.int64), kind="stable")
+        cols = (np.asarray(start, dtype=np.int64)[order], np.asarray(length, dtype=np.int64)[order],
+                np.asarray(source, dtype=np.uint8)[order], np.asarray(listed, dtype=bool)[order])
+        self._cols = cols if cols[0].size else None
         self.cursor = None
 
     def _uncovered(self, lo: int, hi: int) -> list[tuple[int, int]]:

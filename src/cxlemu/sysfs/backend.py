@@ -18,7 +18,7 @@ import errno
 import os
 import posixpath
 import stat
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
@@ -48,6 +48,35 @@ class Backend(Protocol):
 
 def _as_bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_PATH = getattr(os, "O_PATH", 0)
+
+
+def _realpath(path: str) -> str:
+    """``os.path.realpath``, with the walk done by the kernel when it can be
+    (open with O_PATH, then read the /proc/self/fd link): one system call
+    instead of an lstat per component in Python.  A path that does not
+    exist, or a system without O_PATH, takes ``os.path.realpath``."""
+    if _O_PATH:
+        try:
+            fd = os.open(path, _O_PATH | _O_CLOEXEC)
+        except FileNotFoundError:
+            # realpath(3) without strict: the existing prefix resolved, the rest as is
+            head, tail = os.path.split(path)
+            if tail in ("", ".", "..") or head == path or "/../" in path or os.path.lexists(path):
+                return os.path.realpath(path)     # ".." after a missing part, a dangling link
+            return os.path.join(_realpath(head), tail)
+        except OSError:
+            return os.path.realpath(path)
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return os.path.realpath(path)
+        finally:
+            os.close(fd)
+    return os.path.realpath(path)
 
 
 class EmulatorBackend:
@@ -266,8 +295,11 @@ class DirectoryBackend:
         return path
 
     def read_bytes(self, path: str) -> bytes:
-        with open(self._p(path), "rb") as f:
-            return f.read(4096)
+        fd = os.open(self._p(path), os.O_RDONLY | _O_CLOEXEC)
+        try:
+            return os.read(fd, 4096)
+        finally:
+            os.close(fd)
 
     def read_stream(self, path: str, size: int = 4096) -> bytes:
         """One non-blocking read(2) of a consuming file (trace_pipe_raw)."""
@@ -313,7 +345,7 @@ class DirectoryBackend:
         return os.readlink(self._p(path))
 
     def realpath(self, path: str) -> str:
-        return self._unroot(os.path.realpath(self._p(path)))
+        return self._unroot(_realpath(self._p(path)))
 
     def exists(self, path: str) -> bool:
         return os.path.exists(self._p(path))
@@ -361,8 +393,23 @@ class DirectoryBackend:
 OTHER_MOUNTS = ("/sys/kernel/tracing", "/sys/kernel/debug")
 
 
+def _skipper(tops, skip):
+    """The ``skip`` predicate of a render.  The other filesystems below /sys
+    (OTHER_MOUNTS) are left out unless a top is inside them; ``skip`` adds a
+    predicate (a callable) or replaces that list (a tuple of paths, ``()``:
+    nothing left out)."""
+    extra = skip if callable(skip) else None
+    paths = OTHER_MOUNTS if skip is None or extra is not None else tuple(skip)
+    paths = tuple(p for p in paths if not any(t == p or t.startswith(p + "/") for t in tops))
+    if not paths:
+        return extra
+    if extra is None:
+        return lambda path: path in paths
+    return lambda path: path in paths or extra(path)
+
+
 def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev"),
-           skip: tuple[str, ...] = OTHER_MOUNTS) -> int:
+           skip: "Callable[[str], bool] | tuple[str, ...] | None" = None) -> int:
     """Write the backend's tree below ``out`` as real files, dirs and relative
     symlinks (how sysfs links look).  Returns the number of entries written.
     ``skip``: subtrees left out (tracefs and debugfs are separate filesystems;
@@ -370,7 +417,17 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
 
     Attributes that cannot be read (write-only) become empty files with their
     mode; device nodes become regular files holding ``major:minor``.
+
+    An emulator backend is rendered by walking its VFS nodes directly (each
+    directory listed once, no path resolution per entry), with a progress
+    bar on a terminal; other backends are walked path by path.  ``skip(path)``
+    true leaves an entry (and everything below it) out: a partial render for
+    a tool that reads only part of the tree.
     """
+    skip = _skipper(tops, skip)
+    vfs = getattr(backend, "vfs", None)
+    if vfs is not None and hasattr(vfs, "kernel"):
+        return _render_vfs(vfs, out, tops, skip)
     count = 0
     for top in tops:
         if not backend.exists(top):
@@ -378,7 +435,7 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
         stack = [top]
         while stack:
             path = stack.pop()
-            if path in skip and path != top:
+            if skip is not None and skip(path):
                 continue
             dst = out + path
             if backend.islink(path):
@@ -410,4 +467,76 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
                 m = backend.vfs.mode(path) & 0o777  # type: ignore[attr-defined]
                 os.chmod(dst, m if m else 0o200)
             count += 1
+    return count
+
+
+def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...],
+                skip: "Callable[[str], bool] | None" = None) -> int:
+    """:func:`render` over the VFS node tree: the same files, links, modes
+    and contents as the path walk, in O(entries)."""
+    from cxlemu.kernel.base.device import KernelError
+    from cxlemu.sysfs.vfs import CharDevNode, DeviceDir, VDir, VLink, kernfs_target_path
+    from cxlemu.util.progress import progress
+
+    umask = os.umask(0)
+    os.umask(umask)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+    def write(dst: str, data: bytes, mode: int) -> None:
+        fd = os.open(dst, flags, mode)
+        try:
+            if data:
+                os.write(fd, data)
+            if mode & ~umask != mode:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+    ndev, todo = 0, [vfs.kernel.root]
+    while todo:
+        d = todo.pop()
+        ndev += 1
+        todo.extend(d.children)
+    count = 0
+    with progress("rendering /sys, /proc, /dev", total=ndev) as bar:
+        for top in tops:
+            try:
+                root = vfs.resolve(top)
+            except OSError:
+                continue
+            if skip is not None and skip(top):
+                continue
+            os.makedirs(out + top, exist_ok=True)
+            stack = [(top, posixpath.dirname(top), root)]
+            while stack:
+                path, parent, node = stack.pop()
+                if skip is not None and skip(path):
+                    continue
+                dst = out + path
+                count += 1
+                if isinstance(node, VLink):
+                    os.symlink(kernfs_target_path(parent, node.target), dst)
+                elif isinstance(node, VDir):
+                    if path != top:
+                        try:
+                            os.mkdir(dst)
+                        except FileExistsError:
+                            pass
+                    if isinstance(node, DeviceDir):
+                        bar.advance()
+                    for name, child in node.entries().items():
+                        stack.append((f"{path}/{name}", path, child))
+                elif isinstance(node, CharDevNode):
+                    if path.startswith("/dev"):
+                        write(dst, f"{node.dev.devt[0]}:{node.dev.devt[1]}\n".encode(), 0o666 & ~umask)
+                    else:
+                        write(dst, b"", 0o600)
+                else:
+                    try:
+                        # consuming files (trace_pipe*) are not read: rendering must not eat events
+                        data = b"" if getattr(node, "stream", False) else node.read()  # type: ignore[attr-defined]
+                    except (KernelError, OSError):
+                        data = b""
+                    m = node.mode & 0o777  # type: ignore[attr-defined]
+                    write(dst, data, m if m else 0o200)
     return count

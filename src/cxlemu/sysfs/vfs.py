@@ -150,8 +150,20 @@ class StaticDir(VDir):
         return self._fn().get(name)
 
 
+class DevLink(VLink):
+    """A link to a device: the target path is computed when it is read, so
+    that listing a directory of many links (a bus, a driver) costs no paths."""
+
+    def __init__(self, dev: Device):
+        self.dev = dev
+
+    @property
+    def target(self) -> str:  # type: ignore[override]
+        return self.dev.sysfs_path
+
+
 def dev_link(target: "Device | str") -> VLink:
-    return VLink(target.sysfs_path if isinstance(target, Device) else target)
+    return DevLink(target) if isinstance(target, Device) else VLink(target)
 
 
 class GroupDir(VDir):
@@ -165,6 +177,13 @@ class GroupDir(VDir):
             if mode:
                 out[a.name] = AttrFile(self.dev, a, mode)
         return out
+
+    def lookup(self, name: str) -> VNode | None:
+        for a in reversed(self.group.attrs):
+            if a.name == name:
+                mode = a.effective_mode(self.dev)
+                return AttrFile(self.dev, a, mode) if mode else None
+        return None
 
 
 class DeviceDir(VDir):
@@ -198,15 +217,38 @@ class DeviceDir(VDir):
         return out
 
     def lookup(self, name: str) -> VNode | None:
-        for c in self.dev.children:   # fast path for deep walks in big fabrics
+        """One entry without building the listing: the same answer as
+        ``entries().get(name)`` (later entries shadow earlier ones there, so
+        they are tried first here: children, links, driver, subsystem, dev,
+        uevent, then the attribute groups from the last)."""
+        dev = self.dev
+        for c in dev.children:
             if c.name == name:
                 return DeviceDir(c)
-        link = getattr(self.dev, "sysfs_lookup_link", None)
-        if link is not None:          # fast path for directories with many links (node -> memoryN)
+        link = getattr(dev, "sysfs_lookup_link", None)
+        if link is not None:          # directories with many links (node -> memoryN)
             target = link(name)
             if target is not None:
                 return dev_link(target)
-        return self.entries().get(name)
+            return self.entries().get(name)
+        target = dev.sysfs_links().get(name)
+        if target is not None:
+            return dev_link(target)
+        if name in ("driver", "subsystem", "dev", "uevent"):
+            return self.entries().get(name)
+        for g in reversed(dev.attr_groups()):
+            if g.name is None:
+                for a in reversed(g.attrs):
+                    if a.name == name:
+                        if not g.is_visible(dev):
+                            break
+                        mode = a.effective_mode(dev)
+                        if mode:
+                            return AttrFile(dev, a, mode)
+                        break
+            elif g.name == name and g.is_visible(dev):
+                return GroupDir(dev, g)
+        return None
 
 
 class DriverDir(VDir):
@@ -222,8 +264,16 @@ class DriverDir(VDir):
         for name, (show, store, mode) in drv.extra_attrs.items():
             out[name] = FuncFile(show, store, mode)
         for d in drv.bound_devices():
-            out[d.name] = VLink(d.sysfs_path)
+            out[d.name] = DevLink(d)
         return out
+
+    def lookup(self, name: str) -> VNode | None:
+        d = self.drv.bus.devices.get(name)
+        if d is not None and d.driver is self.drv:
+            return DevLink(d)
+        if name in ("uevent", "bind", "unbind") or name in self.drv.extra_attrs:
+            return self.entries().get(name)
+        return None
 
 
 class BusDir(VDir):
@@ -233,8 +283,8 @@ class BusDir(VDir):
     def entries(self) -> dict[str, VNode]:
         bus = self.bus
         out: dict[str, VNode] = {
-            "devices": StaticDir(lambda: {n: VLink(d.sysfs_path) for n, d in bus.devices.items()},
-                                 lambda n: VLink(bus.devices[n].sysfs_path) if n in bus.devices else None),
+            "devices": StaticDir(lambda: {n: DevLink(d) for n, d in bus.devices.items()},
+                                 lambda n: DevLink(bus.devices[n]) if n in bus.devices else None),
             "drivers": StaticDir(lambda: {n: DriverDir(d) for n, d in bus.drivers.items()}),
             "drivers_autoprobe": FuncFile(lambda: "1\n" if bus.autoprobe else "0\n", lambda b: None, 0o644),
             "drivers_probe": FuncFile(None, lambda b: None),
@@ -252,15 +302,33 @@ class Vfs:
 
     def __init__(self, kernel: "Kernel"):
         self.kernel = kernel
-        self.root = StaticDir(self._root_entries)
+        self.root = StaticDir(self._root_entries, self._root_lookup)
+        self._sys = StaticDir(self._sys_entries, self._sys_lookup)
+        # canonical path of a device directory -> the device (see _cached_dir)
+        self._dirs: dict[str, Device] = {}
+        self._devindex = _DevIndex(kernel)
 
     # ---- tree ------------------------------------------------------------------
+    def _root_lookup(self, name: str) -> VNode | None:
+        if name == "sys":
+            return self._sys
+        return self._root_entries().get(name)
+
+    def _sys_lookup(self, name: str) -> VNode | None:
+        if name == "devices":
+            return DeviceDir(self.kernel.root)
+        if name == "bus":
+            buses = self.kernel.buses
+            return StaticDir(lambda: {n: BusDir(b) for n, b in buses.items()},
+                             lambda n: BusDir(buses[n]) if n in buses else None)
+        return self._sys_entries().get(name)
+
     def _root_entries(self) -> dict[str, VNode]:
         k = self.kernel
         return {
-            "sys": StaticDir(self._sys_entries),
+            "sys": self._sys,
             "proc": StaticDir(lambda: {n: FuncFile(fn) for n, fn in k.proc_files().items()}),
-            "dev": _DevTreeDir(k),
+            "dev": _DevTreeDir(k, "", self._devindex),
         }
 
     def _sys_entries(self) -> dict[str, VNode]:
@@ -294,6 +362,29 @@ class Vfs:
         return StaticDir(entries)
 
     # ---- path walking --------------------------------------------------------------
+    #
+    # A walk starts from the deepest cached device directory on the path (at
+    # most three tries: the directory itself, its parent, its grandparent), so
+    # reading attribute after attribute of a device deep in a fabric costs a
+    # dict lookup, not a walk from "/" through every switch.  The cache maps
+    # the *canonical* path of a device directory (no symlink on the way) to
+    # the device, and an entry is used only while the device is registered
+    # and its sysfs path is still that path: devices that go away, or come
+    # back elsewhere, are walked to again.  Symlinks (/sys/bus/*/devices/*,
+    # driver, dportN ...) are always resolved afresh; their targets, being
+    # canonical, then hit the cache.
+
+    def _cached_dir(self, parts: list[str]) -> tuple[VNode, str, int] | None:
+        n = len(parts)
+        for j in range(n, max(n - 3, 0), -1):
+            key = "/" + "/".join(parts[:j])
+            dev = self._dirs.get(key)
+            if dev is not None:
+                if dev.registered and dev.sysfs_path == key:
+                    return DeviceDir(dev), key, j
+                del self._dirs[key]
+        return None
+
     def _walk(self, path: str, follow_last: bool) -> tuple[VNode, str]:
         if not path.startswith("/"):
             raise _err(errno.EINVAL, path)
@@ -302,6 +393,11 @@ class Vfs:
         parts = [p for p in path.split("/") if p and p != "."]
         links = 0
         i = 0
+        dirs = self._dirs
+        if ".." not in parts:
+            hit = self._cached_dir(parts)
+            if hit is not None:
+                node, cur, i = hit
         while i < len(parts):
             name = parts[i]
             if name == "..":
@@ -314,7 +410,7 @@ class Vfs:
             child = node.lookup(name)
             if child is None:
                 raise _err(errno.ENOENT, path)
-            nxt = posixpath.join(cur, name)
+            nxt = cur + "/" + name if cur != "/" else "/" + name
             last = i == len(parts) - 1
             if isinstance(child, VLink) and (not last or follow_last):
                 links += 1
@@ -326,8 +422,14 @@ class Vfs:
                 rest = parts[i + 1:]
                 parts = [p for p in target.split("/") if p] + rest
                 node, cur, i = self.root, "/", 0
+                if ".." not in parts:
+                    hit = self._cached_dir(parts)
+                    if hit is not None:
+                        node, cur, i = hit
                 continue
             node, cur = child, nxt
+            if isinstance(child, DeviceDir) and child.dev.registered:
+                dirs[cur] = child.dev
             i += 1
         return node, cur
 
@@ -463,8 +565,9 @@ class _DevTreeDir(VDir):
     """A directory of /dev (``prefix`` "" is /dev itself) computed from the
     kernel's device nodes; a lookup does not build the whole listing."""
 
-    def __init__(self, kernel: "Kernel", prefix: str = ""):
+    def __init__(self, kernel: "Kernel", prefix: str = "", index: "_DevIndex | None" = None):
         self.kernel, self.prefix = kernel, prefix
+        self.index = index if index is not None else _DevIndex(kernel)
 
     def _nodes(self) -> list[tuple[str, Device]]:
         return [(d.devnode, d) for d in self.kernel.char_devices() if d.devnode]
@@ -477,21 +580,70 @@ class _DevTreeDir(VDir):
                 continue
             head, sep, _ = node[len(pre):].partition("/")
             if sep:
-                out.setdefault(head, _DevTreeDir(self.kernel, pre + head))
+                out.setdefault(head, _DevTreeDir(self.kernel, pre + head, self.index))
             else:
                 out[head] = CharDevNode(d)
         return out
 
     def lookup(self, name: str) -> VNode | None:
         full = f"{self.prefix}/{name}" if self.prefix else name
-        sub = full + "/"
-        found: VNode | None = None
-        for node, d in self._nodes():
-            if node == full:
-                found = CharDevNode(d)
-            elif found is None and node.startswith(sub):
-                found = _DevTreeDir(self.kernel, full)
-        return found
+        d = self.index.node(full)
+        if d is not None:
+            return CharDevNode(d)
+        if self.index.is_dir(full):
+            return _DevTreeDir(self.kernel, full, self.index)
+        return None
+
+
+class _DevIndex:
+    """devnode -> device and the directories of /dev, built from the
+    kernel's char devices once and rebuilt when that list changes (a device
+    added or removed); a hit is checked against the device (still
+    registered, same node), so a lookup never answers from stale data and
+    costs O(1) instead of a scan of every char device."""
+
+    def __init__(self, kernel: "Kernel"):
+        self.kernel = kernel
+        self.stamp: tuple[int, int] | None = None
+        self.nodes: dict[str, Device] = {}
+        self.dirs: dict[str, list[Device]] = {}
+
+    def _fresh(self) -> None:
+        devs = self.kernel.chrdevs
+        stamp = (len(devs), id(devs[-1]) if devs else 0)
+        if stamp == self.stamp:
+            return
+        self.nodes, self.dirs = {}, {}
+        for d in devs:
+            node = d.devnode
+            if not node:
+                continue
+            self.nodes.setdefault(node, d)
+            head, sep, _ = node.rpartition("/")
+            while sep:
+                self.dirs.setdefault(head, []).append(d)
+                head, sep, _ = head.rpartition("/")
+        self.stamp = stamp
+
+    @staticmethod
+    def _live(d: Device, node: str) -> bool:
+        return d.registered and bool(d.devt) and d.devnode == node
+
+    def node(self, full: str) -> Device | None:
+        self._fresh()
+        d = self.nodes.get(full)
+        if d is None:
+            return None
+        if self._live(d, full):
+            return d
+        # the indexed device went away: another one may have the node now
+        return next((x for x in self.kernel.char_devices() if x.devnode == full), None)
+
+    def is_dir(self, full: str) -> bool:
+        self._fresh()
+        pre = full + "/"
+        return any(d.registered and d.devt and d.devnode and d.devnode.startswith(pre)
+                   for d in self.dirs.get(full, ()))
 
 
 class _MutableDir(VDir):

@@ -1,6 +1,7 @@
 """Built-in topologies, listed by ``cxlemu topologies``.
 
-Most presets are TOML files in ``presets/``; the large fabric is generated.
+Most presets are TOML files in ``presets/``; the large and huge fabrics are
+generated.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from importlib import resources
 
 from cxlemu.topology.schema import Topology, loads
 
-_GENERATED = ("large-fabric",)
+_GENERATED = ("large-fabric", "huge-fabric")
 
 
 def names() -> list[str]:
@@ -22,6 +23,8 @@ def text(name: str) -> str:
     """The TOML source of a preset."""
     if name == "large-fabric":
         return large_fabric_toml()
+    if name == "huge-fabric":
+        return huge_fabric_toml()
     res = resources.files("cxlemu.topology.builtin") / f"{name}.toml"
     if not res.is_file():
         raise KeyError(name)
@@ -86,3 +89,16 @@ def large_fabric_toml(host_bridges: int = 8, root_ports: int = 2, fanout: int = 
     out += ["", "[[window]]", f"base = {base:#x}", f"size = {hb_bytes * host_bridges:#x}",
             f"targets = [{targets}]", "granularity = 4096", 'restrictions = ["type3", "volatile"]']
     return "\n".join(out) + "\n"
+
+
+def huge_fabric_toml() -> str:
+    """16 384 x 1 GiB Type 3 devices behind three levels of switches.
+
+    128 host bridges, each on its own PCI segment: a segment has 256 bus
+    numbers and every root port, switch (internal bus) and downstream port
+    consumes one, so 128 devices with their switches fill most of one.
+    Each bridge has 2 root ports, each leading to a 4 x 4 x 4 switch tree;
+    one x1 window per host bridge and eight 16-way windows."""
+    from cxlemu.topology.generate import Spec, generate
+    return generate(Spec(devices=16384, switch_levels=3, host_bridges=128, segments=128, root_ports=2,
+                         ways=16, device_size="1G", name="huge-fabric"))

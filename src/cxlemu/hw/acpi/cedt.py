@@ -29,7 +29,9 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 from cxlemu.hw.acpi.table import (
     ACPI_HEADER_SIZE,

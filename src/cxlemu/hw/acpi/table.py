@@ -26,7 +26,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 __all__ = [
     "ACPI_HEADER_SIZE",

@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.hw import health as H
-from cxlemu.hw.mailbox import events as E
-from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
 from cxlemu.hw.poison import SOURCE_INJECTED
+from cxlemu.util.lazy import lazy_module
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
+E = lazy_module("cxlemu.hw.mailbox.events")     # event-record codecs, likewise
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device

@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import ClassVar, Self
 
-from .payloads import PayloadError, PoisonRecord
+from cxlemu.util.lazy import lazy_module
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # PayloadError, PoisonRecord: on first use
 
 RECORD_SIZE = 0x80
 HEADER_SIZE = 0x30
@@ -132,7 +134,7 @@ def _u24(raw: bytes, off: int) -> int:
 
 def _p24(v: int, what: str) -> bytes:
     if not 0 <= v < 1 << 24:
-        raise PayloadError(f"{what}={v} does not fit 24 bits")
+        raise P.PayloadError(f"{what}={v} does not fit 24 bits")
     return v.to_bytes(3, "little")
 
 
@@ -162,13 +164,13 @@ class EventRecordHeader:
                                self.handle, self.related_handle, self.timestamp, self.maint_op_class,
                                self.maint_op_sub_class)
         except struct.error as e:
-            raise PayloadError(f"Event record header: {e}") from None
+            raise P.PayloadError(f"Event record header: {e}") from None
 
     @classmethod
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) < HEADER_SIZE:
-            raise PayloadError(f"Event record header: {len(raw):#x} bytes < 0x30")
+            raise P.PayloadError(f"Event record header: {len(raw):#x} bytes < 0x30")
         u, length, fl, handle, rel, ts, moc, mosc = struct.unpack_from(cls._FMT, raw)
         f = int.from_bytes(fl, "little")
         return cls(uuid.UUID(bytes=u), f & 0x3, f & ~0x3, handle, rel, ts, moc, mosc, length)
@@ -197,14 +199,14 @@ class GeneralMediaEvent:
 
     def encode_data(self) -> bytes:
         if self.dpa % 64:
-            raise PayloadError(f"General media event: dpa {self.dpa:#x} is not 64-byte aligned")
+            raise P.PayloadError(f"General media event: dpa {self.dpa:#x} is not 64-byte aligned")
         try:
             return struct.pack(self._FMT, self.dpa | (self.dpa_flags & 0x3), self.descriptor, self.type,
                                self.transaction_type, self.validity_flags, self.channel, self.rank,
                                _p24(self.device, "device"), bytes(self.component_id).ljust(16, b"\0")[:16],
                                self.cme_threshold_ev_flags, _p24(self.cme_count, "cme_count"), self.sub_type)
         except struct.error as e:
-            raise PayloadError(f"General media event: {e}") from None
+            raise P.PayloadError(f"General media event: {e}") from None
 
     @classmethod
     def decode_data(cls, raw: bytes) -> Self:
@@ -242,7 +244,7 @@ class DramEvent:
 
     def encode_data(self) -> bytes:
         if self.dpa % 64:
-            raise PayloadError(f"DRAM event: dpa {self.dpa:#x} is not 64-byte aligned")
+            raise P.PayloadError(f"DRAM event: dpa {self.dpa:#x} is not 64-byte aligned")
         try:
             return struct.pack(self._FMT, self.dpa | (self.dpa_flags & 0x3), self.descriptor, self.type,
                                self.transaction_type, self.validity_flags, self.channel, self.rank,
@@ -251,7 +253,7 @@ class DramEvent:
                                bytes(self.component_id).ljust(16, b"\0")[:16], self.sub_channel,
                                self.cme_threshold_ev_flags, _p24(self.cvme_count, "cvme_count"), self.sub_type)
         except struct.error as e:
-            raise PayloadError(f"DRAM event: {e}") from None
+            raise P.PayloadError(f"DRAM event: {e}") from None
 
     @classmethod
     def decode_data(cls, raw: bytes) -> Self:
@@ -277,12 +279,12 @@ class MemoryModuleEvent:
 
     def encode_data(self) -> bytes:
         if len(self.health_info) != 0x12:
-            raise PayloadError("Memory module event: health info must be 0x12 bytes")
+            raise P.PayloadError("Memory module event: health info must be 0x12 bytes")
         try:
             return struct.pack(self._FMT, self.event_type, bytes(self.health_info), self.validity_flags,
                                bytes(self.component_id).ljust(16, b"\0")[:16], self.event_sub_type)
         except struct.error as e:
-            raise PayloadError(f"Memory module event: {e}") from None
+            raise P.PayloadError(f"Memory module event: {e}") from None
 
     @classmethod
     def decode_data(cls, raw: bytes) -> Self:
@@ -316,14 +318,14 @@ class EventRecord:
 
     def encode(self) -> bytes:
         if len(self.data) != DATA_SIZE:
-            raise PayloadError(f"Event record data must be {DATA_SIZE:#x} bytes")
+            raise P.PayloadError(f"Event record data must be {DATA_SIZE:#x} bytes")
         return self.header.encode() + bytes(self.data)
 
     @classmethod
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) != RECORD_SIZE:
-            raise PayloadError(f"Event record: {len(raw):#x} bytes, expected 0x80")
+            raise P.PayloadError(f"Event record: {len(raw):#x} bytes, expected 0x80")
         return cls(EventRecordHeader.decode(raw[:HEADER_SIZE]), raw[HEADER_SIZE:])
 
 
@@ -352,17 +354,17 @@ class GetEventRecordsOutput:
             head = struct.pack(self._HDR, self.flags, self.overflow_err_count, self.first_overflow_ts,
                                self.last_overflow_ts, len(self.records))
         except struct.error as e:
-            raise PayloadError(f"Get Event Records output: {e}") from None
+            raise P.PayloadError(f"Get Event Records output: {e}") from None
         return head + b"".join(r.encode() for r in self.records)
 
     @classmethod
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) < cls.HEADER_SIZE:
-            raise PayloadError(f"Get Event Records output: {len(raw):#x} bytes < header")
+            raise P.PayloadError(f"Get Event Records output: {len(raw):#x} bytes < header")
         flags, cnt, first, last, nrec = struct.unpack_from(cls._HDR, raw)
         if len(raw) < cls.HEADER_SIZE + nrec * RECORD_SIZE:
-            raise PayloadError(f"Get Event Records output: {nrec} records do not fit {len(raw):#x} bytes")
+            raise P.PayloadError(f"Get Event Records output: {nrec} records do not fit {len(raw):#x} bytes")
         recs = tuple(EventRecord.decode(raw[cls.HEADER_SIZE + i * RECORD_SIZE:cls.HEADER_SIZE + (i + 1) * RECORD_SIZE])
                      for i in range(nrec))
         return cls(flags, cnt, first, last, recs)
@@ -382,21 +384,21 @@ class ClearEventRecordsInput:
 
     def encode(self) -> bytes:
         if len(self.handles) > 0xFF:
-            raise PayloadError("Clear Event Records: at most 255 handles")
+            raise P.PayloadError("Clear Event Records: at most 255 handles")
         try:
             return struct.pack(self._HDR, self.log, self.flags, len(self.handles)) + \
                 b"".join(struct.pack("<H", h) for h in self.handles)
         except struct.error as e:
-            raise PayloadError(f"Clear Event Records: {e}") from None
+            raise P.PayloadError(f"Clear Event Records: {e}") from None
 
     @classmethod
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) < cls.HEADER_SIZE:
-            raise PayloadError(f"Clear Event Records: {len(raw):#x} bytes < 6")
+            raise P.PayloadError(f"Clear Event Records: {len(raw):#x} bytes < 6")
         log, flags, n = struct.unpack_from(cls._HDR, raw)
         if len(raw) < cls.HEADER_SIZE + 2 * n:
-            raise PayloadError(f"Clear Event Records: {n} handles do not fit {len(raw)} bytes")
+            raise P.PayloadError(f"Clear Event Records: {n} handles do not fit {len(raw)} bytes")
         handles = tuple(struct.unpack_from("<H", raw, cls.HEADER_SIZE + 2 * i)[0] for i in range(n))
         return cls(log, handles, flags)
 
@@ -434,14 +436,14 @@ class EventInterruptPolicy:
     def encode(self) -> bytes:
         vals = [self.info, self.warn, self.fail, self.fatal] + ([self.dcd] if self.dcd is not None else [])
         if not all(0 <= v <= 0xFF for v in vals):
-            raise PayloadError("Event interrupt policy: settings are bytes")
+            raise P.PayloadError("Event interrupt policy: settings are bytes")
         return bytes(vals)
 
     @classmethod
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) not in (cls.SIZE_MIN, cls.SIZE):
-            raise PayloadError(f"Event interrupt policy: {len(raw)} bytes, expected 4 or 5")
+            raise P.PayloadError(f"Event interrupt policy: {len(raw)} bytes, expected 4 or 5")
         return cls(raw[0], raw[1], raw[2], raw[3], raw[4] if len(raw) == 5 else None)
 
 
@@ -461,7 +463,7 @@ class ScanMediaInput:
 
     def encode(self) -> bytes:
         if self.address % 64 or self.length % 64 or self.length < 0:
-            raise PayloadError("Scan Media: address and length must be multiples of 64")
+            raise P.PayloadError("Scan Media: address and length must be multiples of 64")
         body = struct.pack("<QQ", self.address, self.length // 64)
         return body + (bytes([self.flags]) if self.flags is not None else b"")
 
@@ -469,7 +471,7 @@ class ScanMediaInput:
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) not in (0x10, 0x11):
-            raise PayloadError(f"Scan Media: payload is {len(raw):#x} bytes, expected 0x10 or 0x11")
+            raise P.PayloadError(f"Scan Media: payload is {len(raw):#x} bytes, expected 0x10 or 0x11")
         addr, units = struct.unpack_from("<QQ", raw)
         return cls(addr & ~0x3F, units * 64, raw[16] if len(raw) == 0x11 else None)
 
@@ -484,14 +486,14 @@ class GetScanMediaResultsOutput:
     restart_address: int = 0
     restart_length: int = 0
     flags: int = 0
-    records: tuple[PoisonRecord, ...] = field(default_factory=tuple)
+    records: "tuple[P.PoisonRecord, ...]" = field(default_factory=tuple)
 
     _HDR: ClassVar[str] = "<QQBxH12x"
     HEADER_SIZE: ClassVar[int] = 0x20
 
     @classmethod
     def max_records(cls, payload_size: int) -> int:
-        return max(0, (payload_size - cls.HEADER_SIZE) // PoisonRecord.SIZE)
+        return max(0, (payload_size - cls.HEADER_SIZE) // P.PoisonRecord.SIZE)
 
     def encode(self) -> bytes:
         head = struct.pack(self._HDR, self.restart_address, self.restart_length // 64, self.flags,
@@ -502,10 +504,10 @@ class GetScanMediaResultsOutput:
     def decode(cls, raw: bytes) -> Self:
         raw = bytes(raw)
         if len(raw) < cls.HEADER_SIZE:
-            raise PayloadError("Get Scan Media Results: short payload")
+            raise P.PayloadError("Get Scan Media Results: short payload")
         addr, units, flags, n = struct.unpack_from(cls._HDR, raw)
-        if len(raw) != cls.HEADER_SIZE + n * PoisonRecord.SIZE:
-            raise PayloadError("Get Scan Media Results: record count does not match the length")
-        recs = tuple(PoisonRecord.decode(raw[cls.HEADER_SIZE + i * 16:cls.HEADER_SIZE + (i + 1) * 16])
+        if len(raw) != cls.HEADER_SIZE + n * P.PoisonRecord.SIZE:
+            raise P.PayloadError("Get Scan Media Results: record count does not match the length")
+        recs = tuple(P.PoisonRecord.decode(raw[cls.HEADER_SIZE + i * 16:cls.HEADER_SIZE + (i + 1) * 16])
                      for i in range(n))
         return cls(addr, units * 64, flags, recs)

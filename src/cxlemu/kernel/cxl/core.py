@@ -81,10 +81,30 @@ class CxlCore:
         return [d for d in self.bus.devices.values() if isinstance(d, CxlPort)]
 
     def port_by_uport(self, uport: Device) -> CxlPort | None:
-        for p in self.ports():
-            if p.uport is uport:
-                return p
+        p = self._uport_index().get(id(uport))
+        if p is not None and p.uport is uport and self.bus.devices.get(p.name) is p:
+            return p
         return None
+
+    def _uport_index(self) -> dict[int, CxlPort]:
+        """id(uport) -> its port.  Transient (dropped by ``__getstate__``):
+        built from the bus once per process, then every port registered by
+        this module is added (:meth:`_add_port`); a hit is checked against
+        the bus, so a port that went away is never returned."""
+        idx = self.__dict__.get("_uport_idx")
+        if idx is None:
+            idx = {id(p.uport): p for p in self.ports()}
+            self.__dict__["_uport_idx"] = idx
+        return idx
+
+    def _add_port(self, port: CxlPort, probe: bool = True) -> None:
+        device_add(port, probe=probe)
+        self._uport_index()[id(port.uport)] = port
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_uport_idx", None)
+        return state
 
     def host_bridge_device(self, hb) -> Device:
         """The device a host bridge's root dport and port are registered by:
@@ -112,7 +132,7 @@ class CxlCore:
         k = self.kernel
         plat = k.platform
         root = CxlPort(self, self.port_ida.alloc(), host, host, None, "root", None)
-        device_add(root)
+        self._add_port(root)
         self.root = root
 
         subtables = cedt_mod.decode_cedt(k.acpi_tables["CEDT"])
@@ -176,7 +196,7 @@ class CxlCore:
                 continue
             port = CxlPort(self, self.port_ida.alloc(), root, dp.dev, dp, "switch", hb.hdm)
             port.hw_owner = hb
-            device_add(port)       # probes with cxl_port
+            self._add_port(port)   # probes with cxl_port
         if any(rd.cap_pmem for rd in self.root_decoders()):
             self.kernel.nvdimm.add_bridge(root)
 
@@ -356,7 +376,7 @@ class CxlCore:
                 if port is None:
                     port = CxlPort(self, self.port_ida.alloc(), parent_port, uport, dp, "switch", sw.hdm)
                     port.hw_owner = sw
-                    device_add(port)
+                    self._add_port(port)
                 if not port.enabled:
                     raise KernelError(errno.ENXIO, f"{md.name}: {port.name} is disabled")
                 parent_port = port
@@ -366,7 +386,7 @@ class CxlCore:
         ep = CxlPort(self, self.port_ida.alloc(), parent_port, md, parent_dport, "endpoint", md.hw.hdm)
         ep.memdev = md
         md.endpoint = ep
-        device_add(ep, probe=False)
+        self._add_port(ep, probe=False)
         try:
             from cxlemu.kernel.base.device import driver_probe
             driver_probe(self.bus.drivers["cxl_port"], ep)

@@ -34,11 +34,13 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from cxlemu.hw.mailbox import events as E
-from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.cxl.poison import ULLONG_MAX, region_uuid_bytes
+from cxlemu.util.lazy import lazy_module
+
+E = lazy_module("cxlemu.hw.mailbox.events")     # event-record codecs: imported when records are read
+P = lazy_module("cxlemu.hw.mailbox.payloads")
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 MODE_NONE, MODE_MSI, MODE_FW = "none", "msi", "fw"
 CLEAR_MAX_HANDLES = 255          # CXL_CLEAR_EVENT_MAX_HANDLES
-LOG_ORDER = (E.EventLog.FATAL, E.EventLog.FAIL, E.EventLog.WARN, E.EventLog.INFO)
+LOG_ORDER = (3, 2, 1, 0)          # EventLog FATAL, FAIL, WARN, INFO: the order cxl_mem_get_event_records reads
 
 
 class CxlEvents:

@@ -27,11 +27,14 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode, errno_for_return_code
 from cxlemu.kernel.base.device import KernelError, kstrtoull
+from cxlemu.util.lazy import lazy_module
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
+np = lazy_module("numpy")
+
+P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore

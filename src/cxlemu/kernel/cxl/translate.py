@@ -26,7 +26,9 @@ import operator
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 from cxlemu.kernel.cxl.interleave import (
     InterleaveError,

@@ -42,11 +42,14 @@ in each block as [reserved | kernel | user allocations by id | free].
 
 from __future__ import annotations
 
+import bisect
 import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")   # only for batches of pfns (the workload engine, dax)
 
 from cxlemu.kernel.mm.zones import PAGE_SHIFT
 
@@ -132,7 +135,7 @@ class NodeStats:
 class MemoryFailure:
     def __init__(self, mm: "Mm"):
         self.mm = mm
-        self.hwpoison = np.zeros(0, dtype=np.int64)    # sorted pfns marked HWPoison
+        self.hwpoison: list[int] = []                   # sorted pfns marked HWPoison
         self.num_poisoned_pages = 0
         self.node_stats: dict[int, NodeStats] = {}
         self.provider: Any = None                       # the workload engine, when attached
@@ -141,15 +144,16 @@ class MemoryFailure:
 
     # ---- queries -------------------------------------------------------------------------
     def is_poisoned(self, pfn: int) -> bool:
-        i = int(np.searchsorted(self.hwpoison, pfn))
-        return i < self.hwpoison.size and int(self.hwpoison[i]) == pfn
+        i = bisect.bisect_left(self.hwpoison, pfn)
+        return i < len(self.hwpoison) and self.hwpoison[i] == pfn
 
     def poisoned_mask(self, pfns: np.ndarray) -> np.ndarray:
         p = np.asarray(pfns, dtype=np.int64)
-        if not self.hwpoison.size:
+        if not self.hwpoison:
             return np.zeros(p.shape, dtype=bool)
-        i = np.minimum(np.searchsorted(self.hwpoison, p), self.hwpoison.size - 1)
-        return self.hwpoison[i] == p
+        hw = np.asarray(self.hwpoison, dtype=np.int64)
+        i = np.minimum(np.searchsorted(hw, p), hw.size - 1)
+        return hw[i] == p
 
     def media_poisoned_pfns(self) -> np.ndarray:
         """Sorted pfns of pages that hold poisoned lines on their memory device
@@ -171,7 +175,7 @@ class MemoryFailure:
         return self.num_poisoned_pages * 4
 
     def _mark(self, pfn: int) -> None:
-        self.hwpoison = np.insert(self.hwpoison, int(np.searchsorted(self.hwpoison, pfn)), pfn)
+        bisect.insort(self.hwpoison, int(pfn))
 
     def _block(self, pfn: int):
         mm = self.mm
@@ -367,10 +371,10 @@ class MemoryFailure:
 
     def forget_range(self, start_pfn: int, nr: int) -> None:
         """Memory removal: the struct pages (and their HWPoison marks) go away."""
-        keep = (self.hwpoison < start_pfn) | (self.hwpoison >= start_pfn + nr)
-        gone = int(np.count_nonzero(~keep))
+        keep = [p for p in self.hwpoison if not start_pfn <= p < start_pfn + nr]
+        gone = len(self.hwpoison) - len(keep)
         if gone:
-            self.hwpoison = self.hwpoison[keep]
+            self.hwpoison = keep
             self.num_poisoned_pages = max(0, self.num_poisoned_pages - gone)
             self.mm.kernel.dirty = True
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cxlemu.hw.mailbox import payloads as P
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")
+P = lazy_module("cxlemu.hw.mailbox.payloads")
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.hw.mailbox.opcodes import Opcode
-from cxlemu.hw.mailbox.payloads import GetLsaInput, SetLsaInput
 from cxlemu.kernel.base.device import AttrGroup, KernelError, RO
 from cxlemu.kernel.nvdimm import label as lbl
 from cxlemu.kernel.nvdimm.bus import (DIMM_CMD_NAMES, ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE,
                                       ND_CMD_SET_CONFIG_DATA, ND_DEVICE_DIMM, NVDIMM_MAJOR, NdDevice)
 from cxlemu.kernel.nvdimm.dpa import DpaMap, label_id
+from cxlemu.util.lazy import lazy_module
+
+payloads = lazy_module("cxlemu.hw.mailbox.payloads")   # imported when the label area is read or written
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.bus import NvdimmBus
@@ -156,7 +158,7 @@ class NvdimmDev(NdDevice):
 
     @property
     def max_xfer(self) -> int:
-        return self.memdev.hw.payload_max - SetLsaInput.HEADER_SIZE
+        return self.memdev.hw.payload_max - payloads.SetLsaInput.HEADER_SIZE
 
     def label_version(self) -> tuple[int, int]:
         return self.kernel.nvdimm.label_version()
@@ -169,7 +171,7 @@ class NvdimmDev(NdDevice):
         pos = offset
         while pos < offset + length:
             n = min(step, offset + length - pos)
-            rc, data = devmbox.execute(hw, Opcode.GET_LSA, GetLsaInput(pos, n).encode(), media)
+            rc, data = devmbox.execute(hw, Opcode.GET_LSA, payloads.GetLsaInput(pos, n).encode(), media)
             if rc:
                 raise KernelError(errno.ENXIO, f"{self.name}: GET_LSA failed: {rc}")
             out += data
@@ -184,7 +186,7 @@ class NvdimmDev(NdDevice):
         for start in range(0, len(data), step):
             piece = data[start:start + step]
             nv.before_lsa_write(self, offset + start, piece)
-            rc, _ = devmbox.execute(hw, Opcode.SET_LSA, SetLsaInput(offset + start, piece).encode(), media)
+            rc, _ = devmbox.execute(hw, Opcode.SET_LSA, payloads.SetLsaInput(offset + start, piece).encode(), media)
             if rc:
                 raise KernelError(errno.ENXIO, f"{self.name}: SET_LSA failed: {rc}")
             self.kernel.dirty = True

@@ -37,7 +37,9 @@ import uuid as _uuid
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Literal, Union
 
-import numpy as np
+from cxlemu.util.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
 # ---------------------------------------------------------------------------
 # Constants (label.h, CXL r3.1 §9.13.2, UEFI 2.7 §13.19)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from cxlemu.hw.mailbox.payloads import AlertBits, HealthStatus, MediaStatus
+from cxlemu.util.lazy import lazy_module
 from cxlemu.tools.daxctl import daxjson
 from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX, UTIL_JSON_FIRMWARE,
                                            UTIL_JSON_EXTENTS, UTIL_JSON_HEALTH, UTIL_JSON_MEDIA_ERRORS,
@@ -29,6 +29,8 @@ from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX
 from cxlemu.tools.libcxl import Bus, Decoder, DecoderMode, Endpoint, Memdev, Port, Region, mode_name
 from cxlemu.tools.libcxl.cnum import U32_MAX, U64_MAX, to_s32, to_u32
 from cxlemu.tools.libcxl.memdev import CXL_QOS_CLASS_NONE
+
+payloads = lazy_module("cxlemu.hw.mailbox.payloads")   # health/alert bits: imported for -H only
 
 __all__ = [
     "memdev_to_json", "bus_to_json", "port_to_json", "endpoint_to_json",
@@ -70,19 +72,19 @@ def health_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
         return None
     hs, ms = h.health_status, h.media_status
     out: JsonObj = {
-        "maintenance_needed": bool(hs & HealthStatus.MAINTENANCE_NEEDED),
-        "performance_degraded": bool(hs & HealthStatus.PERFORMANCE_DEGRADED),
-        "hw_replacement_needed": bool(hs & HealthStatus.HW_REPLACEMENT_NEEDED),
-        "media_normal": ms == MediaStatus.NORMAL,
-        "media_not_ready": ms == MediaStatus.NOT_READY,
-        "media_persistence_lost": ms == MediaStatus.PERSISTENCE_LOST,
-        "media_data_lost": ms == MediaStatus.DATA_LOST,
-        "media_powerloss_persistence_loss": ms == MediaStatus.POWERLOSS_PERSISTENCE_LOSS,
-        "media_shutdown_persistence_loss": ms == MediaStatus.SHUTDOWN_PERSISTENCE_LOSS,
-        "media_persistence_loss_imminent": ms == MediaStatus.PERSISTENCE_LOSS_IMMINENT,
-        "media_powerloss_data_loss": ms == MediaStatus.POWERLOSS_DATA_LOSS,
-        "media_shutdown_data_loss": ms == MediaStatus.SHUTDOWN_DATA_LOSS,
-        "media_data_loss_imminent": ms == MediaStatus.DATA_LOSS_IMMINENT,
+        "maintenance_needed": bool(hs & payloads.HealthStatus.MAINTENANCE_NEEDED),
+        "performance_degraded": bool(hs & payloads.HealthStatus.PERFORMANCE_DEGRADED),
+        "hw_replacement_needed": bool(hs & payloads.HealthStatus.HW_REPLACEMENT_NEEDED),
+        "media_normal": ms == payloads.MediaStatus.NORMAL,
+        "media_not_ready": ms == payloads.MediaStatus.NOT_READY,
+        "media_persistence_lost": ms == payloads.MediaStatus.PERSISTENCE_LOST,
+        "media_data_lost": ms == payloads.MediaStatus.DATA_LOST,
+        "media_powerloss_persistence_loss": ms == payloads.MediaStatus.POWERLOSS_PERSISTENCE_LOSS,
+        "media_shutdown_persistence_loss": ms == payloads.MediaStatus.SHUTDOWN_PERSISTENCE_LOSS,
+        "media_persistence_loss_imminent": ms == payloads.MediaStatus.PERSISTENCE_LOSS_IMMINENT,
+        "media_powerloss_data_loss": ms == payloads.MediaStatus.POWERLOSS_DATA_LOSS,
+        "media_shutdown_data_loss": ms == payloads.MediaStatus.SHUTDOWN_DATA_LOSS,
+        "media_data_loss_imminent": ms == payloads.MediaStatus.DATA_LOSS_IMMINENT,
         "ext_life_used": _ext3(h.life_used_status),
         "ext_temperature": _ext3(h.temperature_status),
         "ext_corrected_volatile": _ext2(h.corrected_volatile_status),
@@ -103,12 +105,12 @@ def health_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
     return out
 
 
-_ALERTS = (
-    ("life_used", AlertBits.LIFE_USED_PROG_WARN),
-    ("dev_over_temperature", AlertBits.DEV_OVER_TEMPERATURE_PROG_WARN),
-    ("dev_under_temperature", AlertBits.DEV_UNDER_TEMPERATURE_PROG_WARN),
-    ("corrected_volatile_mem_err", AlertBits.CORRECTED_VOLATILE_MEM_ERR_PROG_WARN),
-    ("corrected_pmem_err", AlertBits.CORRECTED_PMEM_ERR_PROG_WARN),
+_ALERTS = (   # (JSON name, AlertBits member)
+    ("life_used", "LIFE_USED_PROG_WARN"),
+    ("dev_over_temperature", "DEV_OVER_TEMPERATURE_PROG_WARN"),
+    ("dev_under_temperature", "DEV_UNDER_TEMPERATURE_PROG_WARN"),
+    ("corrected_volatile_mem_err", "CORRECTED_VOLATILE_MEM_ERR_PROG_WARN"),
+    ("corrected_pmem_err", "CORRECTED_PMEM_ERR_PROG_WARN"),
 )
 
 
@@ -118,9 +120,10 @@ def alert_config_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
     if a is None:
         return None
     out: JsonObj = {}
-    for name, bit in _ALERTS:
+    alerts = [(name, getattr(payloads.AlertBits, bit)) for name, bit in _ALERTS]
+    for name, bit in alerts:
         out[f"{name}_prog_warn_threshold_valid"] = bool(a.valid_alerts & bit)
-    for name, bit in _ALERTS:
+    for name, bit in alerts:
         out[f"{name}_prog_warn_threshold_writable"] = bool(a.programmable_alerts & bit)
     u16 = 0xFFFF  # libcxl reads the thresholds as unsigned le16/u8 fields
     out["life_used_crit_alert_threshold"] = a.life_used_crit_alert_threshold & 0xFF

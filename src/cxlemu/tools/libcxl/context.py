@@ -17,7 +17,7 @@ from cxlemu.tools.common.log import Log
 from cxlemu.tools.libdaxctl.lib import DaxctlCtx
 
 from .memdev import Memdev
-from .device import devname_of, same_id
+from .device import IdList, devname_of, same_id
 from .port import Bus, Port, PortType
 from .sysfs import SysfsIO
 
@@ -59,7 +59,7 @@ class CxlContext:
                 self.log.err("__sysfs_device_parse", f"{prefix}{e.id}: add_dev() failed")
                 continue
             self.log.dbg("__sysfs_device_parse", f"{prefix}{e.id}: processed")
-            if any(o is obj for o in out):
+            if out.has(obj) if isinstance(out, IdList) else any(o is obj for o in out):
                 continue
             if sort_key is None:
                 out.insert(0, obj)
@@ -76,7 +76,7 @@ class CxlContext:
     def memdevs(self) -> list[Memdev]:
         """``cxl_memdev_foreach()``."""
         if self._memdev_list is None:
-            self._memdev_list = []
+            self._memdev_list = IdList()
             self.scan_into(self._memdev_list, "/sys/bus/cxl/devices", "mem",
                            lambda i, base: Memdev.add(self, i, base))
         return self._memdev_list
@@ -93,7 +93,7 @@ class CxlContext:
     def buses(self) -> list[Bus]:
         """``cxl_bus_foreach()``."""
         if self._bus_list is None:
-            self._bus_list = []
+            self._bus_list = IdList()
             self.scan_into(self._bus_list, "/sys/bus/cxl/devices", "root", self._add_bus)
         return self._bus_list
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable, TypeVar
 if TYPE_CHECKING:
     from .context import CxlContext
 
-__all__ = ["devname_of", "SysfsDevice", "same_id"]
+__all__ = ["devname_of", "IdList", "SysfsDevice", "same_id"]
 
 T = TypeVar("T")
 
@@ -22,9 +22,68 @@ def devname_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+class IdList(list):
+    """A device list (libcxl's ``list_head``) that also indexes its objects by
+    identity and by ``.id``, so that the duplicate checks of a scan
+    (:func:`same_id`, ``scan_into``) cost O(1) instead of a walk of the list:
+    a 16 384-memdev scan would otherwise be quadratic.  Every mutation keeps
+    the index (the first object of an id, in list order, is the one found)."""
+
+    def __init__(self, items: Iterable = ()):
+        super().__init__(items)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._objs = {id(o) for o in self}
+        self._by_id: dict = {}
+        for o in self:
+            self._by_id.setdefault(getattr(o, "id", None), o)
+
+    def has(self, obj: object) -> bool:
+        return id(obj) in self._objs
+
+    def first_with_id(self, ident: object) -> object | None:
+        return self._by_id.get(ident)
+
+    def insert(self, index, obj) -> None:  # type: ignore[override]
+        super().insert(index, obj)
+        if getattr(obj, "id", None) in self._by_id:
+            self._reindex()
+        else:
+            self._objs.add(id(obj))
+            self._by_id[getattr(obj, "id", None)] = obj
+
+    def append(self, obj) -> None:  # type: ignore[override]
+        super().append(obj)
+        self._objs.add(id(obj))
+        self._by_id.setdefault(getattr(obj, "id", None), obj)
+
+    def _mutated(name: str):  # noqa: N805 - a helper that wraps list methods
+        def fn(self, *args, **kw):
+            out = getattr(list, name)(self, *args, **kw)
+            self._reindex()
+            return out
+        fn.__name__ = name
+        return fn
+
+    __setitem__ = _mutated("__setitem__")
+    __delitem__ = _mutated("__delitem__")
+    __iadd__ = _mutated("__iadd__")
+    extend = _mutated("extend")
+    remove = _mutated("remove")
+    pop = _mutated("pop")
+    clear = _mutated("clear")
+    sort = _mutated("sort")
+    reverse = _mutated("reverse")
+    del _mutated
+
+
 def same_id(known: Iterable[T] | None, new: T) -> T:
     """The object of ``known`` with ``new``'s id (libcxl keeps the first of
     two directory entries naming the same id), else ``new``."""
+    if isinstance(known, IdList):
+        dup = known.first_with_id(new.id)  # type: ignore[attr-defined]
+        return dup if dup is not None else new  # type: ignore[return-value]
     for dup in known or ():
         if dup.id == new.id:  # type: ignore[attr-defined]
             return dup

@@ -27,11 +27,15 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from cxlemu.hw.mailbox import client
-from cxlemu.hw.mailbox.client import MailboxError
 from cxlemu.hw.mailbox.opcodes import CxlMemCommandId
-from cxlemu.hw.mailbox.payloads import (AlertConfig, FwInfo, HealthInfo, IdentifyMemoryDevice,
-                                        PartitionInfo, PayloadError)
+from cxlemu.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from cxlemu.hw.mailbox.payloads import AlertConfig, FwInfo, HealthInfo, IdentifyMemoryDevice, PartitionInfo
+
+# the mailbox client and payload codecs are imported when a command is sent
+client = lazy_module("cxlemu.hw.mailbox.client")
+payloads = lazy_module("cxlemu.hw.mailbox.payloads")
 
 from .sysfs import strerror
 
@@ -122,7 +126,7 @@ class MemdevMailbox:
             return None
         try:
             return self._do(helper)
-        except (OSError, MailboxError, PayloadError, ValueError):
+        except (OSError, client.MailboxError, payloads.PayloadError, ValueError):
             return None
 
     # ---- typed commands (cxl list -H -I -A -F) ------------------------------------------

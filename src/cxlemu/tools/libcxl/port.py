@@ -30,7 +30,7 @@ import errno
 from typing import TYPE_CHECKING, Iterator
 
 from .cnum import c_strtoull, to_s32
-from .device import SysfsDevice, devname_of, same_id
+from .device import IdList, SysfsDevice, devname_of, same_id
 
 if TYPE_CHECKING:
     from .context import CxlContext
@@ -172,7 +172,7 @@ class Port(SysfsDevice):
         in place while scanning, so ``add`` sees the entries added so far)."""
         out = getattr(self, attr)
         if out is None:
-            out = []
+            out = IdList()
             setattr(self, attr, out)
             self.ctx.scan_into(out, self.dev_path, prefix, add, sort_key=sort_key)
         return out

@@ -1,0 +1,131 @@
+"""Scaling of boot, ``cxl list -M``, render and state size with the number of
+Type 3 devices (64, 256, 1024, 4096, 16 384), one row per size, and the
+16 384 / 1024 ratios (16 is perfectly linear; the target is under 20).
+
+    python benchmarks/bench_scale.py [--sizes 64,256,1024,4096,16384] [--json]
+                                     [--render-dir DIR] [--no-render-above N]
+
+Every fabric comes from the topology generator with three levels of
+switches (``cxlemu topology generate --devices N --switch-levels 3``: 128
+devices per host bridge, each host bridge on its own PCI segment); 16 384 is
+the ``huge-fabric`` preset.  Per size, in this process:
+
+* ``boot_s``: parse the topology, build the platform, boot the kernel
+  (CPU seconds of this process: the figure does not depend on what else
+  the machine runs);
+* ``list_s``: ``cxl list -M`` on the booted kernel (the bundled tool over the
+  in-process sysfs), CPU seconds;
+* ``render_s``: ``cxlemu sysfs NAME render`` of the whole /sys, /proc and
+  /dev into ``--render-dir`` (default: a temporary directory), wall-clock
+  seconds (file creation is the file system's work; on a loaded disk it
+  dominates, a tmpfs such as /dev/shm shows our part), and ``render_cpu_s``;
+* ``state_bytes``: the size of the machine's saved state (``Store.create``
+  in a temporary ``CXLEMU_HOME``, with whatever state format the tree has).
+
+``--json`` prints a list of rows with ``devices``, ``boot_s``, ``list_s``,
+``render_s``, ``render_cpu_s`` and ``state_bytes`` (the render figures are null for sizes skipped with
+``--no-render-above``), followed by nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _row(n: int, render_dir: str | None, render: bool) -> dict:
+    from cxlemu.hw.platform import build_platform
+    from cxlemu.kernel.kernel import Kernel
+    from cxlemu.sysfs.backend import EmulatorBackend
+    from cxlemu.sysfs.backend import render as render_tree
+    from cxlemu.tools.runner import run_tool
+    from cxlemu.topology.generate import Spec, generate
+    from cxlemu.topology.schema import loads
+
+    text = generate(Spec(devices=n, switch_levels=3))
+    t0 = time.process_time()
+    plat = build_platform(loads(text))
+    plat.firmware_boot()
+    k = Kernel(plat)
+    k.boot()
+    boot_s = time.process_time() - t0
+
+    out = io.StringIO()
+    t0 = time.process_time()
+    rc = run_tool("cxl", ["list", "-M"], EmulatorBackend(k), stdout=out, stderr=io.StringIO(), isatty=False)
+    list_s = time.process_time() - t0
+    assert rc == 0 and out.getvalue().count('"memdev"') == n, "cxl list -M did not list every memdev"
+
+    render_s = render_cpu_s = None
+    if render:
+        d = tempfile.mkdtemp(prefix="cxlemu-bench-render-", dir=render_dir)
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            render_tree(EmulatorBackend(k), d)
+            render_s, render_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    home = tempfile.mkdtemp(prefix="cxlemu-bench-home-")
+    old = os.environ.get("CXLEMU_HOME")
+    os.environ["CXLEMU_HOME"] = home
+    try:
+        from cxlemu.machine.store import Store
+        st = Store()
+        st.create("m", text)
+        state_bytes = sum(p.stat().st_size for p in st.path("m").iterdir()
+                          if p.is_file() and p.name.startswith("state"))
+    finally:
+        if old is None:
+            os.environ.pop("CXLEMU_HOME", None)
+        else:
+            os.environ["CXLEMU_HOME"] = old
+        shutil.rmtree(home, ignore_errors=True)
+    return {"devices": n, "boot_s": round(boot_s, 3), "list_s": round(list_s, 3),
+            "render_s": None if render_s is None else round(render_s, 3),
+            "render_cpu_s": None if render_cpu_s is None else round(render_cpu_s, 3), "state_bytes": state_bytes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="64,256,1024,4096,16384")
+    ap.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    ap.add_argument("--render-dir", help="where to render (default: the system temporary directory)")
+    ap.add_argument("--no-render-above", type=int, default=None, metavar="N",
+                    help="skip the render for fabrics of more than N devices")
+    a = ap.parse_args(argv)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    _row(4, a.render_dir, False)          # warm up: imports and first-use costs are not per-device costs
+    rows = []
+    for n in sizes:
+        render = a.no_render_above is None or n <= a.no_render_above
+        rows.append(_row(n, a.render_dir, render))
+        if not a.json:
+            r = rows[-1]
+            rs = "-" if r["render_s"] is None else f"{r['render_s']:.2f}"
+            rc_ = "-" if r["render_cpu_s"] is None else f"{r['render_cpu_s']:.2f}"
+            print(f"{r['devices']:>6} devices  boot {r['boot_s']:7.2f} s CPU  cxl list -M {r['list_s']:7.2f} s CPU  "
+                  f"render {rs:>7} s ({rc_:>6} s CPU)  state {r['state_bytes'] / 1e6:8.1f} MB", flush=True)
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    by = {r["devices"]: r for r in rows}
+    if 1024 in by and 16384 in by:
+        lo, hi = by[1024], by[16384]
+        print(f"16384/1024 ratios (16 = linear, target < 20): boot {hi['boot_s'] / lo['boot_s']:.1f}  "
+              f"list {hi['list_s'] / lo['list_s']:.1f}  state {hi['state_bytes'] / lo['state_bytes']:.1f}"
+              + (f"  render {hi['render_s'] / lo['render_s']:.1f} (CPU {hi['render_cpu_s'] / lo['render_cpu_s']:.1f})"
+                 if hi["render_s"] and lo["render_s"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

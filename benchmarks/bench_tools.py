@@ -1,0 +1,139 @@
+"""Our ``cxl``/``ndctl``/``daxctl list -vvv`` against Debian's C tools, timed in
+the same mount namespace over the same rendered tree.
+
+    python benchmarks/bench_tools.py [--presets biscuitos-c,large-fabric] [--reps 5]
+                                     [--render-dir DIR] [--json]
+
+Each preset is booted, rendered (``cxlemu sysfs NAME render``), and then, in
+``unshare -m`` with the rendered ``sys`` bind-mounted over /sys and the
+rendered ``dev`` over /dev (tests/cxltest_support.py), every command runs
+``--reps`` times and the best time is kept:
+
+* ``c_s``: the Debian binary (a process: exec, libcxl/libndctl/libdaxctl);
+* ``ours_s``: our tool in process (``run_tool`` over ``DirectoryBackend("/")``:
+  what our libraries and JSON printers cost, the interpreter already started);
+* ``ours_cli_s``: our console entry point as a process (``cxlemu-cxl`` ...),
+  interpreter start-up and imports included (with bytecode caching on, as an
+  installed package has);
+* ``ratio`` = ours_s / c_s (the target is 2 or less) and ``ratio_cli`` =
+  ours_cli_s / c_s.  ``python_s`` is ``python -c pass`` in the same run:
+  the floor under ``ours_cli_s``.
+
+Needs root, ``unshare`` and the Debian ``ndctl``/``daxctl``/``cxl`` packages
+(``.ci/run`` installs them); prints why not otherwise.  ``--json`` prints a
+list of rows (preset, command, c_s, ours_s, ours_cli_s, python_s, ratio,
+ratio_cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+COMMANDS = (("cxl", "list", "-vvv"), ("ndctl", "list", "-vvv"), ("daxctl", "list", "-vvv"))
+
+# Runs inside the namespace: times the C tools and ours over "/" (the rendered tree).
+INNER = r'''
+import io, json, os, subprocess, sys, time
+reps = int(sys.argv[1]); cmds = json.loads(sys.argv[2]); src = sys.argv[3]
+from cxlemu.sysfs.backend import DirectoryBackend
+from cxlemu.tools.runner import run_tool
+env = dict(os.environ); env.pop("PYTHONDONTWRITEBYTECODE", None)
+env["PYTHONPYCACHEPREFIX"] = os.path.join("/tmp", "cxlemu-bench-pycache")
+env["PYTHONPATH"] = src
+ours_cli = "import sys; from cxlemu.tools import standalone; t = sys.argv.pop(1); sys.exit(getattr(standalone, t)())"
+
+def best(fn):
+    fn()                                   # warm up (page cache, bytecode cache)
+    b = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); b = min(b, time.perf_counter() - t0)
+    return b
+
+def proc(argv):
+    return lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+def ours(argv):
+    def run():
+        out = io.StringIO()
+        run_tool(argv[0], list(argv[1:]), DirectoryBackend("/"), env={}, stdout=out, stderr=io.StringIO(),
+                 isatty=False)
+    return run
+
+rows = []
+py = best(proc([sys.executable, "-c", "pass"]))
+for argv in cmds:
+    c_out = subprocess.run(argv, capture_output=True, text=True).stdout
+    o = io.StringIO(); run_tool(argv[0], list(argv[1:]), DirectoryBackend("/"), env={}, stdout=o,
+                                stderr=io.StringIO(), isatty=False)
+    rows.append({"command": " ".join(argv), "c_s": best(proc(argv)), "ours_s": best(ours(argv)),
+                 "ours_cli_s": best(proc([sys.executable, "-c", ours_cli, *argv])), "python_s": py,
+                 "c_bytes": len(c_out), "ours_bytes": len(o.getvalue())})
+print(json.dumps(rows))
+'''
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--presets", default="biscuitos-c,large-fabric")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--render-dir", help="where to render (default: the system temporary directory)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    from cxltest_support import _UNSHARE_SCRIPT, boot, real_tools_available
+    why = real_tools_available("cxl", "ndctl", "daxctl")
+    if why:
+        print(f"bench_tools: cannot run the C tools here: {why}", file=sys.stderr)
+        return 1
+    from cxlemu.sysfs.backend import render
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
+    rows = []
+    for preset in a.presets.split(","):
+        b = boot(preset)
+        d = tempfile.mkdtemp(prefix="cxlemu-bench-tools-", dir=a.render_dir)
+        inner = ""
+        try:
+            render(b, d)
+            fd, inner = tempfile.mkstemp(suffix=".py", prefix="cxlemu-bench-inner-")   # outside /dev
+            with os.fdopen(fd, "w") as f:
+                f.write(INNER)
+            env = dict(os.environ)
+            env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            p = subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, d, "files", sys.executable,
+                                inner, str(a.reps), json.dumps(COMMANDS), src],
+                               capture_output=True, text=True, env=env, timeout=3000)
+            if p.returncode != 0:
+                print(p.stderr, file=sys.stderr)
+                return 1
+            for r in json.loads(p.stdout.strip().splitlines()[-1]):
+                r["preset"] = preset
+                r["ratio"] = round(r["ours_s"] / r["c_s"], 2)
+                r["ratio_cli"] = round(r["ours_cli_s"] / r["c_s"], 2)
+                for k in ("c_s", "ours_s", "ours_cli_s", "python_s"):
+                    r[k] = round(r[k], 4)
+                rows.append(r)
+                if not a.json:
+                    print(f"{preset:13} {r['command']:16} C {r['c_s'] * 1e3:8.1f} ms  ours {r['ours_s'] * 1e3:8.1f} ms"
+                          f" ({r['ratio']:5.2f}x)  ours as a process {r['ours_cli_s'] * 1e3:8.1f} ms "
+                          f"({r['ratio_cli']:5.2f}x; python -c pass {r['python_s'] * 1e3:.0f} ms)  "
+                          f"[output: C {r['c_bytes']} B, ours {r['ours_bytes']} B]", flush=True)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+            if os.path.exists(inner):
+                os.unlink(inner)
+    if a.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Startup: a command imports only what it uses (numpy only on the data path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cxlemu.util.lazy import lazy_module
+
+
+def _modules_after(code: str, env: dict | None = None) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
+                          "print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, env=env or os.environ.copy(), check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_cli_main_imports_no_numpy_nor_rich():
+    mods = _modules_after("import cxlemu.cli.main")
+    assert "numpy" not in mods
+    assert "rich" not in mods
+
+
+def test_cxl_list_path_imports_no_numpy(tmp_path):
+    env = os.environ.copy()
+    env["CXLEMU_HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-m", "cxlemu", "create", "b", "--topology", "biscuitos-b"],
+                   check=True, capture_output=True, env=env)
+    code = ("import io, contextlib\nfrom cxlemu.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as f:\n"
+            "    assert main(['exec', 'b', '--', 'cxl', 'list', '-M']) == 0\n"
+            "assert 'mem0' in f.getvalue()\n")
+    mods = _modules_after(code, env)
+    assert "cxlemu.kernel.kernel" in mods          # the machine was really loaded
+    assert "numpy" not in mods
+    assert "rich" not in mods
+    assert "cxlemu.hw.mailbox.payloads" not in mods
+
+
+def test_data_path_still_imports_numpy_on_use():
+    mods = _modules_after("from cxlemu.kernel.nvdimm.label import fletcher64\n"
+                          "assert fletcher64(b'\\0' * 8) == 0")
+    assert "numpy" in mods
+
+
+def test_lazy_module_loads_on_first_attribute():
+    m = lazy_module("json")
+    assert "not loaded" in repr(m)
+    assert m.dumps([1]) == "[1]"
+    assert "loaded" in repr(m) and "not loaded" not in repr(m)
+    with pytest.raises(AttributeError):
+        m.no_such_attribute
+    with pytest.raises(ModuleNotFoundError):
+        lazy_module("cxlemu_no_such_module").x
