@@ -65,6 +65,8 @@ SYSFS_CHECKS = {
     "decoders_committed": lambda b: b.exists(_first(b, "port") + "/decoders_committed"),
     "memdev_qos_class": lambda b: b.exists(D + "mem1/ram/qos_class") or b.exists(D + "mem1/pmem/qos_class"),
     "nvdimm_cxl_id_provider": lambda b: b.exists("/sys/bus/nd/devices/nmem0/cxl/id"),
+    "memdev_debugfs_poison": lambda b: b.exists("/sys/kernel/debug/cxl/mem0/inject_poison"),
+    "node_memory_failure_stats": lambda b: b.exists("/sys/devices/system/node/node0/memory_failure/total"),
 }
 
 

@@ -170,7 +170,7 @@ def containers(ch):
                      st.builds(collections.Counter, st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)))
 
 
-values = st.recursive(leaf, containers, max_leaves=25)
+values = st.recursive(leaf, containers, max_leaves=12)
 
 
 @st.composite
@@ -203,7 +203,9 @@ def graphs(draw):
     return [nodes, sl, Node.make]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# derandomized: the same examples in every run (a drawn graph can be slow to generate)
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(graphs())
 def test_random_graphs_round_trip(g):
     back, _, data = rt(g)

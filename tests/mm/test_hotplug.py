@@ -38,7 +38,8 @@ def test_memory_root_attributes():
     write(b, M + "auto_online_blocks", "online_movable")
     assert b.read(M + "auto_online_blocks") == "online_movable\n"
     assert err_of(b, M + "auto_online_blocks", "movable") == errno.EINVAL
-    assert sorted(b.listdir(M))[:3] == ["auto_online_blocks", "block_size_bytes", "memory0"]
+    assert sorted(b.listdir(M))[:4] == ["auto_online_blocks", "block_size_bytes", "hard_offline_page", "memory0"]
+    assert "soft_offline_page" in b.listdir(M)
 
 
 def test_memory_block_attributes_formats(machine):

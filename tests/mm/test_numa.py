@@ -89,8 +89,9 @@ def test_cxl_test_nodes_possible_online_and_states():
     assert b.read(N + "node0/distance") == "10 20 20\n"
     assert b.read(N + "node2/distance") == "20 20 10\n"
     assert b.realpath(N + "node2/subsystem") == "/sys/bus/node"
-    assert sorted(x for x in b.listdir(N + "node2") if x.startswith("memory")) == \
+    assert sorted(x for x in b.listdir(N + "node2") if x.startswith("memory") and x[6:].isdigit()) == \
         ["memory7682", "memory7683", "memory7684", "memory7685"]
+    assert "memory_failure" in b.listdir(N + "node2")       # per-node memory-failure statistics (6.6+)
     assert b.realpath(N + "node2/memory7683") == "/sys/devices/system/memory/memory7683"
     assert b.readlink("/sys/devices/system/memory/memory7683/node2") == "../../node/node2"
 

@@ -147,6 +147,7 @@ PLUGINS = (
     "cxlemu.cli.pmem_commands",    # persistent memory helpers
     "cxlemu.cli.real_commands",    # real, mount, umount: the machine's /sys, /proc, /dev for real programs
     "cxlemu.cli.run_commands",     # workloads, runs, traces (tiering)
+    "cxlemu.cli.ras_commands",     # RAS: cxlemu fault (media errors, health, link down)
     "cxlemu.cli.draw",             # cxlemu draw: graphviz picture / rich tree of the topology
     "cxlemu.cli.rack_commands",    # racks, the fabric manager, the host policy agent (issue 11)
     "cxlemu.cli.scenario_commands",  # seed 002: zswap's unwanted migration, aggregating CXL nodes (DAMON helper)

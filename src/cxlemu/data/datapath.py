@@ -43,6 +43,21 @@ class BusError(OSError):
         self.why = why
 
 
+class PoisonError(OSError):
+    """A read reached a poisoned cache line: the device returned poison, not
+    data.  ``errno`` is EIO (what read(2) of /dev/mem or a dax device gets);
+    ``hpa`` is the first poisoned address of the access, ``device``/``dpa``
+    where it lives."""
+
+    def __init__(self, hpa: int, device: str, dpa: int):
+        super().__init__(errno.EIO, f"poison consumed at HPA {hpa:#x} ({device} DPA {dpa:#x})")
+        self.hpa, self.device, self.dpa = hpa, device, dpa
+
+    @property
+    def pfn(self) -> int:
+        return self.hpa >> 12
+
+
 def _ways(eiw: int) -> int:
     return 1 << eiw if eiw < 8 else 3 << (eiw - 8)
 
@@ -260,11 +275,20 @@ class HpaSpace:
         n = buf.size
         segs = self._segments(hpa, n)
         plans = [(s, self._plan(r, s, ln), ln) for r, s, ln in segs]   # validate everything first
+        if not write:
+            for seg_start, plan, ln in plans:             # poison is found before any byte moves
+                for di, offs, dpas, g in plan:
+                    self._check_poison(seg_start, ln, di, offs, dpas, g)
         for seg_start, plan, ln in plans:
             base = seg_start - hpa
             seg = buf[base:base + ln]
             for di, offs, dpas, g in plan:
-                media = self.media.array(self.p.devices[di])
+                hw = self.p.devices[di]
+                if not hw.link_up:                    # link down: reads return all-ones, writes are lost
+                    if not write:
+                        self._fill_ones(seg, offs, g)
+                    continue
+                media = self.media.array(hw)
                 if offs is None:                      # not interleaved: one contiguous copy
                     if not self._allowed(di, dpas, ln, write):
                         if not write:
@@ -295,6 +319,40 @@ class HpaSpace:
     def _line_mask(self, di: int, dpa: np.ndarray, size: int, write: bool):
         guard = getattr(self.media, "guard", None)
         return None if guard is None else guard(self.p.devices[di], dpa, size, write)
+
+    @staticmethod
+    def _fill_ones(seg: np.ndarray, offs, g: int) -> None:
+        if offs is None:
+            seg[:] = 0xFF
+            return
+        n = seg.size
+        for o in np.asarray(offs).tolist():
+            lo, hi = max(0, o), min(n, o + g)
+            if hi > lo:
+                seg[lo:hi] = 0xFF
+
+    def _check_poison(self, seg_start: int, ln: int, di: int, offs, dpas, g: int) -> None:
+        """Raise PoisonError when any byte of this piece is poisoned on its device
+        (one searchsorted pass over the granules of an interleaved piece)."""
+        hw = self.p.devices[di]
+        ps = hw.poison
+        if not len(ps) or not hw.link_up:
+            return
+        if offs is None:
+            bad = ps.first_poisoned(dpas, ln)
+            if bad is not None:
+                raise PoisonError(seg_start + (bad - dpas), hw.name, bad)
+            return
+        o = np.asarray(offs, dtype=np.int64)
+        lo = np.clip(o, 0, ln)
+        hi = np.clip(o + g, 0, ln)
+        keep = hi > lo
+        d_eff = np.asarray(dpas, dtype=np.int64) + (lo - o)
+        m = ps.mask(d_eff[keep], (hi - lo)[keep]) if keep.any() else np.zeros(0, bool)
+        if m.any():
+            k = int(np.flatnonzero(keep)[int(np.argmax(m))])
+            bad = ps.first_poisoned(int(d_eff[k]), int(hi[k] - lo[k]))
+            raise PoisonError(seg_start + int(lo[k]) + (bad - int(d_eff[k])), hw.name, bad)
 
     @staticmethod
     def _xfer(dev: np.ndarray, buf: np.ndarray, write: bool) -> None:
@@ -381,10 +439,46 @@ class HpaSpace:
         return out
 
     def gather(self, hpas: np.ndarray, size: int = 64) -> np.ndarray:
-        """Read ``size`` bytes at each HPA: returns an (N, size) uint8 array."""
+        """Read ``size`` bytes at each HPA: returns an (N, size) uint8 array.
+        Raises PoisonError if any line is poisoned (nothing is returned)."""
+        out, bad = self.gather_checked(hpas, size)
+        if bad.any():
+            i = int(np.argmax(bad))
+            hw, dpa = self.locate(int(np.asarray(hpas, dtype=np.uint64)[i]))
+            raise PoisonError(int(np.asarray(hpas, dtype=np.uint64)[i]), hw.name, dpa)
+        return out
+
+    def poisoned(self, hpas: np.ndarray, size: int = 64) -> np.ndarray:
+        """Bool per line at ``hpas``: would a load get poison?  Lines outside every
+        CXL decode range (DRAM) are never poisoned here.  No media is read:
+        one routing pass and one searchsorted per device."""
+        h = np.asarray(hpas, dtype=np.uint64)
+        bad = np.zeros(h.shape, dtype=bool)
+        inside = np.zeros(h.shape, dtype=bool)
+        for r in self.ranges:
+            inside |= (h >= np.uint64(r.base)) & (h < np.uint64(r.end))
+        idx = np.flatnonzero(inside)
+        if not idx.size or not any(len(d.poison) for d in self.p.devices):
+            return bad
+        for di, sel, dpa in self._route_lines(h[idx] - h[idx] % np.uint64(size), size):
+            ps = self.p.devices[di].poison
+            if len(ps):
+                bad[idx[sel]] = ps.mask(dpa, size)
+        return bad
+
+    def gather_checked(self, hpas: np.ndarray, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Read ``size`` bytes at each HPA, and a bool per line: poisoned.
+        Poisoned lines come back as zeros (never the stale bytes under them);
+        lines of a device whose link is down read as all-ones.  Vectorised:
+        one routing pass and one searchsorted per device."""
         out = np.empty((len(hpas), size), dtype=np.uint8)
+        bad = np.zeros(len(hpas), dtype=bool)
         for di, sel, dpa in self._route_lines(hpas, size):
-            media = self.media.array(self.p.devices[di])
+            hw = self.p.devices[di]
+            if not hw.link_up:
+                out[sel] = 0xFF
+                continue
+            media = self.media.array(hw)
             lines = media[: media.size - media.size % size].reshape(-1, size)
             ok = self._line_mask(di, dpa, size, False)
             if ok is None:
@@ -395,12 +489,22 @@ class HpaSpace:
                 fn = getattr(self.media, "overlay_lines", None)
                 if fn is not None:
                     fn(self.p.devices[di], dpa[ok], sel[ok], out)
-        return out
+            if len(hw.poison):
+                m = hw.poison.mask(dpa, size)
+                if ok is not None:
+                    m &= ok                       # a refused access reads all-ones, never poison
+                if m.any():
+                    bad[sel[m]] = True
+                    out[sel[m]] = 0
+        return out, bad
 
     def scatter(self, hpas: np.ndarray, data: np.ndarray, size: int = 64) -> None:
         data = np.asarray(data, dtype=np.uint8).reshape(len(hpas), size)
         for di, sel, dpa in self._route_lines(hpas, size):
-            media = self.media.array(self.p.devices[di])
+            hw = self.p.devices[di]
+            if not hw.link_up:
+                continue
+            media = self.media.array(hw)
             lines = media[: media.size - media.size % size].reshape(-1, size)
             ok = self._line_mask(di, dpa, size, True)
             if ok is None:

@@ -42,6 +42,17 @@ mappings; the start and the length must be multiples of the device's
 ``align`` (2 MiB by default), otherwise EINVAL.  (Linux accepts a
 misaligned file offset at mmap time and faults with SIGBUS on first
 access; this API refuses it at map time with EINVAL.)
+
+Poison (machine checks): a load from a poisoned cache line of a device-DAX
+mapping makes the CPU take a machine check, which Linux turns into SIGBUS
+for the process (memory_failure_dev_pagemap, "dax page").  Here the checked
+loads -- :meth:`DaxMapping.load`, :meth:`DaxMapping.load_lines`,
+:meth:`DaxMapping.check` -- raise :class:`MachineCheck` (an ``OSError``
+with errno EIO carrying ``hpa``, ``offset``, ``device`` and ``dpa``) and
+the kernel accounts the failure (``HardwareCorrupted``).  ``array`` and
+``view`` are raw memory, like a C pointer: they are not checked (a numpy
+load cannot trap), so programs that must see poison use the checked loads.
+``DaxFile`` reads (dd of /dev/daxX.Y) fail with EIO.
 """
 
 from __future__ import annotations
@@ -118,6 +129,17 @@ def _array_at(addr: int, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # dax devices
 # ---------------------------------------------------------------------------------------------
+
+class MachineCheck(OSError):
+    """A load consumed poison through a dax mapping: the SIGBUS (BUS_MCEERR_AR)
+    a process gets.  errno is EIO; ``offset`` is the mapping offset of the
+    first poisoned byte, ``hpa``/``device``/``dpa`` where it lives."""
+
+    def __init__(self, offset: int, hpa: int, device: str, dpa: int):
+        super().__init__(errno.EIO, f"machine check: poison at mapping offset {offset:#x} "
+                                    f"(HPA {hpa:#x}, {device} DPA {dpa:#x})")
+        self.offset, self.hpa, self.device, self.dpa = offset, hpa, device, dpa
+
 
 @dataclass(frozen=True)
 class DaxRange:
@@ -623,6 +645,67 @@ class DaxMapping:
                 self.cache.capture(lay.files[fi], lay.capacities[fi], media, dpa, n)
             finally:
                 del media
+
+    # ---- checked loads (poison -> machine check) -------------------------------------------------
+    def _poison_at(self, offsets: np.ndarray) -> tuple[int, int] | None:
+        """(mapping offset, HPA) of the first poisoned line among ``offsets``
+        (one vectorised pass through the hardware's poison lists)."""
+        hpas = self._hpas(offsets)
+        _, bad = self.space.gather_checked(hpas - hpas % np.uint64(CACHE_LINE), CACHE_LINE)
+        if not bad.any():
+            return None
+        i = int(np.argmax(bad))
+        return int(offsets[i]), int(hpas[i])
+
+    def _hpas(self, offsets: np.ndarray) -> np.ndarray:
+        out = np.empty(offsets.size, dtype=np.uint64)
+        pos = self.offset + offsets.astype(np.int64)
+        for r in self.dev.ranges:
+            m = (pos >= r.pgoff) & (pos < r.pgoff + r.length)
+            out[m] = (pos[m] - r.pgoff + r.hpa).astype(np.uint64)
+        return out
+
+    def _machine_check(self, off: int, hpa: int) -> "MachineCheck":
+        """The MCE: the kernel handles the failure of the page (a "dax page":
+        the process is signalled) and the load raises MachineCheck."""
+        from cxlemu.kernel.mm.memory_failure import MF_ACTION_REQUIRED
+        hw, dpa = self.space.locate(hpa - hpa % CACHE_LINE)
+        kernel = getattr(self.dev.backend, "kernel", None)
+        if kernel is not None:
+            kernel.mm.failure.memory_failure(hpa >> 12, MF_ACTION_REQUIRED)
+        return MachineCheck(off, hpa, hw.name, dpa)
+
+    def check(self, offset: int, length: int) -> None:
+        """Raise MachineCheck if a load of [offset, offset+length) would consume poison."""
+        self._check_open()
+        if length <= 0:
+            return
+        if offset < 0 or offset + length > self.length:
+            raise OSError(errno.EFAULT, "load outside the mapping")
+        lo = offset - offset % CACHE_LINE
+        offs = np.arange(lo, offset + length, CACHE_LINE, dtype=np.int64)
+        hit = self._poison_at(offs)
+        if hit is not None:
+            off, hpa = hit
+            raise self._machine_check(max(off, offset), hpa + max(0, offset - off))
+
+    def load(self, offset: int, length: int) -> bytes:
+        """A checked load: the bytes, or MachineCheck when any line is poisoned."""
+        self.check(offset, length)
+        return bytes(self.array[offset:offset + length])
+
+    def load_lines(self, offsets) -> np.ndarray:
+        """Checked loads of whole cache lines at ``offsets`` (line aligned), vectorised:
+        an (N, 64) array, or MachineCheck for the first poisoned one."""
+        self._check_open()
+        offs = np.asarray(offsets, dtype=np.int64)
+        if offs.size and (np.any(offs % CACHE_LINE) or offs.min() < 0 or offs.max() + CACHE_LINE > self.length):
+            raise OSError(errno.EFAULT, "line loads must be 64-byte aligned and inside the mapping")
+        hit = self._poison_at(offs) if offs.size else None
+        if hit is not None:
+            raise self._machine_check(*hit)
+        return self.array.reshape(-1, CACHE_LINE)[offs // CACHE_LINE] if self.length % CACHE_LINE == 0 \
+            else np.stack([self.array[o:o + CACHE_LINE] for o in offs.tolist()])
 
     # ---- the programming model ------------------------------------------------------------------
     @property

@@ -12,37 +12,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cxlemu.hw.eventlog import EventLogs
 from cxlemu.hw.hdm import HdmDecoderUnit
+from cxlemu.hw.poison import (SOURCE_EXTERNAL as POISON_SOURCE_EXTERNAL, SOURCE_INJECTED as POISON_SOURCE_INJECTED,
+                              SOURCE_INTERNAL as POISON_SOURCE_INTERNAL, SOURCE_UNKNOWN as POISON_SOURCE_UNKNOWN,
+                              SOURCE_VENDOR as POISON_SOURCE_VENDOR, PoisonStore)
 from cxlemu.topology.schema import Device
 
-POISON_SOURCE_UNKNOWN = 0
-POISON_SOURCE_EXTERNAL = 1
-POISON_SOURCE_INTERNAL = 2
-POISON_SOURCE_INJECTED = 3
-POISON_SOURCE_VENDOR = 7
-
-
-@dataclass
-class PoisonRecord:
-    dpa: int           # 64-byte aligned
-    length: int        # bytes, multiple of 64
-    source: int = POISON_SOURCE_INJECTED
+__all__ = ["Type3Device", "Health", "AlertConfig", "POISON_SOURCE_UNKNOWN", "POISON_SOURCE_EXTERNAL",
+           "POISON_SOURCE_INTERNAL", "POISON_SOURCE_INJECTED", "POISON_SOURCE_VENDOR"]
 
 
 @dataclass
 class Health:
+    """What Get Health Info reports (CXL r3.1 Table 8-133); media_status is
+    the Media Status byte (0 normal, 1 not ready, 2 persistence lost, 3 data
+    lost, ...: payloads.MediaStatus)."""
+
     maintenance_needed: bool = False
     performance_degraded: bool = False
     hw_replacement_needed: bool = False
-    media_not_ready: bool = False
-    media_persistence_lost: bool = False
-    media_data_lost: bool = False
-    media_powerloss_persistence_loss: bool = False
-    media_shutdown_persistence_loss: bool = False
-    media_persistence_loss_imminent: bool = False
-    media_powerloss_data_loss: bool = False
-    media_shutdown_data_loss: bool = False
-    media_data_loss_imminent: bool = False
+    media_status: int = 0
     life_used_percent: int = 0
     temperature: int = 25           # degrees C
     dirty_shutdowns: int = 0
@@ -52,6 +42,12 @@ class Health:
 
 @dataclass
 class AlertConfig:
+    """Alert configuration: programmable warning thresholds (Set Alert
+    Configuration) and the device's fixed critical thresholds."""
+
+    life_used_crit_alert_threshold: int = 90
+    dev_over_temperature_crit_alert_threshold: int = 100
+    dev_under_temperature_crit_alert_threshold: int = -20
     life_used_prog_warn_threshold: int = 0
     dev_over_temperature_prog_warn_threshold: int = 0
     dev_under_temperature_prog_warn_threshold: int = 0
@@ -75,7 +71,14 @@ class Type3Device:
     next_volatile: int | None = None  # pending SET_PARTITION_INFO (applies at next reset)
     lsa: bytearray = field(default_factory=bytearray)
     hdm: HdmDecoderUnit | None = None
-    poison: list[PoisonRecord] = field(default_factory=list)
+    poison: PoisonStore = field(default_factory=lambda: PoisonStore(0))
+    events: EventLogs = field(default_factory=EventLogs)
+    link_up: bool = True            # False: surprise link down (accesses return all-ones)
+    clock_ns: int = 0               # the device's view of time (kept in step with the host by the driver)
+    timestamp_base: int = 0         # Set Timestamp value ...
+    timestamp_set_at: int = 0       # ... and clock_ns when it was set
+    scan_results: list = field(default_factory=list)   # Scan Media results not yet fetched
+    scan_range: tuple[int, int] = (0, 0)
     health: Health = field(default_factory=Health)
     alert: AlertConfig = field(default_factory=AlertConfig)
     fw_slots: list[str] = field(default_factory=list)
@@ -83,7 +86,6 @@ class Type3Device:
     fw_staged_slot: int = 0
     security_state: str = "disabled"
     media_file: str = ""            # file name inside the machine's media directory
-    timestamp_ns: int = 0           # Set Timestamp's value (the device clock; not the host's)
     dc_size: int = 0                # Dynamic Capacity (dynamic_ram_1) after the static capacity
     dc_block_size: int = 0
 
@@ -100,6 +102,9 @@ class Type3Device:
             fw_slots=slots,
             # by serial; devices without a serial number (0, several allowed) by topology id
             media_file=f"{d.serial:016x}.media" if d.serial else f"{0:016x}-{d.id}.media",
+            poison=PoisonStore(d.capacity, max_records=d.poison_max_records,
+                               inject_limit=d.inject_poison_limit),
+            events=EventLogs(sizes=(d.event_log_size,) * 5),
             dc_size=d.dynamic_capacity, dc_block_size=d.dc_block_size if d.dynamic_capacity else 0,
         )
 
@@ -145,6 +150,10 @@ class Type3Device:
             return "dynamic_ram_1"
         return "ram" if dpa < self.ram_size else "pmem"
 
+    def timestamp(self) -> int:
+        """Get Timestamp: the host-set time advanced by the device clock."""
+        return self.timestamp_base + (self.clock_ns - self.timestamp_set_at) if self.timestamp_base else 0
+
     def cdat_table(self) -> bytes:
         """The CDAT the device serves over its DOE mailbox: one DSMAS (with
         DSLBIS latency/bandwidth and DSEMTS) per partition, from the topology's
@@ -170,3 +179,10 @@ class Type3Device:
         if self.fw_staged_slot:
             self.fw_active_slot = self.fw_staged_slot
             self.fw_staged_slot = 0
+        # DRAM is re-initialised: injected poison in volatile capacity is gone;
+        # event logs and interrupt settings are volatile device state
+        self.poison.drop_injected(0, self.ram_size)
+        self.poison.cursor = None
+        self.events = EventLogs(sizes=tuple(lg.capacity for lg in self.events.logs))
+        self.timestamp_base = self.timestamp_set_at = 0
+        self.scan_results = []

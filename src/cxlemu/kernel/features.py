@@ -59,6 +59,10 @@ FEATURES: dict[str, Feature] = {
     "region_access_coordinates": Feature(
         (6, 9), "cxl/region: Calculate performance data for a region (v6.9)",
         "regionN/access0,access1 and CXL-derived node access attributes"),
+    "memdev_debugfs_poison": Feature(
+        (6, 5), "drivers/cxl/mem.c debugfs inject_poison/clear_poison (cxl/mem: Add debugfs attributes "
+                "for poison inject and clear, v6.5; Documentation/ABI/testing/debugfs-cxl)",
+        "/sys/kernel/debug/cxl/memN/inject_poison and clear_poison"),
     # ---- nvdimm ABI ---------------------------------------------------------------------------------
     "nvdimm_cxl_id_provider": Feature(
         (6, 2), "sysfs-bus-nvdimm nmemX/id: 6.2 ('cxl/pmem: add id attribute to CXL based nvdimm', "
@@ -105,6 +109,18 @@ FEATURES: dict[str, Feature] = {
     "bare_metal_max_block_size": Feature(
         (5, 8), "x86/mm: use max memory block size on bare metal (v5.8)",
         "bare-metal machines get the largest memory block size the memory allows"),
+    "cxl_event_records": Feature(
+        (6, 3), "6ebe28f9ec72 cxl/mem: Read, trace, and clear events on driver load; cxl/pci: Add "
+                "(hopefully) all of the event interrupts (v6.3)",
+        "cxl_pci sets the event interrupt policy, reads, traces (cxl_general_media, cxl_dram, "
+        "cxl_memory_module ...) and clears the device's event logs"),
+    "cxl_cper_events": Feature(
+        (6, 9), "671a794c33c6 acpi/ghes: Process CXL Component Events (v6.9)",
+        "with firmware-first error handling the event records the firmware reads reach the cxl "
+        "trace events through CPER"),
+    "node_memory_failure_stats": Feature(
+        (6, 6), "44b8f8bf2438 mm: memory-failure: add memory failure stats to sysfs (v6.6)",
+        "/sys/devices/system/node/nodeN/memory_failure/{total,ignored,failed,delayed,recovered}"),
     "dpa_mode_unset_ebusy": Feature(
         (6, 15), "cxl/hdm: allocating DPA with no mode set returns EBUSY (v6.15; EINVAL before)",
         "dpa_size write with mode 'none' fails with EBUSY"),

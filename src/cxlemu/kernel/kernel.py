@@ -33,7 +33,6 @@ class Kernel:
         self.iomem = Resource(0, (1 << PHYS_ADDR_BITS) - 1, "PCI mem")
         self.memregion_ida = Ida()
         self.dmesg: list[str] = []
-        self.trace_events: list[tuple[str, Any]] = []
         self.chrdevs: list[Device] = []
         self.dirty = False
         self.sysfs_events: dict[str, int] = {}     # attribute path -> sysfs_notify count
@@ -46,6 +45,15 @@ class Kernel:
         self.dax = Dax(self)
         self.mm = Mm(self)
         self.perf = Perf(self)
+        from cxlemu.kernel.trace.tracing import Tracing
+        self.tracing = Tracing(self, sum(n.cpus for n in platform.topology.numa))
+
+    #: CLOCK_REALTIME at boot: a fixed date (2025-01-01T00:00:00Z), so that model state
+    #: never depends on the host's wall clock; realtime = this + clock_ns
+    BOOT_REALTIME_NS = 1_735_689_600 * 10**9
+
+    def realtime_ns(self) -> int:
+        return self.BOOT_REALTIME_NS + self.clock_ns
 
     # ---- the scheduler side (tasks, kernel threads, NUMA balancing), created on first use ----
     _sched: Any = None
@@ -85,10 +93,19 @@ class Kernel:
         if len(self.dmesg) > TRACE_LIMIT:
             del self.dmesg[: len(self.dmesg) - TRACE_LIMIT]
 
-    def trace(self, event: str, record: Any) -> None:
-        self.trace_events.append((event, record))
-        if len(self.trace_events) > TRACE_LIMIT:
-            del self.trace_events[: len(self.trace_events) - TRACE_LIMIT]
+    def trace(self, system: str, event: str, values: dict) -> None:
+        """trace_<event>(): record into every tracefs instance that enabled it."""
+        self.tracing.emit(system, event, values)
+
+    # ---- the current task (who is writing to sysfs / running): set per request -----------------
+    current_pid: int = 0
+    current_cpu: int = 0
+    current_comm: str = ""
+
+    def set_current(self, pid: int, comm: str = "", cpu: int = 0) -> None:
+        """The task on whose behalf the kernel runs now (a VFS writer, a workload
+        process): trace records carry its pid.  Transient, not saved."""
+        self.current_pid, self.current_comm, self.current_cpu = pid, comm, cpu
 
     # ---- change notification -------------------------------------------------------------
     # ``dirty`` is set by every change of the model (a sysfs store, a mailbox
@@ -149,8 +166,18 @@ class Kernel:
             "version": lambda: f"Linux version {self.platform.topology.boot.kernel}.0-cxlemu "
                                f"(cxlemu) #1 SMP PREEMPT_DYNAMIC\n",
         }
+        files["mounts"] = self.mounts
         files.update(self.mm.proc_files())
         return files
+
+    def mounts(self) -> str:
+        """/proc/mounts of the machine: sysfs, procfs, tracefs and debugfs where Linux
+        mounts them (libtracefs finds the tracing directory here)."""
+        return ("sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "devtmpfs /dev devtmpfs rw,nosuid,size=4096k,mode=755 0 0\n"
+                "debugfs /sys/kernel/debug debugfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+                "tracefs /sys/kernel/tracing tracefs rw,nosuid,nodev,noexec,relatime 0 0\n")
 
     def cmdline(self) -> str:
         b = self.platform.topology.boot
@@ -189,6 +216,10 @@ class Kernel:
                     out[str(pid)] = task_files(self, t)
         return out
 
+    def debugfs_tree(self) -> dict:
+        """/sys/kernel/debug as nested dicts, leaves (show, store, mode)."""
+        return {"cxl": self.cxl.debugfs_tree()}
+
     # ---- media (attached by the machine; not persisted) -----------------------------------------
     media_store: Any = None      # device-side access to each device's media (mailbox, poison)
     physmem: Any = None          # CPU-side reads and flushed writes at HPAs (data/physmem.py)
@@ -203,11 +234,9 @@ class Kernel:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("media_store", None)
-        state.pop("physmem", None)
-        state.pop("_watchers", None)
-        state.pop("_features", None)
-        state.pop("fabric", None)
+        for transient in ("media_store", "physmem", "_watchers", "current_pid", "current_cpu", "current_comm",
+                          "_features", "fabric"):
+            state.pop(transient, None)
         return state
 
     # ---- boot --------------------------------------------------------------------------------------

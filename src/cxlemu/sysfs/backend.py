@@ -42,6 +42,10 @@ class Backend(Protocol):
     def lexists(self, path: str) -> bool: ...
     def isdir(self, path: str) -> bool: ...
     def islink(self, path: str) -> bool: ...
+    def mkdir(self, path: str) -> None: ...
+    def rmdir(self, path: str) -> None: ...
+    def read_stream(self, path: str, size: int = 4096) -> bytes: ...
+    def poll(self, path: str, timeout: float | None = 0) -> bool: ...
     def chardev(self, path: str) -> tuple[int, int] | None: ...
     def open_memdev(self, path: str): ...
     def open_nmem(self, path: str): ...
@@ -131,7 +135,13 @@ class EmulatorBackend:
     def read(self, path: str) -> str:
         return self.vfs.read(path).decode(errors="replace")
 
+    def read_stream(self, path: str, size: int = 4096) -> bytes:
+        """One read(2) of a consuming file (trace_pipe_raw): a page or b""."""
+        return self.vfs.read(path)[:size]
+
     def write(self, path: str, data: str | bytes) -> None:
+        # the kernel runs this write on behalf of this process (trace records carry its pid)
+        self.kernel.set_current(os.getpid(), "cxlemu")
         live = getattr(self.machine, "live", None)
         if live is not None:       # a running machine: persisted before this returns (machine/live.py)
             live.vfs_write(self, path, _as_bytes(data))
@@ -144,6 +154,17 @@ class EmulatorBackend:
 
     def listdir(self, path: str) -> list[str]:
         return self.vfs.listdir(path)
+
+    def mkdir(self, path: str) -> None:
+        self.vfs.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self.vfs.rmdir(path)
+
+    def poll(self, path: str, timeout: float | None = 0) -> bool:
+        """poll(2) for POLLIN on ``path``.  This process holds the machine, so
+        nothing else can make data arrive while it waits: the answer is now."""
+        return self.vfs.readable(path)
 
     def readlink(self, path: str) -> str:
         return self.vfs.readlink(path)
@@ -184,6 +205,14 @@ class EmulatorBackend:
 
     def dax_device(self, path: str):
         return self.vfs.chardev(path)
+
+    def open_ndctl(self, path: str) -> "EmulatedNdBusChannel":
+        """/dev/ndctlN: the nvdimm bus ioctls ndctl uses for ARS and Clear Error."""
+        dev = self.vfs.chardev(path)
+        from cxlemu.kernel.nvdimm.bus import NdCtl
+        if not isinstance(dev, NdCtl):
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
+        return EmulatedNdBusChannel(self.kernel, dev.parent)
 
     def hpa_space(self):
         """Physical address space of the machine (what /dev/mem addresses)."""
@@ -387,6 +416,32 @@ class PmemDiskFile:
         pass
 
 
+class EmulatedNdBusChannel:
+    """ND_CMD_ARS_CAP / ND_CMD_CLEAR_ERROR on an nvdimm bus (drivers/nvdimm/bus.c
+    __nd_ioctl -> the bus provider); errors are OSError(errno) like ioctl(2)."""
+
+    def __init__(self, kernel: "Kernel", bus):
+        self.kernel, self.bus = kernel, bus
+
+    def _call(self, fn, *args):
+        from cxlemu.kernel.base.device import KernelError
+        try:
+            return fn(self.kernel, self.bus, *args)
+        except KernelError as e:
+            raise OSError(e.errno, os.strerror(e.errno)) from None
+
+    def ars_cap(self, address: int, length: int) -> tuple[int, int, int, int, int]:
+        from cxlemu.kernel.nvdimm import badrange
+        return self._call(badrange.ars_cap, address, length)
+
+    def clear_error(self, address: int, length: int) -> int:
+        from cxlemu.kernel.nvdimm import badrange
+        return self._call(badrange.clear_error, address, length)
+
+    def close(self) -> None:
+        pass
+
+
 class DirectoryBackend:
     """A real tree: ``root`` is prepended to every absolute path.
 
@@ -420,6 +475,16 @@ class DirectoryBackend:
         finally:
             os.close(fd)
 
+    def read_stream(self, path: str, size: int = 4096) -> bytes:
+        """One non-blocking read(2) of a consuming file (trace_pipe_raw)."""
+        fd = os.open(self._p(path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            return b""
+        finally:
+            os.close(fd)
+
     def read(self, path: str) -> str:
         return self.read_bytes(path).decode(errors="replace")
 
@@ -433,6 +498,22 @@ class DirectoryBackend:
     def listdir(self, path: str) -> list[str]:
         with os.scandir(self._p(path)) as it:
             return [e.name for e in it]
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(self._p(path))
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(self._p(path))
+
+    def poll(self, path: str, timeout: float | None = 0) -> bool:
+        import select
+        fd = os.open(self._p(path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            return bool(p.poll(None if timeout is None else int(timeout * 1000)))
+        finally:
+            os.close(fd)
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._p(path))
@@ -479,16 +560,40 @@ class DirectoryBackend:
     def dax_device(self, path: str):
         return None
 
+    def open_ndctl(self, path: str):
+        raise OSError(errno.ENOTTY, "nvdimm bus ioctls are not available through a directory", path)
+
     def open_data(self, path: str, write: bool):
         if path.startswith("/dev/"):                 # a device node is never created
             return HostFile(self._p(path), write, create=False)
         return HostFile(path, write)
 
 
+#: other filesystems mounted below /sys: not part of a sysfs render unless asked for
+OTHER_MOUNTS = ("/sys/kernel/tracing", "/sys/kernel/debug")
+
+
+def _skipper(tops, skip):
+    """The ``skip`` predicate of a render.  The other filesystems below /sys
+    (OTHER_MOUNTS) are left out unless a top is inside them; ``skip`` adds a
+    predicate (a callable) or replaces that list (a tuple of paths, ``()``:
+    nothing left out)."""
+    extra = skip if callable(skip) else None
+    paths = OTHER_MOUNTS if skip is None or extra is not None else tuple(skip)
+    paths = tuple(p for p in paths if not any(t == p or t.startswith(p + "/") for t in tops))
+    if not paths:
+        return extra
+    if extra is None:
+        return lambda path: path in paths
+    return lambda path: path in paths or extra(path)
+
+
 def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc", "/dev"),
-           skip: "Callable[[str], bool] | None" = None) -> int:
+           skip: "Callable[[str], bool] | tuple[str, ...] | None" = None) -> int:
     """Write the backend's tree below ``out`` as real files, dirs and relative
     symlinks (how sysfs links look).  Returns the number of entries written.
+    ``skip``: subtrees left out (tracefs and debugfs are separate filesystems;
+    render them with ``tops=("/sys/kernel/tracing",), skip=()``).
 
     Attributes that cannot be read (write-only) become empty files with their
     mode; device nodes become regular files holding ``major:minor``.
@@ -499,6 +604,7 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
     true leaves an entry (and everything below it) out: a partial render for
     a tool that reads only part of the tree.
     """
+    skip = _skipper(tops, skip)
     vfs = getattr(backend, "vfs", None)
     if vfs is not None and hasattr(vfs, "kernel"):
         return _render_vfs(vfs, out, tops, skip)
@@ -528,8 +634,10 @@ def render(backend: Backend, out: str, tops: tuple[str, ...] = ("/sys", "/proc",
                     f.write(f"{dev[0]}:{dev[1]}\n")
                 count += 1
                 continue
+            vfs = getattr(backend, "vfs", None)
             try:
-                data = backend.read_bytes(path)
+                # consuming files (trace_pipe*) are not read: rendering must not eat events
+                data = b"" if vfs is not None and vfs.is_stream(path) else backend.read_bytes(path)
             except OSError:
                 data = b""
             with open(dst, "wb") as f:
@@ -605,7 +713,8 @@ def _render_vfs(vfs: "Vfs", out: str, tops: tuple[str, ...],
                         write(dst, b"", 0o600)
                 else:
                     try:
-                        data = node.read()  # type: ignore[attr-defined]
+                        # consuming files (trace_pipe*) are not read: rendering must not eat events
+                        data = b"" if getattr(node, "stream", False) else node.read()  # type: ignore[attr-defined]
                     except (KernelError, OSError):
                         data = b""
                     m = node.mode & 0o777  # type: ignore[attr-defined]

@@ -298,9 +298,22 @@ class Vfs:
                                         for n, devs in k.classes().items()}),
             "firmware": StaticDir(lambda: {"acpi": StaticDir(lambda: {"tables": StaticDir(
                 lambda: {n: FuncFile(lambda b=b: b, mode=0o400) for n, b in k.acpi_tables.items()})})}),
-            "kernel": tree_dir(lambda: k.ktree("/sys/kernel")),
+            "kernel": self._kernel_dir(),
             "module": StaticDir(lambda: _module_entries(k)),
         }
+
+    def _kernel_dir(self) -> VDir:
+        """/sys/kernel: the kernel's own entries plus tracing (tracefs) and debug (debugfs)."""
+        k = self.kernel
+        from cxlemu.sysfs.tracefs import debugfs_dir, tracefs_dir
+        base = tree_dir(lambda: k.ktree("/sys/kernel"))
+
+        def entries() -> dict[str, VNode]:
+            out = dict(base.entries())
+            out["tracing"] = tracefs_dir(k)
+            out["debug"] = debugfs_dir(k)
+            return out
+        return StaticDir(entries)
 
     # ---- path walking --------------------------------------------------------------
     #
@@ -448,6 +461,44 @@ class Vfs:
         if not getattr(node, "pure", False):
             self.kernel.dirty = True
         return len(data)
+
+    def mkdir(self, path: str) -> None:
+        parent, name = posixpath.split(path.rstrip("/"))
+        node = self.resolve(parent or "/")
+        if not isinstance(node, VDir):
+            raise _err(errno.ENOTDIR, path)
+        if node.lookup(name) is not None:
+            raise _err(errno.EEXIST, path)
+        try:
+            node.mkdir(name)
+        except KernelError as e:
+            raise _err(e.errno, path) from None
+        self.kernel.dirty = True
+
+    def rmdir(self, path: str) -> None:
+        parent, name = posixpath.split(path.rstrip("/"))
+        node = self.resolve(parent or "/")
+        if not isinstance(node, VDir):
+            raise _err(errno.ENOTDIR, path)
+        if node.lookup(name) is None:
+            raise _err(errno.ENOENT, path)
+        try:
+            node.rmdir(name)
+        except KernelError as e:
+            raise _err(e.errno, path) from None
+        self.kernel.dirty = True
+
+    def readable(self, path: str) -> bool:
+        """poll(2) POLLIN for ``path`` (stream files: data is waiting)."""
+        node = self.resolve(path)
+        return isinstance(node, VFile) and node.readable()
+
+    def is_stream(self, path: str) -> bool:
+        try:
+            node = self.resolve(path)
+        except OSError:
+            return False
+        return isinstance(node, VFile) and node.stream
 
     def mode(self, path: str) -> int:
         node = self.resolve(path, follow_last=False)

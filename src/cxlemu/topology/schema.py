@@ -76,6 +76,8 @@ class BootOptions:
     zswap: bool = False                   # zswap.enabled at boot (CONFIG_ZSWAP_DEFAULT_ON)
     cxl_zone: str = "node"                # "exmem": SMDK's kernel, CXL memory as ZONE_EXMEM of the CPU's node
     zswap_pool_node: str = "reclaimer"    # "page": zswap keeps a page's compressed copy on its node (seed 002)
+    cxl_error_native: bool = True         # _OSC grants the OS CXL error control (else firmware-first)
+    cxl_pmem_badblocks: bool = True       # cxlemu extension: CXL poison -> libnvdimm badblocks, ARS/clear-error
 
     @property
     def kernel_version(self) -> tuple[int, int]:
@@ -198,6 +200,13 @@ class Device:
     dc_block_size: int = SZ_256M   # DC region block size (extent granularity)
     appliance: str = ""            # rack: the multi-headed appliance this device is a head of
     head: int = 0                  # rack: which head of the appliance (FM API host id)
+    # RAS (CXL r3.1 8.2.9.9.4, 8.2.9.2): poison list size, injection support and
+    # limit, event log size, MSI/MSI-X vectors for event interrupts
+    poison_max_records: int = 256
+    inject_poison_limit: int = 128
+    poison_inject: bool = True
+    event_log_size: int = 64
+    event_irq: bool = True
 
     @property
     def capacity(self) -> int:
@@ -616,6 +625,12 @@ def validate(t: Topology) -> None:
             raise TopologyError(f"{p}.pdev_id", "must be 0..65535")
         if d.qos_class is not None and not 0 <= d.qos_class <= U16_MAX:
             raise TopologyError(f"{p}.qos_class", "a QTG id is 16 bits (0..65535)")
+        if not 1 <= d.poison_max_records < 1 << 24:
+            raise TopologyError(f"{p}.poison_max_records", "must be between 1 and 16777215 (a 24-bit field)")
+        if not 0 <= d.inject_poison_limit <= 0xFFFF:
+            raise TopologyError(f"{p}.inject_poison_limit", "must be between 0 and 65535 (a 16-bit field)")
+        if not 1 <= d.event_log_size <= 0xFFFF:
+            raise TopologyError(f"{p}.event_log_size", "must be between 1 and 65535 (a 16-bit field)")
         if d.numa_node is not None and d.numa_node not in seen_nodes:
             raise TopologyError(f"{p}.numa_node", f"node {d.numa_node} is not defined in [[numa]]")
         if d.rcd and ids[d.parent] != "host_bridge":

@@ -23,6 +23,11 @@ class VNode:
 class VFile(VNode):
     kind = "file"
     mode = 0o444
+    stream = False          # consuming reads (trace_pipe): no caching, no seeking
+
+    def readable(self) -> bool:
+        """poll(2): would a read return data now?  Attributes always can."""
+        return True
 
     def read(self) -> bytes:
         raise KernelError(errno.EACCES)
@@ -69,6 +74,13 @@ class VDir(VNode):
 
     def lookup(self, name: str) -> VNode | None:
         return self.entries().get(name)
+
+    def mkdir(self, name: str) -> None:
+        """mkdir(2) in this directory: sysfs refuses (tracefs instances/ allows)."""
+        raise KernelError(errno.EPERM)
+
+    def rmdir(self, name: str) -> None:
+        raise KernelError(errno.EPERM)
 
 
 class StaticDir(VDir):

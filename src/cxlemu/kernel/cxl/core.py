@@ -43,6 +43,8 @@ class CxlCore:
         self.regions = RegionManager(self)
         self.mailbox = Mailbox(self)
         self.poison = Poison(self)
+        from cxlemu.kernel.cxl.events import CxlEvents
+        self.events = CxlEvents(self)
         self.bus.attrs["flush"] = (None, self._flush_store, 0o200)
         from cxlemu.kernel.cxl.region import CxlRegion
         for drv in (
@@ -62,6 +64,21 @@ class CxlCore:
         """/sys/bus/cxl/flush (core/port.c flush_store): waits for the cxl
         workqueues; nothing persists."""
         kstrtobool(buf)
+
+    # ---- debugfs (drivers/cxl/core/port.c cxl_debugfs_create_dir, mbox.c) ------------------------
+    raw_allow_all = False
+
+    def debugfs_tree(self) -> dict:
+        def show_raw() -> str:
+            return "Y\n" if self.raw_allow_all else "N\n"
+
+        def store_raw(b: bytes) -> None:
+            self.raw_allow_all = kstrtobool(b)
+        out: dict = {"mbox": {"raw_allow_all": (show_raw, store_raw, 0o600)}}
+        for md in self.memdevs:
+            if md.registered and md.driver is not None:
+                out[md.name] = md.debugfs_files()
+        return out
 
     # ---- lookups ---------------------------------------------------------------------
     def ports(self) -> list[CxlPort]:
@@ -225,10 +242,50 @@ class CxlCore:
 
     # ---- cxl_pci / cxl_mock_mem: memdev creation -------------------------------------------
     def pci_probe(self, pdev: Device, hw: "Type3Device") -> None:
+        if not hw.link_up:
+            raise KernelError(errno.ENXIO, f"cxl_pci {pdev.name}: device not responding (link down)")
         md = CxlMemdev(self, self.mem_ida.alloc(), pdev, hw)
         self.memdevs.append(md)
         self.kernel.register_chrdev(md)
+        self.set_timestamp(md)
         device_add(md)
+        self.events.config(md)
+
+    # ---- PCIe error recovery (drivers/cxl/pci.c cxl_error_detected / cxl_slot_reset) -------------
+    def link_down(self, md: CxlMemdev) -> None:
+        """The link dropped: Downstream Port Containment freezes the channel and
+        the CXL driver gives up CXL.mem: the memdev loses its driver (endpoint,
+        decoders and the regions using them go; memory that kmem cannot
+        offline stays online and now reads as all-ones)."""
+        from cxlemu.kernel.base.device import device_release_driver
+        host = md.parent.name if md.parent else md.name
+        self.kernel.log(f"pcieport: DPC: containment event, status:0x1f01 source:0x0000")
+        self.kernel.log(f"cxl_pci {host}: {md.name}: frozen state error detected, disable CXL.mem")
+        if md.driver is not None:
+            device_release_driver(md)
+        self.kernel.dirty = True
+
+    def link_up(self, md: CxlMemdev) -> None:
+        """The link retrained and the slot was reset (the device went through a
+        hot reset): CXL.mem restarts and the memdev is probed again."""
+        from cxlemu.kernel.base.device import device_attach
+        host = md.parent.name if md.parent else md.name
+        store = self.kernel.media_store
+        if store is not None and md.hw.ram_size:
+            store.discard(md.hw, 0, md.hw.ram_size)     # volatile contents did not survive the reset
+        self.kernel.log(f"cxl_pci {host}: {md.name}: restart CXL.mem after slot reset")
+        self.set_timestamp(md)
+        self.events.config(md)
+        if md.driver is None:
+            device_attach(md)
+        self.kernel.log(f"cxl_pci {host}: {md.name}: error resume successful")
+        self.kernel.dirty = True
+
+    def set_timestamp(self, md: CxlMemdev) -> None:
+        """cxl_set_timestamp(): the device gets the host's real time (ktime_get_real_ns)."""
+        from cxlemu.hw.mailbox import payloads as P
+        from cxlemu.hw.mailbox.opcodes import Opcode
+        self.mailbox.internal(md, Opcode.SET_TIMESTAMP, P.Timestamp(self.kernel.realtime_ns()).encode())
 
     # ---- cxl_port driver ----------------------------------------------------------------------
     def _port_probe(self, dev: Device) -> None:

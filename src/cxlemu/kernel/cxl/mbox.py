@@ -50,7 +50,7 @@ class Mailbox:
         return KERNEL_COMMANDS.values()
 
     def enabled(self, md: "CxlMemdev") -> set[int]:
-        supported = set(devmbox.HANDLERS)
+        supported = set(devmbox.supported_opcodes(md.hw))
         return {int(s.id) for s in self._specs()
                 if not s.deprecated and s.opcode in supported}
 
@@ -90,14 +90,29 @@ class Mailbox:
             raise KernelError(errno.ENOMEM)
         if spec.size_out != VARIABLE and out_size < spec.size_out:
             raise KernelError(errno.ENOMEM)
-        rc, out = devmbox.execute(md.hw, spec.opcode, bytes(payload_in), self.core.kernel.media_access(md.hw))
+        rc, out = self.internal(md, spec.opcode, bytes(payload_in))
         if not changes_nothing(spec.opcode):
             self.core.kernel.dirty = True
         return int(rc), out[:out_size]
 
+    def internal(self, md: "CxlMemdev", opcode: int, payload: bytes = b"", service: bool = True) -> tuple[int, bytes]:
+        """cxl_internal_send_cmd: one mailbox command to the device, with the
+        device's clock kept in step with the kernel's; a device whose link is
+        down never answers (-ETIMEDOUT).  Interrupts the command raised are
+        serviced afterwards."""
+        hw = md.hw
+        hw.clock_ns = self.core.kernel.clock_ns
+        try:
+            rc, out = devmbox.execute(hw, opcode, payload, self.core.kernel.media_access(hw))
+        except devmbox.LinkDown:
+            raise KernelError(errno.ETIMEDOUT, f"{md.name}: mailbox timeout") from None
+        if service:
+            self.core.events.service(md)
+        return int(rc), out
+
     def sanitize(self, md: "CxlMemdev") -> None:
         from cxlemu.hw.mailbox.opcodes import Opcode
-        rc, _ = devmbox.execute(md.hw, Opcode.SANITIZE, b"", self.core.kernel.media_access(md.hw))
+        rc, _ = self.internal(md, Opcode.SANITIZE)
         if rc:
             raise KernelError(errno.EBUSY if rc == 6 else errno.ENXIO)
 

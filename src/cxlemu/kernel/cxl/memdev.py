@@ -46,6 +46,7 @@ class CxlMemdev(Device):
         self.endpoint: CxlPort | None = None
         self.numa_node_id = parent.numa_node_id
         self.sanitizing = False
+        self.event_mode = "none"       # how event records reach the kernel (kernel/cxl/events.py)
 
     def modalias(self) -> str | None:
         return "cxl:t5"
@@ -105,7 +106,37 @@ class CxlMemdev(Device):
         return self.core.kernel.has("memdev_security")
 
     def poison_visible(self, _n: str) -> bool:
-        return self.core.kernel.has("memdev_trigger_poison_list")
+        from cxlemu.hw.mailbox.opcodes import Opcode
+        return self.core.kernel.has("memdev_trigger_poison_list") and self.core.poison.enabled(self, Opcode.GET_POISON_LIST)
+
+    # ---- debugfs (drivers/cxl/mem.c: created while bound to cxl_mem) ------------------------------
+    def debugfs_files(self) -> dict:
+        """/sys/kernel/debug/cxl/memN: name -> (show, store, mode)."""
+        from cxlemu.hw.mailbox.opcodes import Opcode
+        out: dict = {"dpamem": (self.dpamem_show, None, 0o444)}
+        p = self.core.poison
+        if not self.core.kernel.has("memdev_debugfs_poison"):
+            return out
+        if p.enabled(self, Opcode.INJECT_POISON):
+            out["inject_poison"] = (None, lambda b: p.debugfs_inject_store(self, b), 0o200)
+        if p.enabled(self, Opcode.CLEAR_POISON):
+            out["clear_poison"] = (None, lambda b: p.debugfs_clear_store(self, b), 0o200)
+        return out
+
+    def dpamem_show(self) -> str:
+        """cxl_mem_dpa_show(): the device's DPA resource tree."""
+        hw = self.hw
+        if not hw.total_capacity:
+            return ""
+        lines = [f"{0:x}-{hw.total_capacity - 1:x} : dpa"]
+        for name, lo, n in (("ram", 0, hw.ram_size), ("pmem", hw.ram_size, hw.pmem_size)):
+            if n:
+                lines.append(f"  {lo:x}-{lo + n - 1:x} : {name}")
+                ep = self.endpoint
+                for d in (ep.decoders if ep is not None else []):
+                    if d.dpa_start is not None and d.dpa_len and lo <= d.dpa_start < lo + n:
+                        lines.append(f"    {d.dpa_start:x}-{d.dpa_start + d.dpa_len - 1:x} : {d.name}")
+        return "\n".join(lines) + "\n"
 
     def trigger_poison_list_store(self, buf: bytes) -> None:
         if not kstrtobool(buf):

@@ -142,6 +142,7 @@ class Hotplug:
         nids = {b.nid for b in blocks}
         for blk in blocks:
             mm.remove_block(blk)
+        mm.failure.forget_range(start >> PAGE_SHIFT, size >> PAGE_SHIFT)
         aid = self.memmaps.pop((start, size), None)
         if aid is not None:
             mm.pages.free(aid)
@@ -225,6 +226,8 @@ class Hotplug:
         if blk.present != blk.nr_pages:
             err, reason = errno.EINVAL, "memory holes"
         elif blk.reserved or blk.kernel:
+            # HWPoison pages (blk.hwpoison) never block offlining: they are skipped
+            # (scan_movable_pages / test_pages_isolated treat them as isolated)
             err, reason = errno.EBUSY, "failure to isolate range"
         else:
             # pages of processes (kernel/mm/frames.py): pinned ones block, the rest migrate

@@ -85,7 +85,7 @@ def meminfo(mm: "Mm") -> str:
             ("Bounce:", 0), ("WritebackTmp:", 0), ("CommitLimit:", total // 2 + _kb(swap_total)),
             ("Committed_AS:", _kb(c["anon"] + c["shmem"])), ("VmallocTotal:", 34359738367),
             ("VmallocUsed:", 0), ("VmallocChunk:", 0), ("Percpu:", 0),
-            ("HardwareCorrupted:", _kb(c["hwpoison"])), ("AnonHugePages:", 0), ("ShmemHugePages:", 0),
+            ("HardwareCorrupted:", mm.failure.hardware_corrupted_kb()), ("AnonHugePages:", 0), ("ShmemHugePages:", 0),
             ("ShmemPmdMapped:", 0), ("FileHugePages:", 0), ("FilePmdMapped:", 0)]
     out = [f"{k:<16}{v:>8} kB\n" if k != "HardwareCorrupted:" else f"{k} {v:>5} kB\n" for k, v in rows]
     out += ["HugePages_Total:       0\n", "HugePages_Free:        0\n", "HugePages_Rsvd:        0\n",

@@ -21,8 +21,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from cxlemu.kernel.base.device import AttrGroup, Device, KernelError, RO, RW, kstr, kstrtobool
-from cxlemu.kernel.mm.zones import MMOP_OFFLINE, ONLINE_TYPE_STR, PAGE_SHIFT, online_type_from_str
+from cxlemu.kernel.base.device import AttrGroup, Device, KernelError, RO, RW, WO, kstr, kstrtobool, kstrtoull
+from cxlemu.kernel.mm.zones import MMOP_OFFLINE, ONLINE_TYPE_STR, PAGE_SHIFT, ZONE_NAMES, online_type_from_str
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 class MemoryRoot(Device):
     """/sys/devices/system/memory (the subsystem's root device)."""
 
-    ATTR_GROUPS = (AttrGroup(None, (RO("block_size_bytes"), RW("auto_online_blocks"))),)
+    ATTR_GROUPS = (AttrGroup(None, (RO("block_size_bytes"), RW("auto_online_blocks"),
+                                    # CONFIG_MEMORY_FAILURE: memory_failure / soft_offline_page on a physical address
+                                    WO("hard_offline_page"), WO("soft_offline_page"))),)
 
     def __init__(self, mm: "Mm", parent: Device):
         super().__init__("memory", parent, None)
@@ -42,6 +44,12 @@ class MemoryRoot(Device):
 
     def auto_online_blocks_show(self) -> str:
         return f"{ONLINE_TYPE_STR[self.mm.default_online_type]}\n"
+
+    def hard_offline_page_store(self, buf: bytes) -> None:
+        self.mm.failure.hard_offline_page(kstrtoull(buf, 0))
+
+    def soft_offline_page_store(self, buf: bytes) -> None:
+        self.mm.failure.soft_offline_page(kstrtoull(buf, 0))
 
     def auto_online_blocks_store(self, buf: bytes) -> None:
         t = online_type_from_str(kstr(buf))

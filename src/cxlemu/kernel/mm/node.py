@@ -59,7 +59,32 @@ class NodeRoot(Device):
 
 class NodeDevice(Device):
     ATTR_GROUPS = (AttrGroup(None, (RO("cpumap"), RO("cpulist"), RO("meminfo"), RO("numastat"),
-                                    RO("distance"), RO("vmstat"))),)
+                                    RO("distance"), RO("vmstat"))),
+                   # mm/memory-failure.c per-node statistics (6.6+)
+                   AttrGroup("memory_failure", tuple(RO(n, show=f"mf_{n}_show") for n in
+                                                     ("total", "ignored", "failed", "delayed", "recovered")),
+                             visible="mf_visible"),)
+
+    def mf_visible(self, _g) -> bool:
+        return self.mm.kernel.has("node_memory_failure_stats")
+
+    def _mf(self, what: str) -> str:
+        return f"{self.mm.failure.node_stat_files(self.nid)[what]}\n"
+
+    def mf_total_show(self) -> str:
+        return self._mf("total")
+
+    def mf_ignored_show(self) -> str:
+        return self._mf("ignored")
+
+    def mf_failed_show(self) -> str:
+        return self._mf("failed")
+
+    def mf_delayed_show(self) -> str:
+        return self._mf("delayed")
+
+    def mf_recovered_show(self) -> str:
+        return self._mf("recovered")
 
     def __init__(self, mm: "Mm", nid: int):
         super().__init__(f"node{nid}", mm.node_root, mm.node_bus)

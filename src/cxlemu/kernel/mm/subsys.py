@@ -131,6 +131,8 @@ class Mm:
         self.numa = NumaState(self, parse_numa((), (), ()))
         self.hotplug = Hotplug(self)
         self.pages = PageModel(self)
+        from cxlemu.kernel.mm.memory_failure import MemoryFailure
+        self.failure = MemoryFailure(self)
         self.tiers = MemoryTiers(self)
         self.advice: int | None = None
 

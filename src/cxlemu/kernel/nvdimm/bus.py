@@ -114,6 +114,12 @@ class NvdimmBus(Device):
         return "nd:t0"
 
     def commands_show(self) -> str:
+        # the CXL bus has no bus commands; cxlemu's badblocks extension adds the two
+        # ndctl clear-errors needs (kernel/nvdimm/badrange.py)
+        if self.kernel_ref is not None and self.provider == "CXL":
+            from cxlemu.kernel.nvdimm import badrange
+            if badrange.enabled(self.kernel_ref):
+                return "ars_cap clear_error \n"
         return "\n"
 
     def wait_probe_show(self) -> str:
@@ -121,6 +127,8 @@ class NvdimmBus(Device):
 
     def provider_show(self) -> str:
         return f"{self.provider}\n"
+
+    kernel_ref = None          # set by the nvdimm subsystem when it registers the bus
 
 
 class NdCtl(Device):

@@ -103,6 +103,10 @@ class Nvdimm(PmemDrivers):
     def buses(self) -> list[NvdimmBus]:
         return [d for d in self.nd_bus.devices.values() if isinstance(d, NvdimmBus)]
 
+    def regions(self) -> list["NdRegion"]:
+        from cxlemu.kernel.nvdimm.region import NdRegion
+        return [d for d in self.nd_bus.devices.values() if isinstance(d, NdRegion)]
+
     def late_boot(self) -> None:
         """After every memdev probed: optional region assembly from labels."""
         if self.kernel.platform.topology.boot.assemble_from_region_labels:
@@ -129,6 +133,7 @@ class Nvdimm(PmemDrivers):
 
     def _bridge_probe(self, br) -> None:
         ndbus = NvdimmBus(self.bus_ida.alloc(), br, self.nd_bus, "CXL")
+        ndbus.kernel_ref = self.kernel
         br.nvdimm_bus = ndbus
         device_add(ndbus)
         ctl = NdCtl(ndbus)
@@ -482,4 +487,5 @@ class Nvdimm(PmemDrivers):
         namespace_store(dev, buf)
 
     def region_badblocks(self, r: "NdRegion") -> str:
-        return ""
+        from cxlemu.kernel.nvdimm import badrange
+        return badrange.badblocks_text(badrange.region_badblocks(self.kernel, r))

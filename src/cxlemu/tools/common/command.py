@@ -41,7 +41,7 @@ from .parse_options import CommandExit, parse_options, usage_text
 __all__ = [
     "CommandContext", "Command", "CommandFn", "Tool", "V81_VERSION",
     "MAN_NO_ENTRY_EXIT", "CXL_COMMANDS_V81", "NDCTL_COMMANDS_V81",
-    "DAXCTL_COMMANDS_V81", "CXL_COMMANDS_V76", "CXL_HELP_SUBCOMMANDS",
+    "DAXCTL_COMMANDS_V81", "CXL_COMMANDS_V76", "CXL_COMMANDS_V84_EXTRA", "CXL_HELP_SUBCOMMANDS",
     "NDCTL_HELP_SUBCOMMANDS", "DAXCTL_HELP_SUBCOMMANDS", "NO_MAN_PAGE",
     "make_tool",
 ]
@@ -57,6 +57,9 @@ CXL_COMMANDS_V81: tuple[str, ...] = (
     "enable-port", "set-partition", "disable-bus", "create-region",
     "enable-region", "disable-region", "destroy-region", "monitor",
 )
+# Commands newer ndctl releases added that cxlemu implements (v83/v84: the
+# poison commands, appended after v81's table).
+CXL_COMMANDS_V84_EXTRA: tuple[str, ...] = ("inject-media-poison", "clear-media-poison")
 # v76.1 lacks update-firmware, set-alert-config and wait-sanitize.
 CXL_COMMANDS_V76: tuple[str, ...] = tuple(
     c for c in CXL_COMMANDS_V81

@@ -182,20 +182,97 @@ def firmware_to_json(memdev: Memdev, flags: int) -> JsonObj | None:
     return out
 
 
-def poison_list_to_json(obj: Memdev | Region, stderr: TextIO, flags: int) -> list | None:
-    """``util_cxl_poison_list_to_json()`` (-L).
+#: CXL r3.1 Table 8-140 Media Error Record "Error Source" names (cxl/json.c)
+POISON_SOURCE = ("Unknown", "External", "Internal", "Injected", "Reserved", "Reserved", "Reserved",
+                 "Vendor Specific")
+POISON_FLAG_MORE, POISON_FLAG_OVERFLOW, POISON_FLAG_SCANNING = 1, 2, 4
+ULLONG_MAX = (1 << 64) - 1
 
-    The real tool creates a tracefs instance named "cxl list", enables
-    ``cxl:cxl_poison``, writes ``trigger_poison_list`` and parses the
-    binary per-CPU ring buffers.  cxlemu models no tracefs yet (nothing
-    below ``/sys/kernel/tracing``), and the backend API cannot create an
-    instance directory, so for a memdev or a region ``obj`` this prints
-    what the real tool prints when libtracefs finds no tracing directory
-    and ``media_errors`` is omitted.
-    TODO: read cxl_poison records once the emulator exposes tracefs.
-    """
-    stderr.write(TRACEFS_FAILED)
-    return None
+
+def poison_list_to_json(obj: Memdev | Region, stderr: TextIO, flags: int) -> list | None:
+    """``util_cxl_poison_list_to_json()`` (-L): a tracefs instance named "cxl
+    list", ``cxl:cxl_poison`` enabled and tracing on, ``trigger_poison_list``
+    written (for a region: on each mapped memdev), tracing off, then this
+    process's ``cxl_poison`` records parsed from the per-CPU raw buffers
+    (``poison_event_to_json``).  No tracing directory: "tracefs_instance_create()
+    failed" and no ``media_errors``; no record: no ``media_errors`` either."""
+    import os
+
+    from cxlemu.tools.common import tracefs as T
+    backend = obj.ctx.io.backend
+    tfs = T.Tracefs.find(backend)
+    inst = None
+    if tfs is not None:
+        try:
+            inst = tfs.instance_create("cxl list")
+        except OSError:
+            inst = None
+    if tfs is None or inst is None:
+        stderr.write(TRACEFS_FAILED)
+        return None
+    try:
+        tfs.event_enable(inst, "cxl", "cxl_poison")
+        if not tfs.trace_is_on(inst):
+            tfs.trace_on(inst, True)
+    except OSError as e:
+        stderr.write(f"Failed to enable trace: {-(e.errno or 1)}\n")
+        return None
+    try:
+        if isinstance(obj, Region):
+            obj.trigger_poison_list()
+        else:
+            obj.trigger_poison_list()
+    except OSError:
+        return None
+    try:
+        tfs.trace_on(inst, False)
+    except OSError as e:
+        stderr.write(f"Failed to disable trace: {-(e.errno or 1)}\n")
+        return None
+    region_name = obj.devname if isinstance(obj, Region) else None
+    region_res = obj.resource if isinstance(obj, Region) else 0
+    pid = os.getpid()
+    out: list = []
+
+    def one(ev, rec) -> None:
+        if ev.system != "cxl" or ev.name != "cxl_poison" or T.record_pid(rec) != pid:
+            return
+        if region_name is not None and T.field_str(ev, rec, "region") != region_name:
+            return
+        jp: JsonObj = {}
+        if region_name is not None:
+            off = T.field_val(ev, rec, "hpa")
+            if off is not None and off != ULLONG_MAX:
+                jp["offset"] = json_object_hex((off - region_res) & ULLONG_MAX, flags)
+        else:
+            off = T.field_val(ev, rec, "dpa")
+            if off is not None and off != ULLONG_MAX:
+                jp["offset"] = json_object_hex(off, flags)
+        length = T.field_val(ev, rec, "dpa_length")
+        jp["length"] = json_object_size(length if length is not None else U32_MAX, flags)
+        src = T.field_val(ev, rec, "source")
+        src = 0xFF if src is None else src
+        jp["source"] = POISON_SOURCE[src] if src <= 7 else "Reserved"
+        pflags = T.field_val(ev, rec, "flags")
+        pflags = 0xFF if pflags is None else pflags
+        overflow = False
+        if pflags and pflags < 0xFF:
+            text = ""
+            if pflags & POISON_FLAG_MORE:
+                text += "More,"
+            if pflags & POISON_FLAG_SCANNING:
+                text += "Scanning,"
+            if pflags & POISON_FLAG_OVERFLOW:
+                text += "Overflow,"
+                overflow = True
+            jp["flags"] = text
+        if overflow:
+            ts = T.field_val(ev, rec, "overflow_ts")
+            jp["overflow_t"] = json_object_hex(ts if ts is not None else ULLONG_MAX, flags)
+        out.append(jp)
+
+    tfs.iterate_raw_events(inst, one)
+    return out or None
 
 
 def memdev_to_json(memdev: Memdev, flags: int, stderr: TextIO) -> JsonObj:

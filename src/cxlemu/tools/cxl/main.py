@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from cxlemu.tools.common.command import (CXL_COMMANDS_V81, CXL_HELP_SUBCOMMANDS, CommandContext,
-                                         CommandFn, Tool, make_tool)
+from cxlemu.tools.common.command import (CXL_COMMANDS_V81, CXL_COMMANDS_V84_EXTRA, CXL_HELP_SUBCOMMANDS,
+                                         CommandContext, CommandFn, Tool, make_tool)
 
 __all__ = ["commands", "build_tool", "tool_main"]
 
@@ -47,6 +47,9 @@ def commands() -> dict[str, CommandFn]:
         "enable-region": _lazy(region, "cmd_enable_region"),
         "disable-region": _lazy(region, "cmd_disable_region"),
         "destroy-region": _lazy(region, "cmd_destroy_region"),
+        "monitor": _lazy("cxlemu.tools.cxl.monitor", "cmd_monitor"),
+        "inject-media-poison": _lazy("cxlemu.tools.cxl.poison", "cmd_inject_media_poison"),
+        "clear-media-poison": _lazy("cxlemu.tools.cxl.poison", "cmd_clear_media_poison"),
     }
     table.update(_label_commands())
     return table
@@ -66,7 +69,7 @@ def _label_commands() -> dict[str, CommandFn]:
 
 
 def build_tool() -> Tool:
-    return make_tool("cxl", CXL_COMMANDS_V81, commands(),
+    return make_tool("cxl", CXL_COMMANDS_V81 + CXL_COMMANDS_V84_EXTRA, commands(),
                      help_subcommands=CXL_HELP_SUBCOMMANDS)
 
 

@@ -176,6 +176,14 @@ class Region(SysfsDevice):
                         f"{self.devname}: error locating decoder for target{position}")
         return dec
 
+    def trigger_poison_list(self) -> None:
+        """``cxl_region_trigger_poison_list()``: trigger each mapped memdev."""
+        for m in self.mappings():
+            md = m.memdev
+            if md is None:
+                continue
+            md.trigger_poison_list()
+
     def qos_class_mismatch(self) -> bool:
         """``cxl_region_qos_class_mismatch()``: a mapped memdev's qos_class
         for the region type differs from the root decoder's."""

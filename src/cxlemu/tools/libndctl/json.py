@@ -90,6 +90,85 @@ def region_badblocks(region: NdRegion, flags: int) -> tuple[int, list | None]:
     return count, (arr if count else None)
 
 
+def namespace_badblocks(ns: NdNamespace) -> list[tuple[int, int]]:
+    """ndctl_namespace_badblock_foreach(): /sys/block/<bdev>/badblocks of a raw
+    or fsdax namespace's block device (none for btt/dax, or without one)."""
+    if ns.btt() or ns.dax():
+        return []
+    pfn = ns.pfn()
+    bdev = pfn.block_device() if pfn else ns.block_device()
+    if not bdev:
+        return []
+    try:
+        text = ns.ctx.io.backend.read(f"/sys/block/{bdev}/badblocks")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            out.append((int(parts[0]), int(parts[1])))
+    return out
+
+
+def _ns_badblocks_json(ns: NdNamespace, flags: int) -> tuple[int, list | None]:
+    """util_namespace_badblocks_to_json()."""
+    if not flags & UTIL_JSON_MEDIA_ERRORS:
+        return 0, None
+    count, arr = 0, []
+    for off, length in namespace_badblocks(ns):
+        count += length
+        arr.append({"offset": off, "length": length})
+    return count, (arr if count else None)
+
+
+def dev_badblocks(region: NdRegion, dev_begin: int, dev_size: int) -> list[tuple[int, int]]:
+    """dev_badblocks_to_json(): region bad blocks clipped to [dev_begin, dev_begin+dev_size),
+    as (sector offset from dev_begin, sectors)."""
+    region_begin = region.resource()
+    if region_begin == ULLONG_MAX:
+        return []
+    dev_end = dev_begin + dev_size - 1
+    out = []
+    for off, length in region.badblocks():
+        bb_begin = region_begin + (off << 9)
+        bb_end = bb_begin + (length << 9) - 1
+        if bb_end <= dev_begin or bb_begin >= dev_end:
+            continue
+        begin, end = max(bb_begin, dev_begin), min(bb_end, dev_end)
+        out.append(((begin - dev_begin) >> 9, (end - begin + 1) >> 9))
+    return out
+
+
+def _dev_badblocks_json(region: NdRegion, begin: int, size: int, flags: int) -> tuple[int, list | None]:
+    if begin == ULLONG_MAX or size == ULLONG_MAX:
+        return 0, None
+    bbs = dev_badblocks(region, begin, size)
+    count = sum(n for _, n in bbs)
+    arr = [{"offset": o, "length": n} for o, n in bbs] if flags & UTIL_JSON_MEDIA_ERRORS else []
+    return count, (arr if count and flags & UTIL_JSON_MEDIA_ERRORS else None)
+
+
+def namespace_badblocks_json(ns: NdNamespace, flags: int) -> tuple[int, list | None]:
+    """The badblock part of util_namespace_to_json(): by personality."""
+    pfn, dax, btt = ns.pfn(), ns.dax(), ns.btt()
+    if pfn:
+        if pfn.resource == ULLONG_MAX:
+            return _ns_badblocks_json(ns, flags)
+        return _dev_badblocks_json(ns.region, pfn.resource, pfn.size, flags)
+    if dax:
+        return _dev_badblocks_json(ns.region, dax.resource, dax.size, flags)
+    if btt:
+        count, _ = _dev_badblocks_json(ns.region, ns.resource, ns.size, 0)
+        return count, None
+    count, bbs = region_badblocks(ns.region, flags)
+    if bbs is None:
+        if not flags & UTIL_JSON_MEDIA_ERRORS:
+            return count, None
+        return _ns_badblocks_json(ns, flags)
+    return count, bbs
+
+
 def region_to_json(region: NdRegion, flags: int, dimm_filter=None, list_dimms: bool = False,
                    show_all_dimms: bool = False) -> Json:
     j: Json = {"dev": region.devname, "size": json_object_size(region.size, flags)}
@@ -215,6 +294,11 @@ def namespace_to_json(ns: NdNamespace, flags: int) -> Json | None:
         j["numa_node"] = ns.numa_node
     if ns.target_node >= 0 and flags & UTIL_JSON_VERBOSE:
         j["target_node"] = ns.target_node
+    count, bbs = namespace_badblocks_json(ns, flags)
+    if count:
+        j["badblock_count"] = count
+    if flags & UTIL_JSON_MEDIA_ERRORS and bbs:
+        j["badblocks"] = bbs
     return j
 
 

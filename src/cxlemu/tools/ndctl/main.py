@@ -8,7 +8,8 @@ from cxlemu.tools.common.command import NDCTL_COMMANDS_V81, NDCTL_HELP_SUBCOMMAN
 from .labels import (cmd_check_labels, cmd_disable_dimm, cmd_enable_dimm, cmd_init_labels, cmd_read_labels,
                      cmd_write_labels, cmd_zero_labels)
 from .list import cmd_list
-from .namespace import cmd_create_namespace, cmd_destroy_namespace, cmd_disable_namespace, cmd_enable_namespace
+from .namespace import (cmd_clear_errors, cmd_create_namespace, cmd_destroy_namespace, cmd_disable_namespace,
+                        cmd_enable_namespace)
 from .region import cmd_disable_region, cmd_enable_region
 
 IMPLS = {
@@ -24,6 +25,7 @@ IMPLS = {
     "zero-labels": cmd_zero_labels,
     "init-labels": cmd_init_labels,
     "check-labels": cmd_check_labels,
+    "clear-errors": cmd_clear_errors,
     "disable-dimm": cmd_disable_dimm,
     "enable-dimm": cmd_enable_dimm,
 }
