@@ -17,6 +17,12 @@ Each epoch (a few milliseconds of simulated time, about a million accesses):
 5. counters, the latency histogram, the access heatmap and the timeline
    row are recorded.
 
+An access to a page whose CXL media holds poison is a machine check: the
+kernel's access path (kernel/mm/fault.py, kernel/mm/mce.py) runs
+memory_failure(pfn, MF_ACTION_REQUIRED) for the task, which gets SIGBUS and
+stops at that access; the run records each memory failure
+(``RunResult.memory_failures``) and the other processes go on.
+
 Nothing loops per access in Python.  The run is deterministic for a seed:
 one numpy Generator, seeded once, feeds every workload in a fixed order.
 """
@@ -157,6 +163,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
     hist = np.zeros(HIST_EDGES.size - 1, np.float64)
     tl = Timeline(nodes)
     heat_rows: list[np.ndarray] = []
+    mfs: list[dict] = []                # memory failures the run's accesses raised (machine checks)
     total = 0
     tail_acc = tail_fast = 0.0
     heat_span = 1
@@ -183,7 +190,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                 if rp.started and not rp.finished:
                     if (rp.spec.stop_ns is not None and rel >= rp.spec.stop_ns) or not rp.proc.alive \
                             or getattr(rp.spec.workload, "done", False):
-                        _finish(rp, "stopped" if rp.proc.alive else "killed")
+                        _finish(rp, "stopped" if rp.proc.alive else _killed(rp.proc.task))
             active = [rp for rp in runs if rp.started and not rp.finished]
             pending = [rp for rp in runs if not rp.started]
             if not active:
@@ -224,6 +231,8 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                 vp = b.vpages - BASE_VPN
                 task = rp.proc.task
                 out = task.access(vp, b.writes, now)
+                if out.mce:
+                    mfs += memory_failure_records(kernel, task, out.mce, now - t0)
                 m = out.frames.size
                 w = b.counts[:m].astype(np.float64) if b.counts is not None else None
                 node = out.node
@@ -348,7 +357,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
         timings={n: timings[n] for n in nodes}, toptier=[n for n in nodes if toptier[n]], epochs=epochs,
         count_stride=stride, optimal_tail=optimal_tail, tail=tail, tail_accesses=tail_acc, tail_fast=tail_fast,
         workload=[rp.spec.workload.describe() for rp in runs],
-        machine=getattr(machine, "name", ""))
+        machine=getattr(machine, "name", ""), memory_failures=mfs)
     if keep:
         res.processes_live = [rp.proc for rp in runs if rp.proc is not None]
     kernel.dirty = True                 # the run changed the machine (counters, knobs, memory)
@@ -414,6 +423,34 @@ def _start(kernel, rp: RunProc, rng, cpus) -> None:
     # first rate guess: idle local latency
     rp.rate = _threads(rp, cpus) / (wl.cpu_ns + 100.0 / wl.mlp)
     rp.started = True
+
+
+def _killed(task) -> str:
+    """Why a process died outside its own accesses (a signal another task's
+    machine check or the OOM killer sent it)."""
+    return f"{task.exit_signal}: {task.exit_reason}" if task.exit_signal else "killed"
+
+
+def memory_failure_records(kernel, task, outcomes, rel_ns: int) -> list[dict]:
+    """The run report's rows for the machine checks of one batch of
+    ``task``: the pfn, its node, what memory_failure found and did, and the
+    signals it sent (kernel/mm/memory_failure.py Outcome)."""
+    from cxlemu.kernel.mm.memory_failure import BUS_MCEERR_AR, RESULT_NAMES
+    mm = kernel.mm
+    out = []
+    for o in outcomes:
+        blk = mm.blocks.get(o.pfn // mm.pages_per_block)
+        sig = [{"pid": k.pid, "comm": k.comm, "signal": "SIGBUS",
+                "si_code": "BUS_MCEERR_AR" if k.si_code == BUS_MCEERR_AR else "BUS_MCEERR_AO",
+                "vaddr": k.vaddr} for k in o.kills]
+        if not task.alive and task.exit_signal == "SIGBUS" and not any(x["pid"] == task.pid for x in sig):
+            sig.append({"pid": task.pid, "comm": task.comm, "signal": "SIGBUS", "si_code": "SI_KERNEL",
+                        "vaddr": 0})
+        out.append({"t_ns": int(rel_ns), "pfn": int(o.pfn), "phys_addr": int(o.pfn) << 12,
+                    "node": blk.nid if blk is not None else -1, "pid": task.pid, "comm": task.comm,
+                    "page_type": o.type_name, "result": RESULT_NAMES[o.result], "ret": int(o.ret),
+                    "signals": sig, "killed": not task.alive})
+    return out
 
 
 def _finish(rp: RunProc, why: str) -> None:

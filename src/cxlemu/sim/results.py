@@ -95,6 +95,7 @@ class RunResult:
     tail_fast: float = 0.0
     processes_live: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)      # what run extensions add (DAMOS stats, allocator accounting)
+    memory_failures: list = field(default_factory=list)   # machine checks the run's accesses raised (sim/engine.py)
 
     # ---- derived numbers -----------------------------------------------------------------------
     @property
@@ -170,6 +171,9 @@ class RunResult:
             "vmstat": {k: int(v) for k, v in sorted({**self.vmstat, **self.node_events}.items())},
             "epochs": self.epochs,
         }
+        if self.memory_failures:
+            # only when poison was consumed: a clean run's JSON is what it always was
+            d["memory_failures"] = self.memory_failures
         if timeline:
             d["timeline"] = self.timeline.as_dict()
         d.update(self.extra)
@@ -201,6 +205,10 @@ class RunResult:
         for p in self.processes:
             if p["exit"] not in ("exited", "running", "stopped"):
                 lines.append(f"  process {p['pid']} ({p['comm']}): {p['exit']}")
+        for f in self.memory_failures:
+            sent = ", ".join(f"{s['signal']} ({s['si_code']}) to {s['comm']}:{s['pid']}" for s in f["signals"])
+            lines.append(f"  memory failure: pfn {f['pfn']:#x} (node {f['node']}) touched by {f['comm']}:{f['pid']}: "
+                         f"{f['page_type']}, {f['result']}" + (f"; {sent}" if sent else ""))
         if self.extra:
             from cxlemu.sim.extsummary import summary_lines
             lines += summary_lines(self.extra)

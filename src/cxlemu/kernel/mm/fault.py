@@ -69,6 +69,7 @@ class AccessOutcome:
     stop: int = -1                         # >= 0: the task died at this access
     signal: str = ""
     counts: dict = field(default_factory=dict)
+    mce: list = field(default_factory=list)    # memory_failure outcomes of machine checks (kernel/mm/mce.py)
 
 
 def handle_access(task: "Task", vpns: np.ndarray, writes: np.ndarray | None, now: int,
@@ -81,6 +82,7 @@ def handle_access(task: "Task", vpns: np.ndarray, writes: np.ndarray | None, now
     fault_pos = np.zeros(0, np.int64)
     fault_ns = np.zeros(0)
     stop, signal = -1, ""
+    mces: list = []
     if special.any():
         pos = np.flatnonzero(special)
         v = vpns[pos]
@@ -110,6 +112,7 @@ def handle_access(task: "Task", vpns: np.ndarray, writes: np.ndarray | None, now
         bad = np.flatnonzero(frames < 0)
         again = handle_access(task, vpns[bad], None if writes is None else writes[bad], now, depth + 1)
         frames[bad[: again.frames.size]] = again.frames
+        mces.extend(again.mce)
         if again.stop >= 0:
             stop = int(bad[again.stop]) if again.stop < bad.size else stop
             signal = again.signal
@@ -118,6 +121,14 @@ def handle_access(task: "Task", vpns: np.ndarray, writes: np.ndarray | None, now
         frames, vpns = frames[:cut], vpns[:cut]
         stop = cut if stop < 0 else min(stop, cut)
         signal = signal or "SIGKILL"
+    if frames.size and task.alive and getattr(task.kernel.mm, "failure", None) is not None:
+        # loads of poisoned lines: a machine check (kernel/mm/mce.py); nothing
+        # to do, and nothing computed, while no device holds poison
+        from cxlemu.kernel.mm import mce
+        bad = mce.poisoned_frames(task.kernel)
+        if bad.size:
+            frames, vpns, fault_pos, fault_ns, stop, signal = _consume_poison(
+                task, frames, vpns, writes, fault_pos, fault_ns, stop, signal, now, depth, bad, mces)
     node = pf.node_of(frames)
     if frames.size:
         pf.access[frames] = now
@@ -125,7 +136,30 @@ def handle_access(task: "Task", vpns: np.ndarray, writes: np.ndarray | None, now
             w = frames[writes[: frames.size]]
             if w.size:
                 pf.flags[w] |= np.uint16(PG_DIRTY)
-    return AccessOutcome(node, frames, fault_pos, fault_ns, stop, signal)
+    return AccessOutcome(node, frames, fault_pos, fault_ns, stop, signal, mce=mces)
+
+
+def _consume_poison(task, frames, vpns, writes, fault_pos, fault_ns, stop, signal, now, depth, bad, mces):
+    """The batch's first access to a poisoned frame raises a machine check
+    (kernel/mm/mce.py): the batch ends there if the task dies; if the page
+    was recovered without killing it (clean page cache dropped), the access
+    runs again from there (it faults the page in anew)."""
+    from cxlemu.kernel.mm import mce
+    i = mce.first_poisoned(frames, bad)
+    if i < 0:
+        return frames, vpns, fault_pos, fault_ns, stop, signal
+    mm = task.mm
+    mces.append(mce.machine_check(task, int(frames[i]), mm.vpn_addr(int(vpns[i]))))
+    keep = fault_pos < i
+    head = (frames[:i], vpns[:i], fault_pos[keep], fault_ns[keep])
+    if not task.alive:
+        return (*head, i, "SIGBUS")
+    again = handle_access(task, vpns[i:], None if writes is None else writes[i:], now, depth)
+    mces.extend(again.mce)
+    st = stop if again.stop < 0 else i + again.stop
+    return (np.concatenate([head[0], again.frames]), vpns[: i + again.frames.size],
+            np.concatenate([head[2], again.fault_pos + i]), np.concatenate([head[3], again.fault_ns]),
+            st, again.signal or signal)
 
 
 def handle_faults(task: "Task", uv: np.ndarray, costs: np.ndarray, writes, firstpos, now: int) -> None:
