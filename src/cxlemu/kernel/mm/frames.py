@@ -147,8 +147,9 @@ class PageFrames:
         self.slot_node = np.concatenate([self.slot_node, np.full(add_slots, -1, np.int16)])
         self.slot_zone = np.concatenate([self.slot_zone, np.full(add_slots, -1, np.int8)])
 
-    def add_blocks(self, blocks) -> None:
-        """Give frames to memory blocks (online or not) that have none yet."""
+    def add_blocks(self, blocks, hwpoison=None) -> None:
+        """Give frames to memory blocks (online or not) that have none yet
+        (``hwpoison``: sorted pfns memory_failure retired, see block_changed)."""
         new = [b for b in blocks if b.id not in self.slot_of_block]
         if not new:
             return
@@ -160,12 +161,14 @@ class PageFrames:
             self.block_of_slot[s] = blk.id
         self.nslots += len(new)
         for blk in new:
-            self.block_changed(blk)
+            self.block_changed(blk, hwpoison)
 
-    def block_changed(self, blk) -> None:
+    def block_changed(self, blk, hwpoison=None) -> None:
         """(Re)initialise the frames of a block from its state: online blocks
         get their zone and node, free frames for what the block-level model
-        does not use; offline blocks have no free frame."""
+        does not use; offline blocks have no free frame.  Pages of the block
+        in ``hwpoison`` (sorted pfns memory_failure retired: PG_HWPOISON lives
+        in struct page, which outlives this memmap's arrays) stay retired."""
         s = self.slot_of_block[blk.id]
         lo, hi = s * self.ppb, (s + 1) * self.ppb
         own = self.owner[lo:hi]
@@ -199,6 +202,15 @@ class PageFrames:
                 self.free[lo + blk.present:hi] = False
                 self.flags[lo + blk.present:hi] = PG_RESERVED
                 self.owner[lo + blk.present:hi] = OWNER_MODEL
+            if hwpoison is not None and len(hwpoison):
+                hp = np.asarray(hwpoison, np.int64)
+                first = blk.id * self.ppb
+                a, b = np.searchsorted(hp, [first, first + blk.present])
+                f = lo + (hp[a:b] - first)
+                f = f[~procs[f - lo]]
+                self.free[f] = False
+                self.owner[f] = OWNER_MODEL
+                self.flags[f] = PG_HWPOISON
         self.sync_block(blk)
 
     def sync_block(self, blk) -> None:

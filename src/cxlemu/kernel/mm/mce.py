@@ -81,7 +81,12 @@ def machine_check(task: "Task", frame: int, vaddr: int) -> Outcome:
     pfn = int(pf.pfn(np.array([frame], np.int64))[0])
     k.log(f"mce: Uncorrected hardware memory error in user-access at {pfn << 12 | (vaddr & 0xfff):x}")
     current = Mapper(task.pid, task.comm, vaddr, task.mm.id if task.mm is not None else None)
-    out = mm.failure.memory_failure(pfn, MF_ACTION_REQUIRED, current)
+    was = (k.current_pid, k.current_comm, k.current_cpu)
+    k.set_current(task.pid, task.comm, task.cpu if isinstance(getattr(task, "cpu", None), int) else 0)
+    try:                                        # task work: runs as the task (trace records carry it)
+        out = mm.failure.memory_failure(pfn, MF_ACTION_REQUIRED, current)
+    finally:
+        k.set_current(*was)
     if out.ret == 0 or out.ret in (-EHWPOISON, -errno.EOPNOTSUPP):
         if out.ret == -EHWPOISON and task.alive:
             # memory_failure's SIGBUS for a page already poisoned

@@ -154,8 +154,8 @@ class VmState:
         if self.frames is not None:
             for blk in self.mm.blocks.values():
                 if blk.id in self.frames.slot_of_block:
-                    self.frames.block_changed(blk)
-            self.frames.add_blocks([b for b in self.mm.blocks.values() if b.online])
+                    self.frames.block_changed(blk, self.hwpoison_pfns())
+            self.frames.add_blocks([b for b in self.mm.blocks.values() if b.online], self.hwpoison_pfns())
         self.setup_watermarks()
 
     def zone_slots(self, nid: int, zidx: int) -> np.ndarray:
@@ -180,10 +180,16 @@ class VmState:
         if self.frames is None:
             pf = PageFrames(self.mm)
             self.frames = pf
-            pf.add_blocks([b for b in sorted(self.mm.blocks.values(), key=lambda b: b.id) if b.online])
+            pf.add_blocks([b for b in sorted(self.mm.blocks.values(), key=lambda b: b.id) if b.online],
+                          self.hwpoison_pfns())
             self.lru = Lru()
             self._zone_slot_gen = -1
         return self.frames
+
+    def hwpoison_pfns(self) -> list[int]:
+        """The pfns memory_failure retired (sorted): a rebuilt memmap keeps them out of use."""
+        failure = getattr(self.mm, "failure", None)
+        return failure.hwpoison if failure is not None else []
 
     def frames_put(self) -> None:
         """Drop the memmap when nothing owns pages any more (keeps state files small)."""
