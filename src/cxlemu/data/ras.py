@@ -5,8 +5,9 @@ MF_ACTION_REQUIRED for the task that touched it.
 
 :func:`cpu_access` is that path for a batch of loads by one task: the lines
 are checked against the devices' poison in one vectorised pass (no media is
-read), and memory_failure runs once per poisoned page.  The workload engine
-calls it for the lines a run touches; device-DAX mappings raise
+read), and memory_failure runs once per poisoned page.  The workload
+engine's accesses (by page frame, not HPA) take the same path through
+kernel/mm/mce.py; device-DAX mappings raise
 :class:`~cxlemu.data.dax_mapping.MachineCheck` instead (their own checked
 loads).
 """
