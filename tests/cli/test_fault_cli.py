@@ -23,7 +23,8 @@ def box(capsys):
 
 
 def state(name="box") -> bytes:
-    return (Store().path(name) / "state.pkl").read_bytes()
+    from cxlemu.machine.paths import STATE_FILE
+    return (Store().path(name) / STATE_FILE).read_bytes()
 
 
 def ex(capsys, *argv):

@@ -69,7 +69,8 @@ def test_seed_001_pmem_flow(capsys):
     ns = js(out)[0]
     assert ns["badblock_count"] == 1 and ns["badblocks"] == [{"offset": 0x3000 // 512, "length": 1}]
     # a program loads the poisoned line through its mapping: a machine check
-    from cxlemu.data.dax_mapping import MachineCheck, open_dax
+    from cxlemu.data.dax_mapping import MachineCheck
+    from cxlemu.machine.dax import open_dax
     with open_dax(name, chardev, length=2 << 20) as mp:
         assert mp.load(0, 16) == bytes(16)
         with pytest.raises(MachineCheck) as e:

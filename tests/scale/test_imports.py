@@ -42,7 +42,7 @@ def test_cxl_list_path_imports_no_numpy(tmp_path):
 
 
 def test_data_path_still_imports_numpy_on_use():
-    mods = _modules_after("from cxlemu.kernel.nvdimm.label import fletcher64\n"
+    mods = _modules_after("from cxlemu.hw.lsa import fletcher64\n"
                           "assert fletcher64(b'\\0' * 8) == 0")
     assert "numpy" in mods
 

@@ -212,7 +212,7 @@ class _PathOnly:
 
     def __init__(self, b):
         self._b = b
-        self.vfs = type("ModeOnly", (), {"mode": staticmethod(b.vfs.mode)})()
+        self.vfs = type("ModeOnly", (), {"mode": staticmethod(b.vfs.mode), "is_stream": staticmethod(b.vfs.is_stream)})()
 
     def __getattr__(self, name):
         return getattr(self._b, name)

@@ -466,6 +466,16 @@ class HpaSpace:
                 bad[idx[sel]] = ps.mask(dpa, size)
         return bad
 
+    def poisoned_lines(self, hpas: np.ndarray, size: int = 64) -> np.ndarray:
+        """A bool per line at ``hpas``: would a load consume poison?  Routing and
+        the devices' poison lists only (no media read)."""
+        bad = np.zeros(len(hpas), dtype=bool)
+        for di, sel, dpa in self._route_lines(hpas, size):
+            hw = self.p.devices[di]
+            if hw.link_up and len(hw.poison):
+                bad[sel[hw.poison.mask(dpa, size)]] = True
+        return bad
+
     def gather_checked(self, hpas: np.ndarray, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Read ``size`` bytes at each HPA, and a bool per line: poisoned.
         Poisoned lines come back as zeros (never the stale bytes under them);

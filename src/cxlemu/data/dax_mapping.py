@@ -651,7 +651,7 @@ class DaxMapping:
         """(mapping offset, HPA) of the first poisoned line among ``offsets``
         (one vectorised pass through the hardware's poison lists)."""
         hpas = self._hpas(offsets)
-        _, bad = self.space.gather_checked(hpas - hpas % np.uint64(CACHE_LINE), CACHE_LINE)
+        bad = self.space.poisoned_lines(hpas - hpas % np.uint64(CACHE_LINE), CACHE_LINE)
         if not bad.any():
             return None
         i = int(np.argmax(bad))
@@ -665,14 +665,32 @@ class DaxMapping:
             out[m] = (pos[m] - r.pgoff + r.hpa).astype(np.uint64)
         return out
 
+    @property
+    def space(self):
+        """The machine's physical address map (routing and poison lists, as
+        when the mapping was made)."""
+        sp = getattr(self, "_space", None)
+        if sp is None:
+            if self.dev is None:
+                raise OSError(errno.ENODEV, "a mapping without its device cannot check for poison")
+            from cxlemu.data.datapath import HpaSpace
+            sp = self._space = HpaSpace(self.dev.backend.kernel.platform, None)
+        return sp
+
     def _machine_check(self, off: int, hpa: int) -> "MachineCheck":
         """The MCE: the kernel handles the failure of the page (a "dax page":
-        the process is signalled) and the load raises MachineCheck."""
+        the process is signalled) and the load raises MachineCheck.
+        ``on_machine_check(pfn)``, when set (machine/dax.py), runs
+        memory_failure in the machine, which is not held open while mapped."""
         from cxlemu.kernel.mm.memory_failure import MF_ACTION_REQUIRED
         hw, dpa = self.space.locate(hpa - hpa % CACHE_LINE)
-        kernel = getattr(self.dev.backend, "kernel", None)
-        if kernel is not None:
-            kernel.mm.failure.memory_failure(hpa >> 12, MF_ACTION_REQUIRED)
+        hook = getattr(self, "on_machine_check", None)
+        if hook is not None:
+            hook(hpa >> 12)
+        else:
+            kernel = getattr(self.dev.backend, "kernel", None)
+            if kernel is not None:
+                kernel.mm.failure.memory_failure(hpa >> 12, MF_ACTION_REQUIRED)
         return MachineCheck(off, hpa, hw.name, dpa)
 
     def check(self, offset: int, length: int) -> None:

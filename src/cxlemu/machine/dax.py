@@ -25,6 +25,13 @@ def open_dax(machine: str, dev: str = "/dev/dax0.0", length: int | None = None, 
         d.check_mmap(n, offset)
         lay = d.layout(offset, n)
     mapping = DaxMapping(lay, populate=populate, dev=d)
+
+    def machine_check(pfn: int) -> None:          # the MCE handler runs in the machine
+        from cxlemu.kernel.mm.memory_failure import MF_ACTION_REQUIRED
+        with st.open(machine) as mm:
+            mm.kernel.mm.failure.memory_failure(pfn, MF_ACTION_REQUIRED)
+            mm.kernel.dirty = True
+    mapping.on_machine_check = machine_check
     try:
         yield mapping
     finally:

@@ -221,6 +221,12 @@ class EmulatorBackend:
             raise OSError(errno.ENODEV, "no media attached to this kernel")
         return HpaSpace(self.kernel.platform, self.machine.media)
 
+    def mmap_dax(self, path: str, length: int | None = None, offset: int = 0):
+        """open(2) + mmap(2) of a device-DAX node (/dev/daxX.Y): the mapping
+        (data/dax_mapping.py) a program such as memkind's PMEM kinds uses."""
+        from cxlemu.data.dax_mapping import DaxDevice
+        return DaxDevice.open(self, path).mmap(length, offset)
+
     def open_data(self, path: str, write: bool):
         """A positional file for dd: /dev/mem (HPA), /dev/daxX.Y, or a host file."""
         if path == "/dev/mem":

@@ -311,7 +311,10 @@ class Vfs:
         def entries() -> dict[str, VNode]:
             out = dict(base.entries())
             out["tracing"] = tracefs_dir(k)
-            out["debug"] = debugfs_dir(k)
+            dbg, knobs = debugfs_dir(k), out.get("debug")     # debugfs: cxl/ (RAS) + the knobs' sched/, zswap/
+            out["debug"] = dbg if knobs is None else StaticDir(
+                lambda: {**knobs.entries(), **dbg.entries()},
+                lambda n: dbg.lookup(n) or knobs.lookup(n))
             return out
         return StaticDir(entries)
 

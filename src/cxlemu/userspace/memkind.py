@@ -258,11 +258,10 @@ def create_pmem(backend, path: str, max_size: int = 0) -> PmemKind:
     """memkind_create_pmem() over a device-DAX device (/dev/daxX.Y) of a
     machine's backend; ``max_size`` 0 uses the whole device, otherwise at
     least MEMKIND_PMEM_MIN_SIZE (16 MiB), as memkind requires."""
-    from cxlemu.data.dax_mapping import DaxDevice
     if max_size and max_size < 16 << 20:
         raise MemkindError(MEMKIND_ERROR_INVALID, "memkind_create_pmem: max_size below MEMKIND_PMEM_MIN_SIZE (16 MiB)")
     if path.startswith("/dev/pmem"):
         raise MemkindError(MEMKIND_ERROR_INVALID, f"{path}: fsdax needs a DAX file system to create the heap file in; "
                                                   f"cxlemu serves PMEM kinds from device DAX (ndctl create-namespace -m devdax)")
-    m = DaxDevice.open(backend, path).mmap()
+    m = backend.mmap_dax(path)          # open(2) + mmap(2) through the machine's ABI
     return PmemKind(path, max_size, m.length, m)
