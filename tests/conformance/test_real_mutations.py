@@ -173,10 +173,17 @@ def test_every_mutating_command_is_covered():
     ioctl = {"cxl read-labels", "cxl write-labels", "cxl zero-labels", "cxl set-partition",
              "ndctl read-labels", "ndctl write-labels", "ndctl zero-labels", "ndctl init-labels",
              "ndctl check-labels"}
-    v81_only = {"cxl set-alert-config", "cxl wait-sanitize"}
+    # not in Debian's 76.1 binaries (ndctl v80+): nothing real to compare with
+    v81_only = {"cxl set-alert-config", "cxl wait-sanitize", "cxl inject-media-poison", "cxl clear-media-poison"}
+    # streams trace events, mutates nothing: compared with the real binary by the RAS
+    # conformance test (tests/conformance/test_tracefs_real.py runs it over the same tracefs)
+    streams = {"cxl monitor"}
+    # ARS / Clear Error on the CXL bus is a cxlemu extension (docs/fidelity.md, RAS): a real
+    # kernel has no CXL ARS for ndctl clear-errors to drive, so there is no real outcome to match
+    extension = {"ndctl clear-errors"}
     implemented = {f"cxl {c}" for c in cxl_commands()} | {f"ndctl {c}" for c in NDCTL} | \
                   {f"daxctl {c}" for c in DAXCTL}
-    assert implemented - run - ioctl - v81_only == set()
+    assert implemented - run - ioctl - v81_only - streams - extension == set()
     assert ioctl <= set(IOCTL_STEPS_COVER)
 
 

@@ -278,7 +278,8 @@ def execute(m, specs, pols, kw, compare: bool):
     results = []
     for p in pols:
         k = pickle.loads(saved)
-        k.media_store = kernel.media_store
+        from cxlemu.data import physmem
+        physmem.attach(k, kernel.media_store)      # device- and CPU-side access to the same media
         fresh = [copy.deepcopy(s) for s in specs]
         results.append(run(_Host(k, m), fresh, policy=p, label=p, **kw))
     return results

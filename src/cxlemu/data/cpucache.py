@@ -545,9 +545,9 @@ def on_reset(machine: "Machine", power_loss: bool) -> None:
         for hw in devices_with_state(machine):
             try:
                 if lose:
-                    cache.power_loss(hw.media_file, hw.total_capacity, machine.media.array(hw))
+                    cache.power_loss(hw.media_file, hw.media_size, machine.media.array(hw))
                 else:
-                    cache.writeback(hw.media_file, hw.total_capacity)
+                    cache.writeback(hw.media_file, hw.media_size)
             except CacheFormatError:
                 # not ours to interpret: its lines count as written back
                 discard_files(cdir, hw.media_file)
@@ -570,7 +570,7 @@ def dirty_report(machine: "Machine", bad: list[str] | None = None) -> dict[str, 
         out = {}
         for hw in devices_with_state(machine):
             try:
-                r = cache.dirty_runs(hw.media_file, hw.total_capacity, machine.media.array(hw))
+                r = cache.dirty_runs(hw.media_file, hw.media_size, machine.media.array(hw))
             except CacheFormatError as e:
                 if bad is not None:
                     bad.append(str(e))

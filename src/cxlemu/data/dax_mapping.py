@@ -278,10 +278,10 @@ class DaxDevice:
         cdir = cpucache.cache_dir(machine.path)
         for hw in hws:
             media.array(hw)                     # the file exists at full size
-            cpucache.ensure_files(cdir, hw.media_file, hw.total_capacity)
+            cpucache.ensure_files(cdir, hw.media_file, hw.media_size)
         return DaxLayout(offset, length, tuple(hw.media_file for hw in hws),
                          tuple(str(media.path(hw)) for hw in hws),
-                         tuple(int(hw.total_capacity) for hw in hws), pieces, granule, ways, str(cdir))
+                         tuple(int(hw.media_size) for hw in hws), pieces, granule, ways, str(cdir))
 
     def mmap(self, length: int | None = None, offset: int = 0, *, shared: bool = True,
              populate: bool = False) -> "DaxMapping":
@@ -859,7 +859,7 @@ def note_kernel_write(kernel, space, hpa: int, n: int) -> None:
     cache = CpuCache(cdir)
     try:
         for hw, dpa, length in _lines_of(space, hpa, n):
-            cache.clean(hw.media_file, hw.total_capacity, dpa, length)
+            cache.clean(hw.media_file, hw.media_size, dpa, length)
     finally:
         cache.close()
 
@@ -896,7 +896,7 @@ class DaxFile:
         pos = 0
         for hpa, take in self._pieces(off, len(data)):
             for hw, dpa, length in _lines_of(self.space, hpa, take):
-                self._cache.capture(hw.media_file, hw.total_capacity, self.machine.media.array(hw), dpa, length)
+                self._cache.capture(hw.media_file, hw.media_size, self.machine.media.array(hw), dpa, length)
             self.space.write(hpa, data[pos:pos + take])
             pos += take
         return len(data)

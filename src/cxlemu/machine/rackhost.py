@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,7 +86,9 @@ class RackMediaStore(MediaStore):
     # ---- no coherence across hosts: other hosts' unflushed stores ----------------------------------------
     def _foreign(self, appliance: str) -> list[tuple[int, bytes]]:
         """Undo data of lines other hosts stored to this appliance but have not
-        written back (still in their CPU caches): sorted (dpa, old bytes)."""
+        written back (still in their CPU caches, data/cpucache.py): sorted
+        (dpa, old bytes).  Read from their ``cpu_cache/`` files (data only)."""
+        from cxlemu.data import cpucache
         try:
             layout = json.loads((self.rack / "rack.json").read_text())
         except (FileNotFoundError, ValueError):
@@ -97,23 +98,21 @@ class RackMediaStore(MediaStore):
         for host, files in layout.get("head_media", {}).items():
             if host == me:
                 continue
-            j = self.rack / "hosts" / host / "cpu_cache"
-            try:
-                st = os.stat(j)
-            except FileNotFoundError:
-                continue
-            key = f"journal:{host}"
-            hit = self._acl.get(key)
-            if hit is None or hit[0] != (st.st_mtime_ns, st.st_size):
+            cdir = self.rack / "hosts" / host / "cpu_cache"
+            for mf, app in files.items():
+                if app != appliance:
+                    continue
                 try:
-                    ext = pickle.loads(j.read_bytes())
-                except (EOFError, pickle.UnpicklingError, FileNotFoundError):
-                    ext = {}
-                hit = ((st.st_mtime_ns, st.st_size), ext)
-                self._acl[key] = hit       # type: ignore[assignment]
-            for mf, exts in hit[1].items():
-                if files.get(mf) == appliance:
-                    out.extend(exts)
+                    cap = cpucache.read_header(cpucache.lines_path(cdir, mf)).capacity
+                    d = cpucache.DeviceCache(cdir, mf, cap)
+                except (OSError, cpucache.CacheFormatError):
+                    continue
+                try:
+                    line = cpucache.LINE
+                    for a, b in cpucache.runs(d.dirty_lines()):
+                        out.append((a * line, bytes(d.undo[a * line:b * line])))
+                finally:
+                    d.close()
         return sorted(out, key=lambda x: x[0])
 
     def overlay(self, hw: "Type3Device", dpa: int, buf) -> None:

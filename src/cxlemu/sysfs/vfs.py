@@ -456,6 +456,10 @@ class Vfs:
         try:
             node.write(data)
         except KernelError as e:
+            if path.startswith("/proc/sys/"):
+                # proc_dointvec_minmax and friends refuse silently, changing nothing
+                # (kernel/sysctl.c): no log line, nothing to save
+                raise _err(e.errno, path) from None
             self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
             # a refused store can still change the model (a failed probe that
             # registered a claim device, the log): it must be saved and seen
