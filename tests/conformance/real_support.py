@@ -57,6 +57,10 @@ def run_real(name: str, steps: list[list[str]], tmp_path) -> list[Step]:
                         sys.executable, "-I", "-c", _RUNNER, str(spec), str(result)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
+    # `cxlemu real` started the machine process (its writes were journalled):
+    # stop it, so that the tree is read back from what it saved
+    subprocess.run([sys.executable, "-m", "cxlemu", "stop", name], capture_output=True, text=True, timeout=300,
+                   check=True)
     return [Step(*r) for r in json.loads(result.read_text())]
 
 

@@ -93,9 +93,11 @@ def cmd_real(args) -> int:
     env = dict(os.environ)
     st = Store()
     running = _running(st, args.name)
+    if running is None and os.environ.get("CXLEMU_REAL_NO_START") != "1":
+        running = _start(st, args.name, args.quiet)
     if running is not None:
         return _real_on_running(args, argv, env, running, lib, why)
-    with st.open(args.name) as m:
+    with st.open(args.name) as m:      # CXLEMU_REAL_NO_START=1: this process serves the mount meanwhile
         lock = threading.RLock()
         mnt, hostdev = realns.run_dirs(m.path)
         sock = str(m.path / "dev.sock")
@@ -127,6 +129,19 @@ def _running(st: Store, name: str) -> str | None:
         return None
     path = st.path(name)
     return str(path) if running_pid(path) else None
+
+
+def _start(st: Store, name: str, quiet: bool) -> str:
+    """Start machine ``name`` as a process (``cxlemu start``): every write the
+    real program makes is then journalled before it is acknowledged."""
+    import io
+    from cxlemu.cli.commands import cmd_start
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cmd_start(argparse.Namespace(name=name, foreground=False))
+    if not quiet:
+        print(f"cxlemu: {out.getvalue().strip()}", file=sys.stderr)
+    return str(st.path(name))
 
 
 def _server(path: str, req: dict) -> dict:
