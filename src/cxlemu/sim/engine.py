@@ -155,6 +155,12 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
     nev0 = {n: dict(d) for n, d in vm.vmstat.node_events.items()}
     timings = node_timings(kernel)
     nodes = sorted(timings)
+    # a preset that is a task policy (``interleave``: numactl -w all / set_mempolicy
+    # MPOL_WEIGHTED_INTERLEAVE over every memory node) for processes without their own
+    task_policy = None
+    if pol.TASK_POLICY.get(policy or "") == "weighted-interleave":
+        from cxlemu.kernel.mm.mempolicy import MPOL_WEIGHTED_INTERLEAVE
+        task_policy = (MPOL_WEIGHTED_INTERLEAVE, tuple(nodes))
     nn = (max(nodes) + 1) if nodes else 1
     toptier = np.zeros(nn, np.bool_)
     for n in nodes:
@@ -185,7 +191,7 @@ def run(machine, workload, *, policy: str | None = None, accesses: int | None = 
                 break
             for rp in runs:
                 if not rp.started and rel >= rp.spec.start_ns:
-                    _start(kernel, rp, rng, cpus)
+                    _start(kernel, rp, rng, cpus, task_policy)
                     heat_span = _heat_span(runs)
                 if rp.started and not rp.finished:
                     if (rp.spec.stop_ns is not None and rel >= rp.spec.stop_ns) or not rp.proc.alive \
@@ -387,7 +393,7 @@ def _threads(rp: RunProc, cpus: list[int]) -> int:
     return int(t)
 
 
-def _start(kernel, rp: RunProc, rng, cpus) -> None:
+def _start(kernel, rp: RunProc, rng, cpus, task_policy: tuple | None = None) -> None:
     from cxlemu.hw.timing import LINE  # noqa: F401  (keeps the import graph explicit)
     s = rp.spec
     wl = s.workload
@@ -404,6 +410,8 @@ def _start(kernel, rp: RunProc, rng, cpus) -> None:
             proc.sched_setaffinity(s.physcpubind)
         if s.policy is not None:
             proc.set_mempolicy(s.policy[0], s.policy[1])
+        elif task_policy is not None:
+            proc.set_mempolicy(*task_policy)
     rp.proc = proc
     rp.pid = proc.pid
     rp.comm = proc.task.comm
