@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     home = tempfile.mkdtemp(prefix="cxlemu-bench-")
     env = dict(os.environ, CXLEMU_HOME=home, CXLEMU_PROGRESS="0")
+    # the bytecode cache on, as for an installed package, whatever PYTHONDONTWRITEBYTECODE
+    # says: compiling the sources is not what a command costs (warmed by the first runs)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(home, "pycache")
     cx = [sys.executable, "-m", "cxlemu"]
     try:
         subprocess.run(cx + ["create", "b", "--topology", "biscuitos-b"], env=env, check=True,
