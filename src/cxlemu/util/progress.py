@@ -72,7 +72,9 @@ def progress(description: str, total: float | None = None, stream: TextIO | None
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-    console = Console(file=stream or sys.stderr)
+    # CXLEMU_PROGRESS=1 draws the bar even through a pipe (rich would stay silent)
+    forced = os.environ.get("CXLEMU_PROGRESS") == "1"
+    console = Console(file=stream or sys.stderr, force_terminal=True if forced else None)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   TaskProgressColumn(), TimeRemainingColumn(), console=console,
                   transient=transient) as prog:
