@@ -182,6 +182,83 @@ class Machine:
         """Cut the power: stores never flushed from the CPU caches are lost (unless eADR)."""
         return self.cxlemu("power-fail", self.name).stdout.strip()
 
+    # ---- workloads -------------------------------------------------------------------------------
+    def run(self, workload: Any, policy: str | None = None, *, accesses: Any = None, duration: Any = None,
+            seed: int | None = None, compare: Any = None, damos: str | None = None,
+            allocator: str | None = None, smdk_conf: str | None = None, kind: str | None = None,
+            report: str | os.PathLike | None = None) -> Any:
+        """``cxlemu run``: run a workload on the machine and return its
+        :class:`cxlemu.sim.results.RunResult` (``summary()``, ``to_dict()``,
+        ``timeline.plot()`` ...); with ``compare`` (policy names, a list or
+        ``"a,b"``), the list of results, one per policy, run on copies.
+
+        ``workload`` is a built-in generator (``cxlemu.workloads.Zipf(rss="8G",
+        alpha=0.99)``), a list of them (one process each, all from the start),
+        or the path of a workload TOML file.  The options are the command's:
+        ``accesses`` ("200M" or an int), ``duration`` ("30s" or ns as an int),
+        ``seed``, ``damos``, ``allocator``/``smdk_conf``/``kind``, ``report`` (a
+        directory).  The run is the ``cxlemu run`` command itself: it happens
+        where the machine's state lives (in the machine process when the
+        machine runs, else here with a load and a save), changes the machine as
+        the command does, and gives the numbers ``cxlemu run --json`` prints.
+        A workload class of your own (not a built-in) runs in this process
+        through :func:`cxlemu.sim.run` and needs the machine stopped."""
+        import tempfile
+        from cxlemu.userspace import workloads as wls
+        with tempfile.TemporaryDirectory(prefix="cxlemu-run-") as tmp:
+            try:
+                wl_argv = _workload_argv(workload, tmp)
+            except _CustomWorkload:
+                return self._run_custom(workload, policy, accesses=accesses, duration=duration, seed=seed,
+                                        compare=compare, other=(damos, allocator, smdk_conf, kind, report))
+            except wls.WorkloadError as e:
+                raise ValueError(str(e)) from None
+            argv = ["run", self.name, *wl_argv]
+            if policy is not None:
+                argv += ["--policy", str(policy)]
+            if compare is not None:
+                argv += ["--compare", compare if isinstance(compare, str) else ",".join(map(str, compare))]
+            if accesses is not None and duration is not None:
+                raise ValueError("run: give accesses or duration, not both")
+            if accesses is not None:
+                argv += ["--accesses", str(accesses)]
+            if duration is not None:
+                argv += ["--duration", f"{duration}ns" if isinstance(duration, int) else str(duration)]
+            for opt, val in (("--seed", seed), ("--damos", damos), ("--allocator", allocator),
+                             ("--smdk-conf", smdk_conf), ("--kind", kind)):
+                if val is not None:
+                    argv += [opt, str(val)]
+            if report is not None:
+                argv += ["--report", os.path.abspath(os.fspath(report))]
+            out = os.path.join(tmp, "results")
+            self.cxlemu(*argv, "--json", "--result-file", out)
+            results = _load_results(out)
+        return results if compare is not None else results[0]
+
+    def _run_custom(self, workload: Any, policy: str | None, *, accesses: Any, duration: Any, seed: Any,
+                    compare: Any, other: tuple) -> Any:
+        """A workload class of the caller's own: its code runs here, on the
+        machine loaded here (and saved after), through cxlemu.sim.run."""
+        from cxlemu.machine.paths import MachineError
+        from cxlemu.userspace.workloads.base import parse_count, parse_duration
+        if compare is not None or any(x is not None for x in other):
+            raise ValueError("run: a workload class of your own takes policy, accesses, duration and seed only")
+        if self.running:
+            raise MachineError(f"{self.name}: a workload class of your own runs in this process, on a stopped "
+                               f"machine (m.stop() first), or use a built-in generator (cxlemu.workloads)")
+        from cxlemu.sim import run as sim_run
+        kw: dict[str, Any] = {"policy": policy, "seed": int(seed or 0)}
+        if accesses is not None:
+            kw["accesses"] = parse_count(accesses)
+        if duration is not None:
+            kw["duration"] = parse_duration(f"{duration}ns" if isinstance(duration, int) else duration)
+        with self._store.open(self.name) as m:
+            res = sim_run(m, workload, label=policy or "", **kw)
+            res.machine = self.name
+            m.kernel.dirty = True
+        res.processes_live = []
+        return res
+
     # ---- the machine process ------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -232,6 +309,72 @@ class Machine:
         """``with m.dax("dax0.0") as buf:`` -- the mapping as a writable numpy uint8 array."""
         with self.map_dax(dev, length, offset) as mapping:
             yield mapping.array
+
+
+class _CustomWorkload(Exception):
+    """The workload is not a built-in generator: it cannot be named on a command line."""
+
+
+def _param_text(kind: str, value: Any) -> str:
+    """A parsed parameter value as the command line writes it (parses back to the same value)."""
+    if kind == "duration":
+        return f"{int(value)}ns"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "float":
+        return repr(float(value))
+    return str(value)
+
+
+def _params(wl: Any) -> tuple[str, dict[str, str]]:
+    from cxlemu.userspace import workloads as wls
+    from cxlemu.userspace.workloads.base import COMMON
+    cls = type(wl)
+    try:
+        if not isinstance(wl, wls.Workload) or wls.get(wl.name) is not cls:
+            raise _CustomWorkload
+    except wls.WorkloadError:
+        raise _CustomWorkload from None
+    out: dict[str, str] = {}
+    for p in tuple(cls.PARAMS) + tuple(COMMON):
+        default = p.default if not isinstance(p.default, str) or p.kind == "str" else p.parse(p.default)
+        v = wl.p.get(p.name, default)
+        if v != default:
+            out[p.name] = _param_text(p.kind, v)
+    return wl.name, out
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)                     # a TOML basic string is a JSON string
+
+
+def _workload_argv(workload: Any, tmp: str) -> list[str]:
+    """``cxlemu run`` arguments for a generator, a list of them or a workload file."""
+    if isinstance(workload, (str, os.PathLike)):
+        return ["--workload", os.path.abspath(os.fspath(workload))]
+    if isinstance(workload, (list, tuple)):
+        if not workload:
+            raise ValueError("run: an empty list of workloads")
+        lines = []
+        for i, wl in enumerate(workload):
+            name, params = _params(wl)
+            lines += ["[[process]]", f"workload = {_toml_str(name)}", f"name = {_toml_str(f'{name}{i}')}",
+                      "[process.params]", *(f"{k} = {_toml_str(v)}" for k, v in params.items()), ""]
+        path = os.path.join(tmp, "workload.toml")
+        with io.open(path, "w") as f:
+            f.write("\n".join(lines))
+        return ["--workload", path]
+    name, params = _params(workload)
+    argv = [name]
+    for k, v in params.items():
+        argv.append(f"--{k.replace('_', '-')}={v}")
+    return argv
+
+
+def _load_results(path: str) -> list:
+    from cxlemu.machine import stateio
+    results, _meta = stateio.load(path)
+    return results
 
 
 def create(name: str, topology: str = "biscuitos-b", *, exist_ok: bool = False, start: bool = False) -> Machine:

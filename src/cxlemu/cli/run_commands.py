@@ -47,6 +47,8 @@ def register(add) -> None:
     sp.add_argument("--kind", metavar="KIND", help="memkind kind for --allocator memkind")
     sp.add_argument("--pace", choices=("wall",), help="wall: keep simulated time at wall-clock pace "
                                                      "(interactive tools watch the run live)")
+    # the Python API's channel (Machine.run): the RunResult objects, data-only codec, for the caller
+    sp.add_argument("--result-file", dest="result_file", help=argparse.SUPPRESS)
     sp.set_defaults(_allow_unknown=True)
     sp = add("trace", cmd_trace, "record a program's memory accesses (valgrind) as a cxlemu trace")
     tsub = sp.add_subparsers(dest="trace_action", metavar="ACTION", required=True)
@@ -294,7 +296,30 @@ class _Host:
         self.yield_point = machine.yield_point
 
 
+def save_results(path: str, results) -> None:
+    """``--result-file``: the RunResults in the state file's data-only codec
+    (machine/stateio.py: loading never runs code from the file), without the
+    live processes (they belong to the machine)."""
+    import copy
+    from cxlemu.machine import stateio
+    out = []
+    for r in results:
+        c = copy.copy(r)
+        c.processes_live = []
+        out.append(c)
+    data = stateio.dumps(out, {"what": "cxlemu run results"})
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def present(args, results) -> int:
+    if getattr(args, "result_file", None):
+        try:
+            save_results(args.result_file, results)
+        except OSError as e:
+            return _err(f"run: {args.result_file}: {e.strerror}")
     if args.report:
         from cxlemu.sim.report import write_report
         path = write_report(results, args.report)

@@ -23,6 +23,13 @@ on a real kernfs/procfs (fs/kernfs/file.c, fs/sysfs/file.c, fs/seq_file.c):
   ``dev``: unprivileged mounts), and ``pts``, ``shm``, ``mqueue``,
   ``hugepages`` as links into the host's /dev that ``cxlemu real`` binds at
   ``host_dev_dir``;
+* tracefs's consuming files (``trace_pipe``, ``trace_pipe_raw``: VFile
+  ``stream``) are non-seekable: every read(2) takes what is there, at any
+  offset (what one read leaves over is served first by the next), and
+  ``poll`` says POLLIN only when ``readable()``; a sleeping poller is woken
+  whenever the model changes (a trace record is a change), to look again;
+* ``mkdir``/``rmdir`` reach the directory's own mkdir/rmdir (tracefs
+  ``instances/``, as tracefs_instance_create does); elsewhere EPERM;
 * ``poll`` reports EPOLLERR|EPOLLPRI once the attribute was notified
   (``Kernel.sysfs_notify``) since the file was opened or last read, like
   kernfs_generic_poll, and wakes sleeping pollers when that happens.
@@ -155,6 +162,7 @@ class MachineFs:
         self._files: dict[int, OpenFile] = {}
         self._next_fh = 1
         self._pollers: dict[str, list[Any]] = {}     # attribute path -> poll handles waiting
+        self._stream_pollers: list[Any] = []         # poll handles waiting on consuming files
         self.stats = Stats()
         self.time_ns = time.time_ns()
         self.uid, self.gid = os.geteuid(), os.getegid()   # the owner of the mount, like sysfs's root
@@ -180,8 +188,13 @@ class MachineFs:
                 self._kernel = None
 
     def kernel_changed(self, kernel) -> None:
-        """Watcher hook: the model changed; every cached lookup may be stale."""
+        """Watcher hook: the model changed; every cached lookup may be stale,
+        and a consuming file may have become readable: its pollers look again."""
         self._drop()
+        waiting, self._stream_pollers = self._stream_pollers, []
+        for ph in waiting:
+            if self._notify_poll is not None:
+                self._notify_poll(ph)
 
     def sysfs_notified(self, path: str) -> None:
         """Watcher hook: ``sysfs_notify`` on ``path``; wake its pollers."""
@@ -375,7 +388,9 @@ class MachineFs:
             # a device node: the host kernel opens it itself (or the interposer does)
             raise _oserror(errno.ENXIO, path)
         # kernfs_fop_open: a mode bit for each direction asked
-        if (readable and not e.mode & 0o444) or (writable and not e.mode & 0o222):
+        # (tracefs is not kernfs: its files open in any mode the DAC allows -- libtracefs
+        # opens trace_pipe O_RDWR -- and a write without a handler fails in write(2))
+        if not _tracefs(path) and ((readable and not e.mode & 0o444) or (writable and not e.mode & 0o222)):
             raise _oserror(errno.EACCES, path)
         with self._lock:
             of = OpenFile(path, e.node, writable=writable, event=self._event(path))
@@ -384,6 +399,8 @@ class MachineFs:
             self._files[fh] = of
         fi.fh = fh
         fi.direct_io = 1      # every read reaches show(); st_size is not the length
+        if getattr(e.node, "stream", False) and hasattr(fi, "nonseekable"):
+            fi.nonseekable = 1        # trace_pipe*: nonseekable_open
         return 0
 
     def read(self, path: str, size: int, offset: int, fi) -> bytes:
@@ -391,6 +408,8 @@ class MachineFs:
         of = self._files.get(fi.fh)
         if of is None:
             raise _oserror(errno.EBADF, path)
+        if getattr(of.node, "stream", False):
+            return self._read_stream(of, size, path)
         if offset == 0 or of.buf is None:
             with self._lock:
                 self._sync()
@@ -405,6 +424,18 @@ class MachineFs:
                 except KernelError as exc:
                     raise _oserror(exc.errno, path) from None
         return of.buf[offset:offset + size]
+
+    def _read_stream(self, of: "OpenFile", size: int, path: str) -> bytes:
+        """One read(2) of a consuming file: what the last read left, else what is there now."""
+        if not of.buf:
+            with self._lock:
+                self._sync()
+                try:
+                    of.buf = of.node.read()
+                except KernelError as exc:
+                    raise _oserror(exc.errno, path) from None
+        out, of.buf = of.buf[:size], of.buf[size:]
+        return out
 
     def write(self, path: str, data: bytes, offset: int, fi) -> int:
         self._count("write")
@@ -453,14 +484,23 @@ class MachineFs:
     def mknod(self, path: str, mode: int, dev: int) -> int:
         raise _oserror(errno.EPERM, path)
 
+    def _dir_op(self, op: str, path: str) -> int:
+        """mkdir/rmdir where the directory implements it (tracefs instances/), else EPERM."""
+        self._count(op)
+        with self._lock:
+            # VDir.mkdir/rmdir refuse with EPERM unless the directory allows it; the
+            # VFS turns the KernelError into OSError(errno), which FUSE returns
+            getattr(self._sync(), op)(path)
+        return 0
+
     def mkdir(self, path: str, mode: int) -> int:
-        raise _oserror(errno.EPERM, path)
+        return self._dir_op("mkdir", path)
 
     def unlink(self, path: str) -> int:
         raise _oserror(errno.EPERM, path)
 
     def rmdir(self, path: str) -> int:
-        raise _oserror(errno.EPERM, path)
+        return self._dir_op("rmdir", path)
 
     def symlink(self, target: str, source: str) -> int:
         raise _oserror(errno.EPERM, target)
@@ -492,6 +532,17 @@ class MachineFs:
         if of is None:
             raise _oserror(errno.EBADF, path)
         keep = False
+        if getattr(of.node, "stream", False):
+            with self._lock:
+                self._sync()
+                ready = bool(of.buf) or bool(of.node.readable())
+                if not ready and ph:
+                    self._stream_pollers.append(ph)
+                    keep = True
+            if ph and not keep and self._notify_poll is not None:
+                self._notify_poll(ph, wake=False)
+            reventsp[0] = (POLLIN | POLLRDNORM) if ready else 0
+            return 0
         with self._lock:
             mask = DEFAULT_POLLMASK
             if self._event(of.path) != of.event:
@@ -507,6 +558,10 @@ class MachineFs:
             self._notify_poll(ph, wake=False)
         reventsp[0] = mask
         return 0
+
+
+def _tracefs(path: str) -> bool:
+    return path.startswith(("/sys/kernel/tracing/", "/sys/kernel/debug/tracing/"))
 
 
 def stat_image(e: Entry, uid: int, gid: int, time_ns: int, c_stat: type) -> bytes:

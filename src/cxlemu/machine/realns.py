@@ -122,6 +122,15 @@ def bind(src, dst, flags=MS_BIND):
 M = spec["mountpoint"]
 bind("/dev", spec["host_dev"], MS_BIND | MS_REC)
 bind(M + "/sys", "/sys")
+# tracefs and debugfs are filesystems of their own: libtracefs (cxl monitor, cxl list -L) and
+# damo find them in /proc/mounts by type.  A real, empty instance of each is mounted first so
+# that /proc/mounts names it, then the machine's directory is bound over it (what programs
+# read and write is the model's).  Best effort: without the real mount the bind still serves.
+for sub, fstype in (("tracing", "tracefs"), ("debug", "debugfs")):
+    dst = "/sys/kernel/" + sub
+    if os.path.isdir(M + dst):
+        libc.mount(b"nodev", dst.encode(), fstype.encode(), 0, None)
+        bind(M + dst, dst)
 for f in spec["proc_files"]:
     dst = "/proc/" + f
     if os.path.isfile(dst):

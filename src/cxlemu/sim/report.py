@@ -25,7 +25,7 @@ def _subplots(*args, interactive: bool = False, **kw):
             return plt.subplots(*args, **kw)
         from matplotlib.figure import Figure
     except ImportError:
-        raise RuntimeError("plots need matplotlib: pip install 'cxlemu[report]'") from None
+        raise ImportError("plots need matplotlib, an optional dependency: pip install 'cxlemu[report]'") from None
     fig = Figure(figsize=kw.pop("figsize", None))
     return fig, fig.subplots(*args, **kw)
 
