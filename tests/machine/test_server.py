@@ -75,7 +75,7 @@ def test_start_status_stop_resume():
     # a second start is refused, by the CLI and by the process itself
     p = run("start", "box", check=False)
     assert p.returncode == 1 and "already running" in p.stderr
-    p = subprocess.run([sys.executable, "-m", "cxlemu.machine.server", "box"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "cxlemu.cli.serve", "box"], capture_output=True, text=True)
     assert p.returncode == 1 and "already running" in p.stderr
     # a mutation through the process, journalled
     run("exec", "box", "--", "cxl", "create-region", "-d", "decoder0.0", "-m", "mem0", "-s", "512M", "-t", "pmem",

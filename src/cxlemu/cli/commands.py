@@ -339,7 +339,7 @@ def cmd_demo(args) -> int:
     return run_demo(keep=args.keep)
 
 
-# ---- the machine process (machine/server.py) ------------------------------------------------------
+# ---- the machine process (machine/server.py, entered through cli/serve.py) ----------------------------------
 def cmd_start(args) -> int:
     st = _store()
     st._require(args.name)
@@ -348,14 +348,14 @@ def cmd_start(args) -> int:
     if pid:
         raise MachineError(f"machine {args.name!r} is already running (pid {pid})")
     if args.foreground:
-        from cxlemu.machine.server import run_foreground
+        from cxlemu.cli.serve import run_foreground
         print(f"cxlemu: serving {args.name} in the foreground (Ctrl-C stops it)", file=sys.stderr)
         return run_foreground(args.name)
     from cxlemu.machine.paths import LOG_FILE
     r, w = os.pipe()
     log = open(p / LOG_FILE, "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "cxlemu.machine.server", args.name, "--ready-fd", str(w)],
+        proc = subprocess.Popen([sys.executable, "-m", "cxlemu.cli.serve", args.name, "--ready-fd", str(w)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(w,),
                                 start_new_session=True, close_fds=True)
     finally:
