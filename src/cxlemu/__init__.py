@@ -15,7 +15,7 @@ The Python API (docs/python.md), imported on first use::
     m.run_tool("cxl", "list", "-M")
 """
 
-__version__ = "0.1.0"
+from cxlemu._version import __version__
 
 _API = ("create", "open", "machines", "Machine", "CommandError", "ToolError")
 # Lazily imported sub-APIs: ``cxlemu.workloads.Zipf(rss="8G", alpha=0.99)``

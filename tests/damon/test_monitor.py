@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from cxlemu.kernel.mm.damon.regions import Regions
 from cxlemu.kernel.mm.damon.schemes import feed_loop_next_input
 from cxlemu.sim.engine import run
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.userspace.spec import ProcSpec
 from cxlemu.userspace.workloads import make
 

@@ -10,7 +10,7 @@ import pytest
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.mmap import MMAP_BASE
 from cxlemu.sim.engine import run
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.tools import damos
 from cxlemu.userspace.spec import ProcSpec
 from cxlemu.userspace.workloads import make

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.mmap import MMAP_BASE
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.sim.allocproc import AllocatorProcess
 from cxlemu.userspace.allocator import NodeInfo
 from cxlemu.userspace.memkind import KINDS, MemkindAllocator, MemkindError, create_pmem, plan

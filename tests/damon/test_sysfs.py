@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 
 from .support import ADMIN, EBUSY, EINVAL, EPERM, ERANGE, err, machine, one_kdamond, r, w
 

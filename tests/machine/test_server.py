@@ -75,7 +75,7 @@ def test_start_status_stop_resume():
     # a second start is refused, by the CLI and by the process itself
     p = run("start", "box", check=False)
     assert p.returncode == 1 and "already running" in p.stderr
-    p = subprocess.run([sys.executable, "-m", "cxlemu.machine.server", "box"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "cxlemu.cli.serve", "box"], capture_output=True, text=True)
     assert p.returncode == 1 and "already running" in p.stderr
     # a mutation through the process, journalled
     run("exec", "box", "--", "cxl", "create-region", "-d", "decoder0.0", "-m", "mem0", "-s", "512M", "-t", "pmem",
@@ -310,7 +310,8 @@ def test_the_client_fast_path_imports_nothing_heavy():
              or m.startswith(("cxlemu.kernel", "cxlemu.hw", "cxlemu.tools", "cxlemu.sysfs", "cxlemu.data",
                               "cxlemu.machine.store", "cxlemu.machine.stateio"))]
     assert heavy == [], heavy
-    assert set(mods) <= {"__future__", "_contextvars", "_json", "_socket", "contextvars", "cxlemu", "cxlemu.cli",
+    assert set(mods) <= {"__future__", "_contextvars", "_json", "_socket", "contextvars", "cxlemu", "cxlemu._version",
+                         "cxlemu.cli",
                          "cxlemu.cli.main", "cxlemu.machine", "cxlemu.machine.client", "cxlemu.machine.paths",
                          "json", "json.decoder", "json.encoder", "json.scanner", "re", "enum", "typing",
                          "struct", "_struct"}, mods

@@ -11,7 +11,7 @@ from cxlemu.kernel.mm import procfs
 from cxlemu.kernel.mm.frames import OWNER_FREE, PG_HWPOISON
 from cxlemu.kernel.mm.hwpoison import FramesProvider
 from cxlemu.kernel.mm.mmap import PTE_HWPOISON
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 
 from .support import tiered
 from .test_engine import check_invariants

@@ -14,7 +14,7 @@ from cxlemu.kernel.mm import mce
 from cxlemu.kernel.mm.frames import PG_HWPOISON
 from cxlemu.kernel.mm.mempolicy import MPOL_BIND
 from cxlemu.sim.engine import run
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.userspace import workloads as W
 from cxlemu.userspace.spec import ProcSpec
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.mm import mempolicy as mp
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 
 from .support import tiered
 

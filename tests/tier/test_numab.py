@@ -8,7 +8,7 @@ import numpy as np
 
 from cxlemu.kernel.mm.frames import PROT_NUMA
 from cxlemu.kernel.sched import numa as nb
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 
 from .support import tiered
 

@@ -14,7 +14,7 @@ import pytest
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.frames import PG_PINNED
 from cxlemu.kernel.mm.zones import ZONE_MOVABLE, ZONE_NORMAL
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cxltest_support import boot_text  # noqa: E402

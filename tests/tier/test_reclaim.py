@@ -10,7 +10,7 @@ from cxlemu.kernel.mm import page_alloc as pa
 from cxlemu.kernel.mm.page_alloc import ZoneInfo
 from cxlemu.kernel.mm.zones import ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL
 from cxlemu.sim.engine import run
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.userspace import workloads as W
 
 from .support import tiered

@@ -173,8 +173,9 @@ def cmd_exec(args) -> int:
         args._machine_only = True
         return shell.run_coreutil(tool, argv[1:], lambda a: cmd_exec(_with_argv(args, [tool, *a])))
     if tool in TOOLS:
+        from cxlemu.sim import run as run_loop      # the `workload` program's accesses run in the engine
         with _store().open(args.name) as m:
-            backend = m.backend()
+            backend = m.backend(run_loop)
             fault = os.environ.get("CXLEMU_FAULT_AFTER_WRITES")
             if fault:
                 backend.fault_after_writes = int(fault)
@@ -339,7 +340,7 @@ def cmd_demo(args) -> int:
     return run_demo(keep=args.keep)
 
 
-# ---- the machine process (machine/server.py) ------------------------------------------------------
+# ---- the machine process (machine/server.py; in the background: python -m cxlemu.cli.serve) -------------------
 def cmd_start(args) -> int:
     st = _store()
     st._require(args.name)
@@ -350,12 +351,12 @@ def cmd_start(args) -> int:
     if args.foreground:
         from cxlemu.machine.server import run_foreground
         print(f"cxlemu: serving {args.name} in the foreground (Ctrl-C stops it)", file=sys.stderr)
-        return run_foreground(args.name)
+        return run_foreground(args.name, args._run_command)
     from cxlemu.machine.paths import LOG_FILE
     r, w = os.pipe()
     log = open(p / LOG_FILE, "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "cxlemu.machine.server", args.name, "--ready-fd", str(w)],
+        proc = subprocess.Popen([sys.executable, "-m", "cxlemu.cli.serve", args.name, "--ready-fd", str(w)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(w,),
                                 start_new_session=True, close_fds=True)
     finally:

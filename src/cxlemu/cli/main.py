@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from cxlemu import __version__
+from cxlemu._version import __version__
 
 if TYPE_CHECKING:
     import argparse
@@ -173,6 +173,10 @@ def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -
     if extra and not getattr(args, "_allow_unknown", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args._extra = extra
+    # a command that runs command lines (start --foreground serves the machine
+    # in process) gets this dispatcher rather than importing it (cli/main.py
+    # imports the commands)
+    args._run_command = lambda argv: _main(argv, parser)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 1

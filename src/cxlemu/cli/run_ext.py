@@ -145,7 +145,7 @@ class PacedHost:
 
 def _new_process(kernel, spec, cls=None, **kw):
     """A process set up as the engine would (cpuset, affinity, policy)."""
-    from cxlemu.sim.process import Process
+    from cxlemu.kernel.syscalls import Process
     cls = cls or Process
     t = kernel.sched.create_task(spec.name or spec.workload.name)
     proc = cls(kernel, t, **kw)
@@ -198,8 +198,7 @@ def run_with(host, specs, policy, ext: Ext | None, kw: dict, label: str = "", pa
                 # the kernel refused a value: nothing ran (the caller does not save the machine)
                 raise ExtError(f"run: --damos: {e}") from None
         else:
-            from cxlemu.sim.allocproc import AllocatorProcess
-            from cxlemu.userspace.allocator import make_allocator
+            from cxlemu.sim.allocproc import AllocatorProcess, make_allocator
             for s in specs:
                 if s.process is not None:
                     continue

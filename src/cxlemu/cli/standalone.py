@@ -41,8 +41,9 @@ def _main(tool: str) -> int:
     machine = os.environ.get("CXLEMU_MACHINE")
     if root is None and machine:
         from cxlemu.machine.store import Store
+        from cxlemu.sim import run as run_loop
         with Store().open(machine) as m:
-            return run_tool(tool, argv, m.backend(), env=dict(os.environ))
+            return run_tool(tool, argv, m.backend(run_loop), env=dict(os.environ))
     backend = DirectoryBackend(_root_of(root) if root else "/")
     return run_tool(tool, argv, backend, env=dict(os.environ))
 

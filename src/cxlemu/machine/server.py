@@ -1,9 +1,12 @@
 """The machine process: one machine held in memory, served over
 ``<machine>/machine.sock`` (protocol: machine/client.py).
 
-``cxlemu start NAME`` runs :func:`serve` in a background process
-(``python -m cxlemu.machine.server NAME``; ``--foreground`` runs it in the
-terminal).  The process
+``cxlemu start NAME`` runs :func:`run_foreground` in a background process
+(``python -m cxlemu.cli.serve NAME``; ``--foreground`` runs it in the
+terminal).  The command code lives above this floor: whoever starts the
+server passes the function that runs one forwarded ``cxlemu`` command line
+(``run_command(argv) -> exit code``; cli/serve.py passes the CLI's).  The
+process
 
 1. takes ``machine.pid`` (an exclusive flock: a second ``start`` is refused)
    and the machine's ``lock`` (waiting for commands in progress; held for the
@@ -27,7 +30,6 @@ handle``) at ``<machine>/dev.sock``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -44,7 +46,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cxlemu.machine import client
 from cxlemu.machine.paths import DEV_SOCK_FILE, LOCK_FILE, LOG_FILE, PID_FILE, SOCK_FILE, MachineError
@@ -157,8 +159,12 @@ def _open_streams(fds: list[int]) -> tuple:
 # the server
 # ---------------------------------------------------------------------------------------------
 
+#: runs one forwarded ``cxlemu`` command line in the calling thread; its exit code
+CommandRunner = Callable[[list[str]], "int | None"]
+
+
 class MachineServer:
-    def __init__(self, name: str, store=None, log=None):
+    def __init__(self, name: str, run_command: CommandRunner, store=None, log=None):
         from cxlemu.machine.store import Store
         self.name = name
         self.store = store or Store()
@@ -171,7 +177,7 @@ class MachineServer:
         self.fds: list[int] = []
         self.streams: ThreadStreams | None = None
         self.clients = 0
-        self.parser = None                 # the cxlemu argument parser, built once
+        self.run_command = run_command     # the cxlemu command line, run in process
         self.owner = False                 # holds the machine's pid file
         self._threads: list[threading.Thread] = []
 
@@ -356,10 +362,7 @@ class MachineServer:
                 live.local.group_commit = True
                 token = client.serving.set(live)
                 try:
-                    from cxlemu.cli.main import _main, build_parser
-                    if self.parser is None:
-                        self.parser = build_parser()
-                    rc = int(_main(argv, self.parser) or 0)
+                    rc = int(self.run_command(argv) or 0)
                 except SystemExit as e:
                     rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
                     if e.code is not None and not isinstance(e.code, int):
@@ -509,11 +512,12 @@ def _watch_hangup(conn: socket.socket, cancelled: threading.Event, stopping: thr
 # entry points
 # ---------------------------------------------------------------------------------------------
 
-def run_foreground(name: str, ready_fd: int | None = None) -> int:
-    """Serve machine ``name`` until stopped.  ``ready_fd`` (a pipe) gets one
-    line, ``ok`` or the error, when the machine is up or could not start."""
+def run_foreground(name: str, run_command: CommandRunner, ready_fd: int | None = None) -> int:
+    """Serve machine ``name`` until stopped, running forwarded commands with
+    ``run_command``.  ``ready_fd`` (a pipe) gets one line, ``ok`` or the
+    error, when the machine is up or could not start."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    srv = MachineServer(name)
+    srv = MachineServer(name, run_command)
 
     def stop(_sig, _frm) -> None:
         srv.stopping.set()
@@ -537,15 +541,3 @@ def run_foreground(name: str, ready_fd: int | None = None) -> int:
     srv.serve_forever()
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cxlemu.machine.server",
-                                 description="serve one cxlemu machine (use: cxlemu start NAME)")
-    ap.add_argument("name")
-    ap.add_argument("--ready-fd", type=int)
-    args = ap.parse_args(argv)
-    return run_foreground(args.name, args.ready_fd)
-
-
-if __name__ == "__main__":   # pragma: no cover
-    sys.exit(main())

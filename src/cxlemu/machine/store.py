@@ -170,11 +170,13 @@ class Machine:
         """Compatibility with the pickled ``State`` (``m.state.kernel``): the machine itself."""
         return self
 
-    def backend(self):
+    def backend(self, run_loop=None):
         """A sysfs backend over the current kernel (a reboot replaces the kernel:
-        long-lived users call this again rather than keep an old backend)."""
+        long-lived users call this again rather than keep an old backend).
+        ``run_loop`` (``cxlemu.sim.run``, passed by the code that runs programs)
+        lets the ``workload`` program run on it."""
         from cxlemu.sysfs.backend import EmulatorBackend
-        b = EmulatorBackend(self.kernel, self)
+        b = EmulatorBackend(self.kernel, self, run_loop)
         fault = os.environ.get("CXLEMU_FAULT_AFTER_WRITES")     # test hook: kill -9 after N writes
         if fault:
             b.fault_after_writes = int(fault)

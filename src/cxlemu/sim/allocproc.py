@@ -8,8 +8,21 @@ from __future__ import annotations
 
 import errno
 
-from cxlemu.sim.process import Process
+from cxlemu.kernel.syscalls import Process
 from cxlemu.userspace.allocator import Allocator, Placement
+
+
+def make_allocator(kind: str, arg: str, backend) -> Allocator:
+    """The allocator library a process runs with: SMDK's libcxlmalloc
+    (``smdk``, userspace/smdk/cxlmalloc.py) or memkind (``memkind``,
+    userspace/memkind.py), configured by ``arg``."""
+    if kind == "smdk":
+        from cxlemu.userspace.smdk.cxlmalloc import CxlMalloc
+        return CxlMalloc(arg, backend)
+    if kind == "memkind":
+        from cxlemu.userspace.memkind import MemkindAllocator
+        return MemkindAllocator(arg, backend)
+    raise ValueError(f"unknown allocator {kind!r}")
 
 
 class AllocatorProcess(Process):

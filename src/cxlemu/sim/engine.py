@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from cxlemu.hw.timing import Stream, solve_epoch
-from cxlemu.sim.process import BASE_VPN, Process
+from cxlemu.kernel.syscalls import BASE_VPN, Process
+from cxlemu.sim.histogram import HIST_EDGES
 from cxlemu.userspace.spec import ProcSpec
 
-HIST_EDGES = np.geomspace(1.0, 1e9, 1201)         # ns: latency histogram bins (log, 0.75 % wide)
 HEAT_BUCKETS = 256
 HEAT_SAMPLE = 17                    # odd: does not alias with interleaved streams
 

@@ -79,7 +79,7 @@ def plot_hit_ratio(results: list["RunResult"], path: str) -> None:
 
 
 def plot_latency_cdf(results: list["RunResult"], path: str) -> None:
-    from cxlemu.sim.engine import HIST_EDGES
+    from cxlemu.sim.histogram import HIST_EDGES
     fig, ax = _subplots(figsize=(8, 4))
     centers = np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:])
     for r in results:

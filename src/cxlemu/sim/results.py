@@ -107,7 +107,7 @@ class RunResult:
         return self.tail_fast / self.tail_accesses if self.tail_accesses else 0.0
 
     def percentile(self, q: float) -> float:
-        from cxlemu.sim.engine import HIST_EDGES
+        from cxlemu.sim.histogram import HIST_EDGES
         h = np.maximum(self.hist, 0)
         tot = h.sum()
         if tot <= 0:

@@ -22,11 +22,15 @@ import errno
 import os
 import posixpath
 import stat
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
     from cxlemu.sysfs.vfs import Vfs
+
+#: ``run(machine_or_kernel, workload, **kw) -> result``: the signature of
+#: ``cxlemu.sim.run``, the loop that executes programs' accesses
+RunLoop = Callable[..., Any]
 
 
 class Backend(Protocol):
@@ -88,11 +92,14 @@ def _realpath(path: str) -> str:
 class EmulatorBackend:
     """The machine's kernel model through its in-process VFS."""
 
-    def __init__(self, kernel: "Kernel", machine=None):
+    def __init__(self, kernel: "Kernel", machine=None, run_loop: "RunLoop | None" = None):
         from cxlemu.sysfs.vfs import Vfs
         self.kernel = kernel
         self.vfs: Vfs = Vfs(kernel)
         self.machine = machine
+        #: what executes a program's accesses (``cxlemu.sim.run``), given by the
+        #: code that runs programs on this backend (cli); None: no program runs
+        self.run_loop = run_loop
         self.writes = 0
         self.fault_after_writes: int | None = None
 
@@ -101,19 +108,21 @@ class EmulatorBackend:
 
     def task(self, comm: str = "sh"):
         """The process a tool runs as on this machine (created on first use,
-        shared by the programs it execs): a :class:`cxlemu.sim.process.Process`
+        shared by the programs it execs): a :class:`cxlemu.kernel.syscalls.Process`
         with mmap, set_mempolicy, mbind, sched_setaffinity ..."""
-        from cxlemu.sim.process import Process
+        from cxlemu.kernel.syscalls import Process
         if self._task is None or not self._task.alive:
             self._task = Process.new(self.kernel, comm)
         return self._task
 
     def run_workload(self, proc, workload, **kw):
-        """Run a workload generator inside ``proc`` (the ``workload`` program)."""
-        from cxlemu.sim.engine import run
+        """Run a workload generator inside ``proc`` (the ``workload`` program)
+        with the backend's run loop; ENOEXEC without one."""
+        if self.run_loop is None:
+            raise OSError(errno.ENOEXEC, "no run loop on this backend to execute a workload (use cxlemu exec)")
         from cxlemu.userspace.spec import ProcSpec
-        res = run(self.machine if self.machine is not None else self.kernel,
-                  ProcSpec(workload, process=proc), **kw)
+        res = self.run_loop(self.machine if self.machine is not None else self.kernel,
+                            ProcSpec(workload, process=proc), **kw)
         self.kernel.dirty = True
         return res
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 from cxlemu.kernel.base.device import KernelError, kstr, kstrtobool, kstrtoull
 from cxlemu.kernel.trace import ring
 from cxlemu.kernel.trace.tracing import TRACE_CLOCKS
-from cxlemu.sysfs.vfs import FuncFile, StaticDir, VDir, VFile, VNode
+from cxlemu.kernel.base.kernfs import FuncFile, StaticDir, VDir, VFile, VNode
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

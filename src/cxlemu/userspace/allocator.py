@@ -125,13 +125,3 @@ class Placement:
     nodes: tuple[int, ...] = ()
     map_flags: int = 0               # extra mmap flags (MAP_EXMEM / MAP_NORMAL)
     pool: str = ""                   # accounting label
-
-
-def make_allocator(kind: str, arg: str, backend) -> Allocator:
-    if kind == "smdk":
-        from cxlemu.userspace.smdk.cxlmalloc import CxlMalloc
-        return CxlMalloc(arg, backend)
-    if kind == "memkind":
-        from cxlemu.userspace.memkind import MemkindAllocator
-        return MemkindAllocator(arg, backend)
-    raise ValueError(f"unknown allocator {kind!r}")

@@ -46,7 +46,7 @@ class _Alloc:
 
 @dataclass
 class Smalloc:
-    """The optimization API bound to one process (an ``sim.process.Process``)."""
+    """The optimization API bound to one process (a ``kernel.syscalls.Process``)."""
     proc: object
     backend: object
     allocs: dict[int, _Alloc] = field(default_factory=dict)

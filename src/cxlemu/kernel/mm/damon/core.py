@@ -47,23 +47,17 @@ Cost: a sampling iteration costs work per region, never per page.
 from __future__ import annotations
 
 import errno
-import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.kernel.mm.damon.ops import ops_of
 from cxlemu.kernel.mm.damon.regions import (DAMON_MIN_REGION, Regions, age_for_new_attrs, max_nr_accesses,
                                             nr_accesses_for_new_attrs)
 
-OPS_MODULES = {"vaddr": "cxlemu.kernel.mm.damon.ops_vaddr", "fvaddr": "cxlemu.kernel.mm.damon.ops_vaddr",
-               "paddr": "cxlemu.kernel.mm.damon.ops_paddr"}
 OPS_NAMES = ("vaddr", "fvaddr", "paddr")          # damon_sysfs_ops_names order
 KDAMOND_TICK_COST_NS = 200                         # per region and sample: random address, PTE walk (estimate)
-
-
-def ops_of(name: str):
-    return importlib.import_module(OPS_MODULES[name])
 
 
 @dataclass

@@ -277,7 +277,7 @@ def adjust_quota(ctx, kernel, s: Damos, now: int) -> None:
         q.charged_from = now
         q.charged_sz = 0
         set_effective_quota(kernel, q)
-    from cxlemu.kernel.mm.damon.core import ops_of
+    from cxlemu.kernel.mm.damon.ops import ops_of
     ops = ops_of(ctx.ops)
     hist = np.zeros(100, np.int64)
     mx = 0
@@ -389,7 +389,7 @@ def apply_scheme_to_target(kd, kernel, s: Damos, t_index: int, t, now: int, cpu_
     target, in address order; actions run once over all the regions that
     got through (vectorised), the charging follows the kernel's order."""
     from cxlemu.kernel.mm.damon import trace
-    from cxlemu.kernel.mm.damon.core import ops_of
+    from cxlemu.kernel.mm.damon.ops import ops_of
     ctx = kd.ctx
     ops = ops_of(ctx.ops)
     q = s.quota
@@ -485,7 +485,7 @@ def tried_regions(kd, kernel, s: Damos):
     scheme now: the regions it would try (pattern, quota's minimum score,
     core filters) with the bytes that pass its ops filters.  Yields
     (target index, start, end, nr_accesses, age, sz_filter_passed)."""
-    from cxlemu.kernel.mm.damon.core import ops_of
+    from cxlemu.kernel.mm.damon.ops import ops_of
     ctx = kd.ctx
     ops = ops_of(ctx.ops)
     out = []

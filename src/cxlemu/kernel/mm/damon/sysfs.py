@@ -315,7 +315,7 @@ def commit_ctx(kernel: "Kernel", run: DamonCtx, new: DamonCtx) -> None:
         else:
             t = nt
             if not len(t.regions):
-                from cxlemu.kernel.mm.damon.core import ops_of
+                from cxlemu.kernel.mm.damon.ops import ops_of
                 tmp = DamonCtx(ops=run.ops, attrs=run.attrs, targets=[t])
                 ops_of(run.ops).init(tmp, kernel)
         out.append(t)
