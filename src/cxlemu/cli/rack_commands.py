@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from cxlemu.fabric.fm.client import FmClientError, fm_request
+from cxlemu.util.lazy import lazy_module
 from cxlemu.machine.store import MachineError
 
 FM_USAGE = """usage: cxlemu fm start RACK [--port N] [--host-timeout S]
@@ -18,6 +18,8 @@ FM_USAGE = """usage: cxlemu fm start RACK [--port N] [--host-timeout S]
        cxlemu fm RACK status [--json]
        cxlemu fm RACK history [--json]
        cxlemu fm RACK reconcile"""
+
+_fmc = lazy_module("cxlemu.fabric.fm.client")   # HTTP client (urllib, http.client): only the fm commands pay for it
 
 
 def register(add) -> None:
@@ -159,11 +161,11 @@ def cmd_fm(args) -> int:
                 d, _, ln = x.partition(":")
                 exts.append([parse_size(d), parse_size(ln)])
             except ValueError as e:
-                raise FmClientError(f"--extent {x!r}: {e}") from None
+                raise _fmc.FmClientError(f"--extent {x!r}: {e}") from None
         body = {"size": a.size, "tag": a.tag, "policy": a.policy}
         if exts:
             body["extents"] = exts
-        row = fm_request(rack_name, "POST", f"/v1/hosts/{a.host}/allocations", body)
+        row = _fmc.fm_request(rack_name, "POST", f"/v1/hosts/{a.host}/allocations", body)
         if a.json:
             print(json.dumps(row, indent=1))
         else:
@@ -176,7 +178,7 @@ def cmd_fm(args) -> int:
         p.add_argument("--forced", action="store_true", help="forced removal: no host acknowledgement")
         a = p.parse_args(rest)
         q = "?forced=true" if a.forced else ""
-        row = fm_request(rack_name, "DELETE", f"/v1/hosts/{a.host}/allocations/{a.tag}{q}")
+        row = _fmc.fm_request(rack_name, "DELETE", f"/v1/hosts/{a.host}/allocations/{a.tag}{q}")
         print(f"{a.host}: released {human_size(row['bytes'])} tagged {a.tag}")
         return 0
     if action == "share":
@@ -185,7 +187,7 @@ def cmd_fm(args) -> int:
         p.add_argument("size")
         p.add_argument("hosts", nargs="+")
         a = p.parse_args(rest)
-        rows = fm_request(rack_name, "POST", "/v1/shares", {"size": a.size, "tag": a.tag, "hosts": a.hosts})
+        rows = _fmc.fm_request(rack_name, "POST", "/v1/shares", {"size": a.size, "tag": a.tag, "hosts": a.hosts})
         for row in rows:
             print(f"{row['host']}: shared {human_size(row['bytes'])} tagged {a.tag} -> {row['dax']} at HPA {row['hpa']:#x}")
         return 0
@@ -194,14 +196,14 @@ def cmd_fm(args) -> int:
         p.add_argument("--json", action="store_true")
         a = p.parse_args(rest)
         if action == "history":
-            rows = fm_request(rack_name, "GET", "/v1/history")
+            rows = _fmc.fm_request(rack_name, "GET", "/v1/history")
             if a.json:
                 print(json.dumps(rows, indent=1))
             else:
                 for r in reversed(rows):
                     print(f"{r['seq']:5} {r['op']:9} {r['host'] or '-':8} {r['tag'] or '-':10} {r['result']:10} {r['detail']}")
             return 0
-        st = fm_request(rack_name, "GET", "/v1/status")
+        st = _fmc.fm_request(rack_name, "GET", "/v1/status")
         if a.json:
             print(json.dumps(st, indent=1))
             return 0
@@ -219,7 +221,7 @@ def cmd_fm(args) -> int:
             print(f"  warning: {w}")
         return 0
     if action == "reconcile":
-        print(json.dumps(fm_request(rack_name, "POST", "/v1/reconcile")))
+        print(json.dumps(_fmc.fm_request(rack_name, "POST", "/v1/reconcile")))
         return 0
     print(FM_USAGE, file=sys.stderr)
     return 2
@@ -258,7 +260,7 @@ def cmd_agent(args) -> int:
     st = agent.AgentState()
     if path.exists():
         st = agent.AgentState(**json.loads(path.read_text()))
-    ag = agent.Agent(rack, host, pol, lambda mth, p, b: fm_request(rack, mth, p, b), st, daxctl=host_daxctl)
+    ag = agent.Agent(rack, host, pol, lambda mth, p, b: _fmc.fm_request(rack, mth, p, b), st, daxctl=host_daxctl)
     n = 0
     try:
         while args.steps == 0 or n < args.steps:

@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from cxlemu.fabric import sched
+from cxlemu.util.lazy import lazy_module
 from cxlemu.machine.store import MachineError
 from cxlemu.util.units import GiB, parse_size
+
+sched = lazy_module("cxlemu.fabric.sched")    # numpy and the scheduler: only `rack simulate` pays for them
 
 
 def rack_shape(name: str) -> sched.RackShape:
