@@ -145,18 +145,50 @@ def test_read_only_commands_never_rewrite_the_state():
         "-w", "1", "-g", "4096")
     run("exec", "pm", "--", "ndctl", "create-namespace", "--mode=devdax")
     sf = machine_dir("pm") / "state.bin"
+    # The first `cxl list -L` on a machine leaves tracefs instance "cxl list" behind (cxl_poison
+    # enabled, tracing off): ndctl frees its handle with tracefs_instance_free(), which does not
+    # rmdir the instance, so it is kernel state until reboot, on Linux as here.
+    run("exec", "pm", "--", "cxl", "list", "-L")
+    assert run("exec", "pm", "--", "ls", "/sys/kernel/tracing/instances").stdout.split("\n")[0] == "cxl list"
     before = (sf.read_bytes(), sf.stat().st_mtime_ns)
-    # (not `cxl list -vvv`: it includes -L, which writes memN/trigger_poison_list and
-    # creates and removes a tracefs instance -- kernel state, as on Linux)
-    for cmd in (["cxl", "list"], ["cxl", "list", "-M", "-H", "-u"], ["ndctl", "list"],
-                ["ndctl", "list", "-vvv"], ["daxctl", "list"], ["daxctl", "list", "-DRMi"], ["numactl", "-H"],
-                ["lspci", "-tv"], ["cat", "/proc/iomem"]):
+    # -L (and -vvv, which includes it) then turns the instance on, writes memN/trigger_poison_list
+    # (Get Poison List: no poison, no cxl_poison record), drains the buffers and turns it off
+    # again: nothing is left changed, and the state file is not rewritten
+    for cmd in (["cxl", "list"], ["cxl", "list", "-M", "-H", "-u"], ["cxl", "list", "-vvv"], ["cxl", "list", "-L"],
+                ["ndctl", "list"], ["ndctl", "list", "-vvv"], ["daxctl", "list"], ["daxctl", "list", "-DRMi"],
+                ["numactl", "-H"], ["lspci", "-tv"], ["cat", "/proc/iomem"]):
         run("exec", "pm", "--", *cmd)
     for cmd in (["show", "pm"], ["iomem", "pm"], ["dmesg", "pm"], ["nodes", "pm"], ["blocks", "pm"],
                 ["labels", "pm"], ["sysfs", "pm", "read", "/sys/bus/cxl/devices/mem0/serial"]):
         run(*cmd)
     assert (sf.read_bytes(), sf.stat().st_mtime_ns) == before
     assert json.loads(run("exec", "pm", "--", "daxctl", "list").stdout)[0]["chardev"] == "dax0.0"
+
+
+def test_a_poison_listing_is_kept_where_the_kernel_recorded_it():
+    """-L with poison on the device is not read-only for the kernel: the device's
+    cxl_poison list records (trace_type 0) go into every instance that has the event
+    on -- a `cxl monitor` instance keeps them for its next read -- and the "cxl list"
+    instance counts them as written (its trace header), so the state is saved."""
+    run("create", "pm", "--topology", "biscuitos-b")
+    run("exec", "pm", "--", "cxl", "create-region", "-d", "decoder0.0", "-m", "mem0", "-t", "pmem")
+    run("exec", "pm", "--", "cxl", "monitor")                  # creates instance cxl_monitor, tracing on
+    run("exec", "pm", "--", "cxl", "inject-media-poison", "mem0", "-a", "0x1000")
+    run("exec", "pm", "--", "cxl", "monitor")                  # drains the inject's records
+    trace = "/sys/kernel/tracing/instances/cxl list/trace"
+    sf = machine_dir("pm") / "state.bin"
+    for n in (1, 2):
+        before = sf.read_bytes()
+        out = json.loads(run("exec", "pm", "--", "cxl", "list", "-L", "-m", "mem0").stdout)
+        assert out[0]["media_errors"] == [{"offset": 0x1000, "length": 64, "source": "Injected"}]
+        assert sf.read_bytes() != before
+        assert f"entries-in-buffer/entries-written: 0/{n} " in run("exec", "pm", "--", "cat", trace).stdout
+        ev = [json.loads(x) for x in run("exec", "pm", "--", "cxl", "monitor").stderr.splitlines()]
+        assert [(e["event"], e["trace_type"], e["dpa"], e["source"]) for e in ev] == [("cxl_poison", 0, 0x1000, 3)]
+    # nothing left to report: the monitor reads nothing, changes nothing
+    before = (sf.read_bytes(), sf.stat().st_mtime_ns)
+    assert run("exec", "pm", "--", "cxl", "monitor").stderr == ""
+    assert (sf.read_bytes(), sf.stat().st_mtime_ns) == before
 
 
 def test_mem_alloc_on_a_node_that_does_not_exist_is_refused():

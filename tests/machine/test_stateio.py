@@ -434,3 +434,65 @@ def test_kernel_state_round_trips_and_lists_identically():
         return out.getvalue()
     assert listing(b.kernel) == listing(k2)
     assert stateio.dumps(k2) == stateio.dumps(b.kernel)
+
+
+# ---- holds(): is this encoding already the file? (an unchanged machine is not rewritten) ---------
+def _encoded(g, meta):
+    return stateio.encode(g, meta, allow=ALLOW)
+
+
+def test_holds_compares_graph_blobs_and_meta(tmp_path):
+    big = np.arange(5 << 20, dtype=np.uint8)          # more than one comparison chunk
+    g = {"a": np.arange(1000, dtype=np.int64), "b": bytearray(b"xy" * 50), "big": big, "s": {"x", "y"}}
+    p = tmp_path / "state.bin"
+    with open(p, "wb") as f:
+        stateio.write(f, g, {"generation": 1, "name": "box"}, allow=ALLOW)
+    assert stateio.holds(p, *_encoded(g, {"generation": 1, "name": "box"}))
+    assert not stateio.holds(p, *_encoded(g, {"generation": 2, "name": "box"}))
+    assert stateio.holds(p, *_encoded(g, {"generation": 2, "name": "box"}), ignore_meta=("generation",))
+    assert not stateio.holds(p, *_encoded(g, {"generation": 2, "name": "other"}), ignore_meta=("generation",))
+    meta = {"generation": 1, "name": "box"}
+    g["big"][-1] ^= 1                                  # one byte of the last chunk of a blob
+    assert not stateio.holds(p, *_encoded(g, meta))
+    g["big"][-1] ^= 1
+    g["a"][0] = 7                                      # one byte of another blob
+    assert not stateio.holds(p, *_encoded(g, meta))
+    g["a"][0] = 0
+    g["s"].add("z")                                    # the graph
+    assert not stateio.holds(p, *_encoded(g, meta))
+    g["s"].discard("z")
+    assert stateio.holds(p, *_encoded(g, meta))
+    assert not stateio.holds(tmp_path / "missing", *_encoded(g, meta))
+    data = p.read_bytes()
+    for n in (0, 10, 60, len(data) // 2, len(data) - 40):
+        p.write_bytes(data[:n])
+        assert not stateio.holds(p, *_encoded(g, meta))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 300))
+def test_holds_never_raises_on_damaged_files(tmp_path_factory, junk, cut):
+    g = {"a": np.arange(10, dtype=np.int16), "t": "text"}
+    p = tmp_path_factory.mktemp("h") / "s"
+    good = stateio.dumps(g, {"v": 1}, allow=ALLOW)
+    for data in (junk, good[:cut % len(good)] + junk, stateio.MAGIC + junk):
+        if data == good:
+            continue
+        p.write_bytes(data)
+        assert stateio.holds(p, *_encoded(g, {"v": 1})) is False
+
+
+def test_sets_encode_the_same_in_every_process():
+    """String hashes differ between processes (PYTHONHASHSEED): a set of strings
+    or of tuples of them is encoded sorted, so the same model gives the same bytes
+    whichever process saves it."""
+    import os
+    import subprocess
+    import sys
+    code = ("import hashlib; from cxlemu.machine import stateio; "
+            "g = {'s': {f'ev{i}' for i in range(64)}, 't': {('cxl', f'e{i}') for i in range(64)}, "
+            "'f': frozenset(f'k{i}' for i in range(64)), 'i': {(1 << 62) + i * 7 for i in range(64)}}; "
+            "print(hashlib.sha256(stateio.dumps(g)).hexdigest())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, PYTHONHASHSEED=seed)).stdout for seed in ("1", "2", "3")}
+    assert len(outs) == 1

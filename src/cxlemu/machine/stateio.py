@@ -282,9 +282,9 @@ class _Encoder:
         if t is tuple:
             return ["T", self.values(o)]
         if t is set:
-            return ["S", self.refs(o)]
+            return ["S", self.refs(_canonical(o))]
         if t is frozenset:
-            return ["FS", self.refs(o)]
+            return ["FS", self.refs(_canonical(o))]
         if t is bytes:
             return ["B", self.blob(o)]
         if t is bytearray:
@@ -410,6 +410,20 @@ class _Encoder:
         if slots:
             vals += self.values(slots.values())
         return [s, vals]
+
+
+def _canonical(s: set | frozenset) -> Any:
+    """A set's members in sorted order when they compare (strings, numbers,
+    tuples of them), else in iteration order.  String hashes differ from
+    process to process, so iteration order would make the same model encode
+    differently in two commands; sorted, it encodes to the same bytes (the
+    machine compares them to skip rewriting an unchanged state file)."""
+    if len(s) < 2:
+        return s
+    try:
+        return sorted(s)
+    except TypeError:
+        return s
 
 
 def _find_method(cls: type, name: str, classmethod_: bool) -> Any:
@@ -539,6 +553,11 @@ def dumps(root: Any, meta: dict | None = None, allow: tuple[str, ...] = ALLOWED_
 def write(f: BinaryIO, root: Any, meta: dict | None = None, allow: tuple[str, ...] = ALLOWED_PACKAGES) -> int:
     """Write ``root`` (and ``meta``) to the binary file ``f``; returns the size."""
     head, blobs = encode(root, meta, allow)
+    return write_encoded(f, head, blobs)
+
+
+def write_encoded(f: BinaryIO, head: bytes, blobs: list) -> int:
+    """Write what :func:`encode` returned to the binary file ``f``; returns the size."""
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
     n = 0
     for p in (head, *blobs):
@@ -547,6 +566,61 @@ def write(f: BinaryIO, root: Any, meta: dict | None = None, allow: tuple[str, ..
         n += p.nbytes if isinstance(p, memoryview) else len(p)
     f.write(h.digest())
     return n + DIGEST_SIZE
+
+
+#: How much of a state file :func:`holds` reads at a time to compare blobs.
+_COMPARE_CHUNK = 16 << 20
+
+
+def holds(path: str | os.PathLike, head: bytes, blobs: list, ignore_meta: tuple[str, ...] = ()) -> bool:
+    """Does the state file at ``path`` hold exactly what :func:`encode`
+    returned (``head``, ``blobs``), meta keys in ``ignore_meta`` aside?
+
+    The cheap differences are looked at first -- the graph and blob lengths in
+    the fixed header, then the meta and graph JSON -- and the blobs are compared
+    chunk by chunk only when all of that matched, so a changed model usually
+    costs one small read.  A missing, short, long or unreadable file holds
+    nothing (False); the digest itself is not recomputed (the loader checked
+    it when the model was read from this file)."""
+    new_mlen, new_glen, new_blen = struct.unpack_from("<QQQ", head, 16)
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return False
+    with f:
+        try:
+            fixed = f.read(_FIXED.size)
+            if len(fixed) != _FIXED.size:
+                return False
+            magic, fmt, flags, mlen, glen, blen = _FIXED.unpack(fixed)
+            if (magic, fmt, flags, glen, blen) != (MAGIC, FORMAT, 0, new_glen, new_blen):
+                return False
+            if os.fstat(f.fileno()).st_size != _FIXED.size + mlen + glen + blen + DIGEST_SIZE:
+                return False
+            mraw = f.read(mlen)
+            if mraw != head[_FIXED.size:_FIXED.size + new_mlen]:
+                try:
+                    old, new = json.loads(mraw), json.loads(head[_FIXED.size:_FIXED.size + new_mlen])
+                except ValueError:
+                    return False
+                if not isinstance(old, dict) or not isinstance(new, dict):
+                    return False
+                for k in ignore_meta:
+                    old.pop(k, None)
+                    new.pop(k, None)
+                if old != new:
+                    return False
+            if f.read(glen) != head[_FIXED.size + new_mlen:]:
+                return False
+            for b in blobs:
+                n = b.nbytes if isinstance(b, memoryview) else len(b)
+                for i in range(0, n, _COMPARE_CHUNK):
+                    part = b[i:i + _COMPARE_CHUNK]
+                    if f.read(len(part)) != bytes(part):
+                        return False
+        except OSError:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

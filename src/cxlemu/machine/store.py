@@ -127,6 +127,8 @@ def _in_rack(path: Path) -> bool:
 class Machine:
     """An open machine: its kernel (with the platform), media and metadata."""
 
+    replayed = 0        # journal records replayed into the model when it was loaded
+
     def __init__(self, name: str, path: Path, kernel: Kernel, meta: dict):
         self.name = name
         self.path = Path(path)
@@ -184,14 +186,30 @@ class Machine:
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self) -> None:
-        """Write a snapshot (atomically) and start an empty journal after it."""
+        """Write a snapshot (atomically) and start an empty journal after it.
+
+        A model equal to the snapshot on disk is not written again: the file
+        keeps its bytes, generation and mtime.  Linux changes transient state
+        on behalf of a read-only command (``cxl list -L`` turns its tracefs
+        instance on, has the device list its poison, reads and drains the
+        instance's buffers, turns it off again) and each of those steps marks
+        the model dirty; what counts is whether anything is left different
+        when the command is over (the encoded state is compared with the
+        file: machine state is persisted only when it changed)."""
         k = self._kernel
         k.dirty = False
         gen = self.generation + 1
         meta = dict(self.meta, version=STATE_VERSION, generation=gen)
+        sf = self.path / STATE_FILE
         try:
-            with atomic_open(self.path / STATE_FILE) as f:
-                stateio.write(f, k, meta)
+            head, blobs = stateio.encode(k, meta)
+            if self._holds(sf, head, blobs):
+                if self.live is not None and self.live.journal.records:
+                    # the journalled writes came to nothing: an empty journal after the same snapshot
+                    self.live.journal.reset(self.generation)
+                return
+            with atomic_open(sf) as f:
+                stateio.write_encoded(f, head, blobs)
         except BaseException:
             k.dirty = True
             raise
@@ -202,6 +220,14 @@ class Machine:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path / JOURNAL_FILE)
+
+    def _holds(self, sf: Path, head: bytes, blobs: list) -> bool:
+        """Is ``sf`` the snapshot of this model already (generation aside)?
+        Not when a journal left by a killed machine process was replayed into
+        the model: then the snapshot must replace snapshot + journal."""
+        if self.live is None and self.replayed:
+            return False
+        return stateio.holds(sf, head, blobs, ignore_meta=("generation",))
 
     def replay(self, records: list) -> int:
         """Apply journal records (mutations made after the snapshot); returns
@@ -276,6 +302,7 @@ def _load(name: str, p: Path) -> Machine:
     records, _end = journal_mod.read(str(p / JOURNAL_FILE), m.generation)
     if records:
         m.replay(records)
+        m.replayed = len(records)
     return m
 
 
