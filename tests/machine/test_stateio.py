@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import enum
 import json
+import struct
 import math
 import uuid
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cxlemu.machine import stateio
@@ -415,7 +416,10 @@ def test_structural_nonsense_with_a_valid_digest_is_refused_cleanly(data):
     if data.draw(st.booleans()):
         graph["blobs"] = data.draw(st.lists(st.integers(0, 64), max_size=4))
         blobs = [bytes(n) for n in graph["blobs"]]
-    raw = stateio.assemble(meta, json.loads(json.dumps(graph)), blobs)
+    try:
+        raw = stateio.assemble(meta, json.loads(json.dumps(graph)), blobs)
+    except struct.error:
+        assume(False)                 # blob lengths the header cannot even hold: not a file one can write
     _load_clean(raw)
 
 
