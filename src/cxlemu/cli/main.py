@@ -18,7 +18,15 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> "argparse.ArgumentParser":
+#: Commands defined here (not by a plugin) whose run needs no other subcommand:
+#: for them the plugins' parsers are not built (cxlemu exec b -- cxl list starts
+#: faster; issue 13).  ``start`` is not one: it serves every command line.
+CORE_ONLY_COMMANDS = frozenset({"exec"})
+
+
+def build_parser(plugins: bool = True) -> "argparse.ArgumentParser":
+    """The ``cxlemu`` parser; ``plugins=False``: only the commands defined in
+    this module (enough to parse and run a command of CORE_ONLY_COMMANDS)."""
     import argparse
 
     from cxlemu.cli import commands as c
@@ -95,7 +103,7 @@ def build_parser() -> "argparse.ArgumentParser":
     sp.add_argument("--check", action="store_true", help="also check the kernel model's invariants (fsck)")
     # subcommands contributed by other modules: each has register(add) -> None
     import importlib
-    for mod in PLUGINS:
+    for mod in PLUGINS if plugins else ():
         try:
             importlib.import_module(mod).register(add)
         except ModuleNotFoundError as e:
@@ -168,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -> int:
     """Parse and run one command (the machine process calls this with its
     parser built once)."""
-    parser = parser or build_parser()
+    parser = parser or build_parser(plugins=not (args_in and args_in[0] in CORE_ONLY_COMMANDS))
     args, extra = parser.parse_known_args(args_in)
     if extra and not getattr(args, "_allow_unknown", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -55,7 +55,6 @@ from __future__ import annotations
 import collections
 import enum
 import gc
-import hashlib
 import importlib
 import json
 import os
@@ -66,6 +65,11 @@ import types
 import uuid
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath, PosixPath, WindowsPath
 from typing import Any, BinaryIO, Iterable
+
+try:        # hashlib.blake2b is this very type; importing hashlib also loads OpenSSL (_hashlib)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without _blake2
+    from hashlib import blake2b
 
 MAGIC = b"CXLEMU\x00S"
 FORMAT = 1
@@ -504,7 +508,7 @@ def _head(meta: dict, graph: dict) -> bytes:
 
 
 def _seal(head: bytes, blobs: list) -> bytes:
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h = blake2b(digest_size=DIGEST_SIZE)
     for p in (head, *blobs):
         h.update(p)
     return b"".join([head, *(bytes(b) for b in blobs), h.digest()])
@@ -539,7 +543,7 @@ def dumps(root: Any, meta: dict | None = None, allow: tuple[str, ...] = ALLOWED_
 def write(f: BinaryIO, root: Any, meta: dict | None = None, allow: tuple[str, ...] = ALLOWED_PACKAGES) -> int:
     """Write ``root`` (and ``meta``) to the binary file ``f``; returns the size."""
     head, blobs = encode(root, meta, allow)
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h = blake2b(digest_size=DIGEST_SIZE)
     n = 0
     for p in (head, *blobs):
         h.update(p)
@@ -598,7 +602,7 @@ def loads(data: bytes | bytearray | memoryview, allow: tuple[str, ...] = ALLOWED
     data = memoryview(data).cast("B")
     mlen, glen, blen = _parse_fixed(bytes(data[:_FIXED.size]), len(data))
     body_end = len(data) - DIGEST_SIZE
-    if hashlib.blake2b(data[:body_end], digest_size=DIGEST_SIZE).digest() != bytes(data[body_end:]):
+    if blake2b(data[:body_end], digest_size=DIGEST_SIZE).digest() != bytes(data[body_end:]):
         raise StateError("corrupt state file (checksum mismatch)")
     pos = _FIXED.size
     meta = _json(bytes(data[pos:pos + mlen]), "meta")
@@ -628,7 +632,7 @@ def load(path: str | os.PathLike, allow: tuple[str, ...] = ALLOWED_PACKAGES) -> 
             size = os.fstat(f.fileno()).st_size
             head = f.read(_FIXED.size)
             mlen, glen, blen = _parse_fixed(head, size)
-            h = hashlib.blake2b(head, digest_size=DIGEST_SIZE)
+            h = blake2b(head, digest_size=DIGEST_SIZE)
             mraw = f.read(mlen)
             graw = f.read(glen)
             h.update(mraw)

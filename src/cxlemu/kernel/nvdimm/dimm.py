@@ -27,7 +27,6 @@ import os
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import AttrGroup, KernelError, RO
 from cxlemu.hw import lsa as lbl
@@ -37,6 +36,7 @@ from cxlemu.kernel.nvdimm.dpa import DpaMap, label_id
 from cxlemu.util.lazy import lazy_module
 
 payloads = lazy_module("cxlemu.hw.mailbox.payloads")   # imported when the label area is read or written
+devmbox = lazy_module("cxlemu.hw.mailbox.device")      # likewise (GET_LSA / SET_LSA run through it)
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.bus import NvdimmBus
