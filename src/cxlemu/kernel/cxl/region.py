@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from cxlemu.kernel.base.device import (AttrGroup, AttrSpec, Device, KernelError, RO, RW, device_add,
                                        device_attach, device_del, device_release_driver, kstr, kstrip,
                                        kstrtobool, kstrtoull)
-from cxlemu.kernel.cxl import interleave as il
 from cxlemu.kernel.cxl.port import (BASE_ATTRS, CXL_DEVICE_REGION, CxlDecoder, CxlDevice, CxlPort, Dport,
                                     EndpointDecoder, RegionRef, RootDecoder, SwitchDecoder)
 from cxlemu.kernel.resource import Resource, alloc_free_region, insert_resource, release_resource
+from cxlemu.util.lazy import lazy_module
 from cxlemu.util.units import SZ_256M
+
+il = lazy_module("cxlemu.kernel.cxl.interleave")   # interleave arithmetic: when a region is set up or translated
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore

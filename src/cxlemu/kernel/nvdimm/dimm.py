@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import AttrGroup, KernelError, RO
-from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import (DIMM_CMD_NAMES, ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE,
                                       ND_CMD_SET_CONFIG_DATA, ND_DEVICE_DIMM, NVDIMM_MAJOR, NdDevice)
 from cxlemu.kernel.nvdimm.dpa import DpaMap, label_id
@@ -37,6 +36,7 @@ from cxlemu.util.lazy import lazy_module
 
 payloads = lazy_module("cxlemu.hw.mailbox.payloads")   # imported when the label area is read or written
 devmbox = lazy_module("cxlemu.hw.mailbox.device")      # likewise (GET_LSA / SET_LSA run through it)
+lbl = lazy_module("cxlemu.hw.lsa")                     # label codecs: when labels are read or written
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.bus import NvdimmBus
