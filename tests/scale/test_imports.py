@@ -49,6 +49,7 @@ def test_cxl_list_path_imports_no_numpy(tmp_path):
         "tomllib",                                              # the state holds the parsed topology
         "hashlib", "_hashlib",                                  # the digest is _blake2's (no OpenSSL)
         "subprocess", "ctypes",                                 # host programs, fallocate: on use
+        "uuid", "platform",                                     # region uuids: on use
     )
     assert sorted(m for m in not_on_path if m in mods) == []
 

@@ -62,7 +62,6 @@ import re
 import struct
 import sys
 import types
-import uuid
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath, PosixPath, WindowsPath
 from typing import Any, BinaryIO, Iterable
 
@@ -299,7 +298,8 @@ class _Encoder:
             return ["C", o.real, o.imag]
         if isinstance(o, enum.Enum):
             return ["E", self.cls(t), ref(o._value_)]
-        if t is uuid.UUID:
+        u = sys.modules.get("uuid")   # (not imported here: no UUID exists before something imports uuid)
+        if u is not None and t is u.UUID:
             return ["U", o.hex]
         if t is types.MethodType:
             return self.method(o)
@@ -874,6 +874,7 @@ class _Decoder:
         if tag == "U":
             if type(rec[1]) is not str:
                 raise StateError("corrupt state file (uuid)")
+            import uuid                # (it imports `platform`: only for a state that holds a UUID)
             return uuid.UUID(hex=rec[1])
         if tag == "F":
             return self.cls(rec[1])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox.opcodes import Opcode
@@ -230,4 +229,8 @@ def lsa_fault_limit() -> int | None:
         return None
 
 
-NULL_UUID = uuidlib.UUID(int=0)
+def __getattr__(name: str):
+    if name == "NULL_UUID":          # uuid.UUID(int=0), made on use (uuid imports `platform`)
+        import uuid
+        return uuid.UUID(int=0)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
