@@ -39,6 +39,19 @@ def test_cxl_list_path_imports_no_numpy(tmp_path):
     assert "numpy" not in mods
     assert "rich" not in mods
     assert "cxlemu.hw.mailbox.payloads" not in mods
+    # issue 13: the stopped-machine path imports only what listing needs
+    not_on_path = (
+        "argparse", "locale",                                   # exec NAME -- ... is parsed without argparse
+        "cxlemu.cli.mm_commands", "cxlemu.cli.draw", "cxlemu.cli.rack_commands",   # no plugin parsers
+        "cxlemu.hw.mailbox.events", "cxlemu.hw.health",          # event codecs, health: on use
+        "cxlemu.hw.lsa", "cxlemu.kernel.nvdimm.infoblock",       # label and info-block codecs: on use
+        "cxlemu.kernel.cxl.interleave", "cxlemu.kernel.mm.blocksize", "cxlemu.kernel.trace.catalog",
+        "tomllib",                                              # the state holds the parsed topology
+        "hashlib", "_hashlib",                                  # the digest is _blake2's (no OpenSSL)
+        "subprocess", "ctypes",                                 # host programs, fallocate: on use
+        "uuid", "platform",                                     # region uuids: on use
+    )
+    assert sorted(m for m in not_on_path if m in mods) == []
 
 
 def test_data_path_still_imports_numpy_on_use():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -191,6 +189,7 @@ def cmd_exec(args) -> int:
     env["PATH"] = f"{wrapper_dir(args.name)}:{env.get('PATH', '')}"
     env["CXLEMU_MACHINE"] = args.name
     try:
+        import subprocess
         return subprocess.call(argv, env=env)
     except FileNotFoundError:
         print(f"cxlemu: exec: {argv[0]}: command not found", file=sys.stderr)
@@ -352,6 +351,7 @@ def cmd_start(args) -> int:
         from cxlemu.machine.server import run_foreground
         print(f"cxlemu: serving {args.name} in the foreground (Ctrl-C stops it)", file=sys.stderr)
         return run_foreground(args.name, args._run_command)
+    import subprocess
     from cxlemu.machine.paths import LOG_FILE
     r, w = os.pipe()
     log = open(p / LOG_FILE, "ab")

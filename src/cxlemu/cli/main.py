@@ -9,6 +9,7 @@ from cxlemu._version import __version__
 
 if TYPE_CHECKING:
     import argparse
+    from types import SimpleNamespace
 
 EPILOG = """examples:
   cxlemu demo
@@ -18,7 +19,15 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> "argparse.ArgumentParser":
+#: Commands defined here (not by a plugin) whose run needs no other subcommand:
+#: for them the plugins' parsers are not built (cxlemu exec b -- cxl list starts
+#: faster; issue 13).  ``start`` is not one: it serves every command line.
+CORE_ONLY_COMMANDS = frozenset({"exec"})
+
+
+def build_parser(plugins: bool = True) -> "argparse.ArgumentParser":
+    """The ``cxlemu`` parser; ``plugins=False``: only the commands defined in
+    this module (enough to parse and run a command of CORE_ONLY_COMMANDS)."""
     import argparse
 
     from cxlemu.cli import commands as c
@@ -95,7 +104,7 @@ def build_parser() -> "argparse.ArgumentParser":
     sp.add_argument("--check", action="store_true", help="also check the kernel model's invariants (fsck)")
     # subcommands contributed by other modules: each has register(add) -> None
     import importlib
-    for mod in PLUGINS:
+    for mod in PLUGINS if plugins else ():
         try:
             importlib.import_module(mod).register(add)
         except ModuleNotFoundError as e:
@@ -162,16 +171,56 @@ def main(argv: list[str] | None = None) -> int:
     rc = client.maybe_forward(args_in)
     if rc is not None:
         return rc
-    return _main(args_in)
+    return _main(args_in, startup=argv is None)
 
 
-def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None) -> int:
+def _parse_exec_quickly(args_in: list[str]) -> "SimpleNamespace | None":
+    """``exec NAME -- COMMAND [ARGS...]`` parsed exactly as build_parser()'s
+    parser parses it (NAME, then everything after the first ``--``), without
+    importing argparse and building the parser, which cost more than the rest
+    of starting ``cxlemu exec b -- cxl list`` (issue 13); None for any other
+    shape of command line (argparse decides those)."""
+    if len(args_in) < 3 or args_in[0] != "exec" or args_in[2] != "--" or args_in[1].startswith("-"):
+        return None
+    from types import SimpleNamespace
+
+    from cxlemu.cli.commands import cmd_exec
+    return SimpleNamespace(command="exec", name=args_in[1], argv=args_in[3:], fn=cmd_exec)
+
+
+def _gc_frozen(fn, *a, **kw):
+    """fn(*a, **kw) in a command-line process (cxlemu ...) that is about to
+    import the commands and the machine model: thousands of objects that live
+    as long as the process.  The cyclic garbage collector is paused meanwhile
+    and those objects are then frozen (gc.freeze: never scanned again), which
+    spares a few dozen collections that would find no garbage (issue 13: a
+    command's start-up time).  Not for in-process callers (tests, the API):
+    freezing would keep their garbage alive."""
+    import gc
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*a, **kw)
+    finally:
+        gc.freeze()
+        if was:
+            gc.enable()
+
+
+def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None, *, startup: bool = False) -> int:
     """Parse and run one command (the machine process calls this with its
-    parser built once)."""
-    parser = parser or build_parser()
-    args, extra = parser.parse_known_args(args_in)
-    if extra and not getattr(args, "_allow_unknown", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    parser built once; ``startup``: this process was started to run it)."""
+    args = None
+    extra: list[str] = []
+    if parser is None:
+        args = _gc_frozen(_parse_exec_quickly, args_in) if startup else _parse_exec_quickly(args_in)
+    if args is None:
+        if parser is None:
+            plugins = not (args_in and args_in[0] in CORE_ONLY_COMMANDS)
+            parser = _gc_frozen(build_parser, plugins=plugins) if startup else build_parser(plugins=plugins)
+        args, extra = parser.parse_known_args(args_in)
+        if extra and not getattr(args, "_allow_unknown", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args._extra = extra
     # a command that runs command lines (start --foreground serves the machine
     # in process) gets this dispatcher rather than importing it (cli/main.py

@@ -21,9 +21,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from cxlemu.util.lazy import lazy_module
+
+subprocess = lazy_module("subprocess")   # host programs: only when one runs (not for cxl list)
 
 COREUTILS = ("cat", "ls", "readlink", "tree")
 MACHINE_TOPS = ("/sys", "/proc", "/dev")

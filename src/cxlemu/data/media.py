@@ -9,9 +9,7 @@ which reads back as zeros like freshly powered DRAM.
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import ctypes.util
 import mmap
 import os
 from pathlib import Path
@@ -21,7 +19,7 @@ from cxlemu.util.lazy import lazy_module
 
 np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 
-from cxlemu.hw.mailbox.device import MediaAccess
+from cxlemu.hw.mailbox.access import MediaAccess
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device
@@ -33,6 +31,7 @@ _ZERO_CHUNK = 64 << 20
 
 @functools.lru_cache(maxsize=1)
 def _libc():
+    import ctypes.util
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
@@ -41,6 +40,7 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     if length <= 0:
         return
     try:
+        import ctypes
         libc = _libc()
         libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         rc = libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)

@@ -21,8 +21,16 @@ interrupt fired and was not serviced yet -- the kernel model services it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from cxlemu.hw.mailbox.events import EventInterruptPolicy, EventLog, EventRecord, InterruptMode
+from cxlemu.util.lazy import lazy_module
+
+# the record codecs and the interrupt policy: imported when a record is logged
+# or the policy used (loading a machine and listing it need neither)
+E = lazy_module("cxlemu.hw.mailbox.events")
+
+if TYPE_CHECKING:
+    from cxlemu.hw.mailbox.events import EventInterruptPolicy, EventRecord
 
 DEFAULT_LOG_SIZE = 64
 
@@ -38,7 +46,7 @@ class Log:
 
     @property
     def mode(self) -> int:
-        return EventInterruptPolicy.mode(self.setting)
+        return E.EventInterruptPolicy.mode(self.setting)
 
 
 @dataclass
@@ -83,9 +91,9 @@ class EventLogs:
 
     def _signal(self, which: int) -> None:
         mode = self.logs[which].mode
-        if mode == InterruptMode.MSI_MSIX:
+        if mode == E.InterruptMode.MSI_MSIX:
             self.pending |= 1 << which
-        elif mode == InterruptMode.FW:
+        elif mode == E.InterruptMode.FW:
             self.fw_pending |= 1 << which
 
     def get(self, which: int, max_records: int) -> tuple[list[EventRecord], bool, Log]:
@@ -110,14 +118,14 @@ class EventLogs:
 
     def policy(self) -> EventInterruptPolicy:
         s = [lg.setting for lg in self.logs]
-        return EventInterruptPolicy(s[0], s[1], s[2], s[3], s[4])
+        return E.EventInterruptPolicy(s[0], s[1], s[2], s[3], s[4])
 
     def set_policy(self, p: EventInterruptPolicy) -> None:
         vals = [p.info, p.warn, p.fail, p.fatal] + ([p.dcd] if p.dcd is not None else [])
         for i, v in enumerate(vals):
-            mode = EventInterruptPolicy.mode(v)
+            mode = E.EventInterruptPolicy.mode(v)
             # the device assigns the MSI message number itself (vector 0 here)
-            self.logs[i].setting = EventInterruptPolicy.setting(mode, 0) if mode != 3 else 0
+            self.logs[i].setting = E.EventInterruptPolicy.setting(mode, 0) if mode != 3 else 0
 
     def take_pending(self) -> int:
         bits, self.pending = self.pending, 0
@@ -128,4 +136,7 @@ class EventLogs:
         return bits
 
 
-LOGS = tuple(EventLog)
+def __getattr__(name: str) -> Any:
+    if name == "LOGS":              # the five logs, tuple(EventLog): on first use
+        return tuple(E.EventLog)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,7 +55,6 @@ from __future__ import annotations
 import collections
 import enum
 import gc
-import hashlib
 import importlib
 import json
 import os
@@ -63,9 +62,13 @@ import re
 import struct
 import sys
 import types
-import uuid
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath, PosixPath, WindowsPath
 from typing import Any, BinaryIO, Iterable
+
+try:        # hashlib.blake2b is this very type; importing hashlib also loads OpenSSL (_hashlib)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without _blake2
+    from hashlib import blake2b
 
 MAGIC = b"CXLEMU\x00S"
 FORMAT = 1
@@ -295,7 +298,8 @@ class _Encoder:
             return ["C", o.real, o.imag]
         if isinstance(o, enum.Enum):
             return ["E", self.cls(t), ref(o._value_)]
-        if t is uuid.UUID:
+        u = sys.modules.get("uuid")   # (not imported here: no UUID exists before something imports uuid)
+        if u is not None and t is u.UUID:
             return ["U", o.hex]
         if t is types.MethodType:
             return self.method(o)
@@ -518,7 +522,7 @@ def _head(meta: dict, graph: dict) -> bytes:
 
 
 def _seal(head: bytes, blobs: list) -> bytes:
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h = blake2b(digest_size=DIGEST_SIZE)
     for p in (head, *blobs):
         h.update(p)
     return b"".join([head, *(bytes(b) for b in blobs), h.digest()])
@@ -558,7 +562,7 @@ def write(f: BinaryIO, root: Any, meta: dict | None = None, allow: tuple[str, ..
 
 def write_encoded(f: BinaryIO, head: bytes, blobs: list) -> int:
     """Write what :func:`encode` returned to the binary file ``f``; returns the size."""
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h = blake2b(digest_size=DIGEST_SIZE)
     n = 0
     for p in (head, *blobs):
         h.update(p)
@@ -672,7 +676,7 @@ def loads(data: bytes | bytearray | memoryview, allow: tuple[str, ...] = ALLOWED
     data = memoryview(data).cast("B")
     mlen, glen, blen = _parse_fixed(bytes(data[:_FIXED.size]), len(data))
     body_end = len(data) - DIGEST_SIZE
-    if hashlib.blake2b(data[:body_end], digest_size=DIGEST_SIZE).digest() != bytes(data[body_end:]):
+    if blake2b(data[:body_end], digest_size=DIGEST_SIZE).digest() != bytes(data[body_end:]):
         raise StateError("corrupt state file (checksum mismatch)")
     pos = _FIXED.size
     meta = _json(bytes(data[pos:pos + mlen]), "meta")
@@ -702,7 +706,7 @@ def load(path: str | os.PathLike, allow: tuple[str, ...] = ALLOWED_PACKAGES) -> 
             size = os.fstat(f.fileno()).st_size
             head = f.read(_FIXED.size)
             mlen, glen, blen = _parse_fixed(head, size)
-            h = hashlib.blake2b(head, digest_size=DIGEST_SIZE)
+            h = blake2b(head, digest_size=DIGEST_SIZE)
             mraw = f.read(mlen)
             graw = f.read(glen)
             h.update(mraw)
@@ -944,6 +948,7 @@ class _Decoder:
         if tag == "U":
             if type(rec[1]) is not str:
                 raise StateError("corrupt state file (uuid)")
+            import uuid                # (it imports `platform`: only for a state that holds a UUID)
             return uuid.UUID(hex=rec[1])
         if tag == "F":
             return self.cls(rec[1])

@@ -22,7 +22,6 @@ reason, and raises :class:`TopologyError` before anything is created.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -369,6 +368,7 @@ def decode_text(data: bytes, origin: str = "<toml>") -> str:
 
 def loads(text: str) -> Topology:
     """Parse and validate a topology from TOML text."""
+    import tomllib                  # (here: loading a saved machine parses no TOML)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

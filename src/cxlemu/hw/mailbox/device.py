@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from cxlemu.hw import health as H
+from cxlemu.hw.mailbox.access import MediaAccess  # noqa: F401  (re-exported: the handlers' media)
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
 from cxlemu.hw.poison import SOURCE_INJECTED
 from cxlemu.util.lazy import lazy_module
 
 P = lazy_module("cxlemu.hw.mailbox.payloads")   # payload codecs: imported when a command runs
 E = lazy_module("cxlemu.hw.mailbox.events")     # event-record codecs, likewise
+H = lazy_module("cxlemu.hw.health")             # health and alerts, likewise (the CEL needs none of them)
 
 if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device
@@ -25,16 +26,6 @@ INJECT_POISON_LIMIT = 128
 SCAN_MS_PER_GIB = 1000
 
 Handler = Callable[["Type3Device", bytes, "MediaAccess | None"], "tuple[int, bytes]"]
-
-
-class MediaAccess:
-    """What the mailbox needs from the media (clear poison, sanitize)."""
-
-    def write(self, dpa: int, data: bytes) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def zero(self, dpa: int, length: int) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 def _ok(data: bytes = b"") -> tuple[int, bytes]:
@@ -261,8 +252,11 @@ def get_scan_media_results(d: "Type3Device", _in: bytes, _m) -> tuple[int, bytes
 
 
 def log_media_error(d: "Type3Device", dpa: int, transaction: int, uncorrectable: bool = True,
-                    log: int = E.EventLog.FAIL) -> E.EventRecord | None:
-    """The General Media Event Record a device logs for a media error it detected."""
+                    log: int | None = None) -> E.EventRecord | None:
+    """The General Media Event Record a device logs for a media error it detected
+    (in the Failure log unless ``log`` names another)."""
+    if log is None:                   # (not a default value: the event codecs load on first use)
+        log = E.EventLog.FAIL
     flags = E.DPA_VOLATILE if dpa < d.ram_size else 0
     body = E.GeneralMediaEvent(dpa=dpa - dpa % 64, dpa_flags=flags,
                                descriptor=E.MediaDescriptor.UNCORRECTABLE if uncorrectable else 0,

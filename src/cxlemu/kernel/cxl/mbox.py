@@ -13,9 +13,11 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.hw.mailbox.opcodes import KERNEL_COMMANDS, VARIABLE, CxlMemCommandId
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.util.lazy import lazy_module
+
+devmbox = lazy_module("cxlemu.hw.mailbox.device")   # the device's command set: when a command runs
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore

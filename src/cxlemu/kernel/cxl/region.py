@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import errno
 import re
-import uuid as uuidlib
+import functools
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import (AttrGroup, AttrSpec, Device, KernelError, RO, RW, device_add,
                                        device_attach, device_del, device_release_driver, kstr, kstrip,
                                        kstrtobool, kstrtoull)
-from cxlemu.kernel.cxl import interleave as il
 from cxlemu.kernel.cxl.port import (BASE_ATTRS, CXL_DEVICE_REGION, CxlDecoder, CxlDevice, CxlPort, Dport,
                                     EndpointDecoder, RegionRef, RootDecoder, SwitchDecoder)
 from cxlemu.kernel.resource import Resource, alloc_free_region, insert_resource, release_resource
+from cxlemu.util.lazy import lazy_module
 from cxlemu.util.units import SZ_256M
+
+il = lazy_module("cxlemu.kernel.cxl.interleave")   # interleave arithmetic: when a region is set up or translated
+uuidlib = lazy_module("uuid")                      # (uuid imports `platform`): when a region's uuid is used
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore
@@ -27,7 +30,19 @@ if TYPE_CHECKING:
 
 IDLE, INTERLEAVE_ACTIVE, ACTIVE, RESET_PENDING, COMMIT = range(5)
 CXL_DECODER_MAX_INTERLEAVE = 16
-NULL_UUID = uuidlib.UUID(int=0)
+
+
+@functools.cache
+def null_uuid() -> "uuidlib.UUID":
+    """uuid.UUID(int=0), the uuid of a region that has none (made once, on first use)."""
+    return uuidlib.UUID(int=0)
+
+
+def __getattr__(name: str):
+    if name == "NULL_UUID":            # null_uuid(), for importers of the former constant
+        return null_uuid()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 class CxlRegion(CxlDevice):
     devtype = "cxl_region"
@@ -43,7 +58,7 @@ class CxlRegion(CxlDevice):
         self.cxlrd = cxlrd
         self.id = region_id
         self.mode = mode
-        self.uuid: uuidlib.UUID = NULL_UUID
+        self.uuid: uuidlib.UUID = null_uuid()
         self.interleave_ways = 0
         self.interleave_granularity = 0
         self.res: Resource | None = None          # HPA in the window's private tree
@@ -231,7 +246,7 @@ class RegionManager:
             u = uuidlib.UUID(kstr(buf)[:36])
         except ValueError:
             raise KernelError(errno.EINVAL) from None
-        if u == NULL_UUID:
+        if u == null_uuid():
             raise KernelError(errno.EINVAL)
         if r.uuid == u:
             return
@@ -280,7 +295,7 @@ class RegionManager:
         if r.state >= INTERLEAVE_ACTIVE:
             raise KernelError(errno.EBUSY)
         if not r.interleave_ways or not r.interleave_granularity or \
-                (r.mode == "pmem" and r.uuid == NULL_UUID):
+                (r.mode == "pmem" and r.uuid == null_uuid()):
             raise KernelError(errno.ENXIO, f"{r.name}: ways, granularity and uuid must be set first")
         if size % (SZ_256M * r.interleave_ways):
             raise KernelError(errno.EINVAL, f"{r.name}: size {size:#x} not a multiple of 256M x {r.interleave_ways}")

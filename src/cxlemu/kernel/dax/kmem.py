@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError
-from cxlemu.kernel.mm.blocksize import kmem_range
 from cxlemu.kernel.mm.tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from cxlemu.kernel.resource import Resource, release_resource
+from cxlemu.util.lazy import lazy_module
 from cxlemu.util.units import human_size
+
+blocksize = lazy_module("cxlemu.kernel.mm.blocksize")   # when a dax device is onlined
 
 if TYPE_CHECKING:
     from cxlemu.kernel.dax.bus import DevDax
@@ -60,7 +62,7 @@ class Kmem:
             raise KernelError(errno.EINVAL, f"{dev.name}: rejecting DAX region with invalid node: {nid}")
         adist = mm.tiers.calc_adistance(nid, MEMTIER_DEFAULT_DAX_ADISTANCE)
         bs = mm.block_size
-        ranges = [kmem_range(r.start, r.end, bs) for r in dev.ranges]
+        ranges = [blocksize.kmem_range(r.start, r.end, bs) for r in dev.ranges]
         total = 0
         for i, kr in enumerate(ranges):
             if not kr.usable:
@@ -121,7 +123,7 @@ class Kmem:
         success = 0
         bs = mm.block_size
         for i, r in enumerate(dev.ranges):
-            kr = kmem_range(r.start, r.end, bs)
+            kr = blocksize.kmem_range(r.start, r.end, bs)
             if not kr.usable:
                 continue
             try:

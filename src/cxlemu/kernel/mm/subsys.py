@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import Bus, device_add, device_del
 from cxlemu.kernel.mm.alloc import PageModel, memmap_pages
-from cxlemu.kernel.mm.blocksize import cfmws_advice, probe_memory_block_size
 from cxlemu.kernel.mm.hotplug import Hotplug
 from cxlemu.kernel.mm.memory import MemoryBlock, MemoryRoot
 from cxlemu.kernel.mm.node import NodeRoot
@@ -38,6 +37,9 @@ from cxlemu.kernel.mm.numa import NUMA_NO_NODE, parse_numa
 from cxlemu.kernel.mm.numastate import NumaState
 from cxlemu.kernel.mm.tiers import MemoryTiers, Perf
 from cxlemu.kernel.mm.zones import PAGE_SHIFT, ZONE_DMA32, Policy, ZoneSet, online_type_from_str, split_by_boot_zone
+from cxlemu.util.lazy import lazy_module
+
+blocksize = lazy_module("cxlemu.kernel.mm.blocksize")   # memory block size arithmetic: at boot
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
@@ -161,14 +163,14 @@ class Mm:
             k.log(line)
         self.numa = NumaState(self, layout)
         if k.has("memory_block_advice"):
-            adv = cfmws_advice(windows)
+            adv = blocksize.cfmws_advice(windows)
             for _ in adv.bios_bugs:
                 k.log("CFMWS: [BIOS BUG] base/size alignment violates spec")
             self.advice = adv.size
         usable = [(e.start, e.end) for e in k.platform.e820 if e.type == "usable" or
                   (e.type == "soft reserved" and not boot.soft_reserve)]
         boot_mem_end = max((e + 1 for _, e in usable), default=0)
-        self.block_size = probe_memory_block_size(boot_mem_end, hypervisor=boot.hypervisor, kernel=k.version,
+        self.block_size = blocksize.probe_memory_block_size(boot_mem_end, hypervisor=boot.hypervisor, kernel=k.version,
                                                   advice=self.advice, explicit=boot.memory_block_size)
         self.pages_per_block = self.block_size >> PAGE_SHIFT
         k.log(f"x86/mm: Memory block size: {self.block_size >> 20}MB")

@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-from cxlemu.hw.mailbox import device as devmbox
 from cxlemu.hw.mailbox.opcodes import Opcode
 from cxlemu.kernel.base.device import AttrGroup, KernelError, RO
-from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import (DIMM_CMD_NAMES, ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE,
                                       ND_CMD_SET_CONFIG_DATA, ND_DEVICE_DIMM, NVDIMM_MAJOR, NdDevice)
 from cxlemu.kernel.nvdimm.dpa import DpaMap, label_id
 from cxlemu.util.lazy import lazy_module
 
 payloads = lazy_module("cxlemu.hw.mailbox.payloads")   # imported when the label area is read or written
+devmbox = lazy_module("cxlemu.hw.mailbox.device")      # likewise (GET_LSA / SET_LSA run through it)
+lbl = lazy_module("cxlemu.hw.lsa")                     # label codecs: when labels are read or written
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.bus import NvdimmBus
@@ -230,4 +229,8 @@ def lsa_fault_limit() -> int | None:
         return None
 
 
-NULL_UUID = uuidlib.UUID(int=0)
+def __getattr__(name: str):
+    if name == "NULL_UUID":          # uuid.UUID(int=0), made on use (uuid imports `platform`)
+        import uuid
+        return uuid.UUID(int=0)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

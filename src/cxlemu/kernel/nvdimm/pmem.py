@@ -21,9 +21,11 @@ import errno
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError, device_add
-from cxlemu.kernel.nvdimm import infoblock as ib
 from cxlemu.kernel.nvdimm.bus import NdDevice
 from cxlemu.kernel.resource import Resource, insert_resource, release_resource
+from cxlemu.util.lazy import lazy_module
+
+ib = lazy_module("cxlemu.kernel.nvdimm.infoblock")   # info-block codecs: when a namespace is probed
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid as uuidlib
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.kernel.base.device import (Bus, ClassDriver, Device, Ida, KernelError, device_add, device_attach,
@@ -40,6 +39,8 @@ from cxlemu.kernel.nvdimm.pmem import PmemDrivers
 from cxlemu.kernel.resource import Resource, insert_resource, release_resource
 
 if TYPE_CHECKING:
+    import uuid as uuidlib
+
     from cxlemu.kernel.cxl.memdev import CxlMemdev
     from cxlemu.kernel.cxl.port import CxlPort
     from cxlemu.kernel.cxl.region import CxlRegion

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Mapping
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.trace import ring
-from cxlemu.kernel.trace.catalog import registry
+from cxlemu.util.lazy import lazy_module
+
+catalog = lazy_module("cxlemu.kernel.trace.catalog")   # the event catalogue: when tracing is used
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
@@ -92,10 +94,10 @@ class Tracing:
     # ---- catalogue ----------------------------------------------------------------------
     @staticmethod
     def registry():
-        return registry()
+        return catalog.registry()
 
     def systems(self) -> list[str]:
-        return registry().systems()
+        return catalog.registry().systems()
 
     # ---- instances ------------------------------------------------------------------------
     def instance(self, name: str | None) -> Instance:
@@ -130,7 +132,7 @@ class Tracing:
         return (system, name) in inst.enabled
 
     def set_event(self, inst: Instance, system: str | None, name: str | None, on: bool) -> None:
-        reg = registry()
+        reg = catalog.registry()
         targets = [(e.system, e.name) for s in ([system] if system else reg.systems()) for e in reg.events(s)
                    if name is None or e.name == name]
         for t in targets:
@@ -142,7 +144,7 @@ class Tracing:
 
     def enable_state(self, inst: Instance, system: str | None) -> str:
         """"1", "0" or "X" (mixed) for a system's or all events' enable file."""
-        reg = registry()
+        reg = catalog.registry()
         evs = [(e.system, e.name) for s in ([system] if system else reg.systems()) for e in reg.events(s)]
         on = sum(1 for t in evs if t in inst.enabled)
         return "1" if on == len(evs) and evs else "0" if on == 0 else "X"
@@ -150,7 +152,7 @@ class Tracing:
     # ---- recording ---------------------------------------------------------------------------------
     def emit(self, system: str, name: str, values: Mapping[str, object]) -> None:
         """trace_<name>(): record the event in every instance that wants it."""
-        ev = registry().get(system, name)
+        ev = catalog.registry().get(system, name)
         if ev is None:
             raise KeyError(f"{system}:{name}")
         k = self.kernel
@@ -189,7 +191,7 @@ class Tracing:
         return out
 
     def format_line(self, ts: int, cpu: int, payload: bytes, pid: int) -> str:
-        reg = registry()
+        reg = catalog.registry()
         etype = int.from_bytes(payload[:2], "little")
         ev = reg.by_id.get(etype)
         comm = self.cmdlines.get(pid, "<idle>" if pid == 0 else "<...>")
@@ -247,9 +249,9 @@ class Tracing:
             sysname, _, ev = word.rpartition(":")
             system = sysname or None
             name = None if ev in ("*", "") else ev
-            if system and system not in registry().systems():
+            if system and system not in catalog.registry().systems():
                 raise KernelError(errno.EINVAL)
-            if name and not any(e.name == name for s in ([system] if system else registry().systems())
-                                for e in registry().events(s)):
+            if name and not any(e.name == name for s in ([system] if system else catalog.registry().systems())
+                                for e in catalog.registry().events(s)):
                 raise KernelError(errno.EINVAL)
             self.set_event(inst, system, name, not off)

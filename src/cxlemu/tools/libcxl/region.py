@@ -25,15 +25,17 @@ from __future__ import annotations
 import enum
 import errno
 import re
-import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from cxlemu.tools.common.util_json import hex_text
+from cxlemu.util.lazy import lazy_module
 
 from .cnum import U32_MAX, U64_MAX, c_strtoul_u32, c_strtoull, to_s32, to_u64
 from .mode import DecoderMode, mode_from_ident
 from .device import SysfsDevice, devname_of
 from .sysfs import strerror
+
+uuidlib = lazy_module("uuid")   # (uuid imports `platform`): when a region's uuid is read or set
 
 if TYPE_CHECKING:
     from cxlemu.tools.libdaxctl.lib import DaxctlRegion
