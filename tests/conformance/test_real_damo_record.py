@@ -23,7 +23,7 @@ def cx(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 def test_real_damo_records_a_live_run_and_reports_it(tmp_path):
-    require_real_ns("damo")
+    require_real_ns("damo", "perf")         # damo's record refuses to start without perf (or trace-cmd)
     assert cx("create", "t", "--topology", "tiered").returncode == 0
     assert cx("start", "t").returncode == 0
     run = subprocess.Popen(CX + ["run", "t", "gups", "--rss", "1G", "--hot", "128M", "--duration", "10s",
