@@ -371,3 +371,31 @@ def mounted(name: str, topology: str, tmp_path, with_handle: bool = False, **opt
             yield (m, lock, str(mnt), h) if with_handle else (m, lock, str(mnt))
         finally:
             h.unmount()
+
+
+# ---- the cxlemu command as a process -----------------------------------------------------------------
+CXLEMU = [__import__("sys").executable, "-m", "cxlemu"]
+
+
+def cx(*args: str, check: bool = True, input: str | None = None,
+       timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``cxlemu ARGS`` in a subprocess (this process's environment: its $CXLEMU_HOME)."""
+    p = subprocess.run(CXLEMU + list(args), capture_output=True, text=True, env=os.environ.copy(), input=input,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"cxlemu {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def machine_digest(name: str) -> str:
+    """SHA-256 over every file of machine ``name`` but its lock: equal before and
+    after a command that must change nothing."""
+    import hashlib
+    from pathlib import Path
+    home = Path(os.environ["CXLEMU_HOME"]) / "machines" / name
+    h = hashlib.sha256()
+    for f in sorted(home.rglob("*")):
+        if f.is_file() and f.name != "lock":
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()

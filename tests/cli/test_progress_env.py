@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-CX = [sys.executable, "-m", "cxlemu"]
+from cxltest_support import CXLEMU, cx
 
 
 def _run(env_value: str | None) -> str:
@@ -15,13 +14,13 @@ def _run(env_value: str | None) -> str:
     env.pop("CXLEMU_PROGRESS", None)
     if env_value is not None:
         env["CXLEMU_PROGRESS"] = env_value
-    p = subprocess.run(CX + ["run", "t", "gups", "--rss", "64M", "--accesses", "3M"], capture_output=True,
+    p = subprocess.run(CXLEMU + ["run", "t", "gups", "--rss", "64M", "--accesses", "3M"], capture_output=True,
                        text=True, env=env, check=True)
     return p.stderr
 
 
 def test_forced_bar_through_a_pipe_and_none_otherwise():
-    subprocess.run(CX + ["create", "t", "--topology", "tiered"], check=True, capture_output=True)
+    cx("create", "t", "--topology", "tiered")
     forced = _run("1")
     assert "run " in forced and "%" in forced and "\x1b[" in forced      # a rich bar, drawn with ANSI codes
     assert "%" not in _run(None) and "\x1b[" not in _run(None)

@@ -5,37 +5,20 @@ clear error, exit 2, the machine unchanged)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-CXLEMU = [sys.executable, "-m", "cxlemu"]
+from cxltest_support import cx
+from cxltest_support import machine_digest as digest
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "damon"
 SMALL = ["--set", "numa.0.memory=1G", "--set", "device.0.volatile=2G", "--set", "window.0.size=2G",
          "--set", "firmware_region.0.size=2G"]
 MiB = 1 << 20
 
 
-def cx(*args, check=True):
-    p = subprocess.run(CXLEMU + list(args), capture_output=True, text=True, env=os.environ.copy())
-    if check and p.returncode != 0:
-        raise AssertionError(f"cxlemu {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def digest(name: str) -> str:
-    home = Path(os.environ["CXLEMU_HOME"]) / "machines" / name
-    h = hashlib.sha256()
-    for f in sorted(home.rglob("*")):
-        if f.is_file() and f.name != "lock":
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture

@@ -7,20 +7,16 @@ otherwise), while ``default`` first-touches into DRAM."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-CX = [sys.executable, "-m", "cxlemu"]
+from cxltest_support import cx
 
 
 def _run(*args: str) -> dict:
-    p = subprocess.run(CX + list(args), capture_output=True, text=True, env=os.environ.copy(), check=True)
-    return json.loads(p.stdout)
+    return json.loads(cx(*args).stdout)
 
 
 def test_interleave_preset_spreads_pages_by_weight_and_default_does_not():
-    subprocess.run(CX + ["create", "t", "--topology", "tiered"], check=True, capture_output=True)
+    cx("create", "t", "--topology", "tiered")
     d = _run("run", "t", "gups", "--rss", "256M", "--accesses", "200k", "--policy", "default", "--json")
     assert d["nodes"]["1"]["resident_bytes"] == 0
     il = _run("run", "t", "gups", "--rss", "256M", "--accesses", "200k", "--policy", "interleave", "--json")
@@ -28,8 +24,7 @@ def test_interleave_preset_spreads_pages_by_weight_and_default_does_not():
     assert r0 > 0 and r1 > 0 and abs(r0 - r1) <= 4096 * 2       # weights 1:1: page by page
     assert 0.45 < il["fast_tier_hit_ratio"] < 0.55
     # a weight of 3 for DRAM: three pages on node 0 for each on node 1
-    subprocess.run(CX + ["sysfs", "t", "write", "/sys/kernel/mm/mempolicy/weighted_interleave/node0", "3"],
-                   capture_output=True, text=True, check=True)
+    cx("sysfs", "t", "write", "/sys/kernel/mm/mempolicy/weighted_interleave/node0", "3")
     w = _run("run", "t", "gups", "--rss", "256M", "--accesses", "200k", "--policy", "interleave", "--json")
     a0, a1 = w["nodes"]["0"]["resident_bytes"], w["nodes"]["1"]["resident_bytes"]
     assert abs(a0 - 3 * a1) <= 4096 * 4, (a0, a1)
