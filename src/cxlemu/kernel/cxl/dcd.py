@@ -245,19 +245,7 @@ def dax_probe(kernel: "Kernel", region: "DaxRegion") -> None:
         kernel.log(f"{md.name}: DC extent scan failed: {e.log}")
         return
     s.groups.clear()
-    by_tag: dict[str, list[DcExtentRec]] = {}
-    for e in exts:
-        t = str(e.tag_uuid)
-        by_tag.setdefault(t, []).append(DcExtentRec(e.start_dpa, e.length, t, e.shared_seq))
-    for t, lst in by_tag.items():
-        lst.sort(key=lambda x: x.seq)
-        g = TagGroup(t, lst)
-        try:
-            _surface(kernel, md, g)
-        except KernelError as err:
-            kernel.log(f"{md.name}: recovered tag {t} not surfaced: {err.log}")
-            continue
-        s.groups[t] = g
+    _surface_by_tag(kernel, md, s, exts, "{dev}: recovered tag {tag} not surfaced: {err}")
     kernel.dirty = True
 
 
@@ -473,22 +461,31 @@ def _resync(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc) -> bool:
             _unsurface(kernel, g, force=True)
             del s.groups[tag]
     mine = {(e.dpa, e.length) for g in s.groups.values() for e in g.extents}
-    new: dict[str, list[DcExtentRec]] = {}
-    for key, e in dev.items():
-        if key not in mine:
-            t = str(e.tag_uuid)
-            new.setdefault(t, []).append(DcExtentRec(e.start_dpa, e.length, t, e.shared_seq))
-    for t, lst in new.items():
+    _surface_by_tag(kernel, md, s, [e for key, e in dev.items() if key not in mine],
+                    "{dev}: DC tag {tag}: cannot recover: {err}",
+                    "{dev}: DC tag {tag}: {n} accepted extent(s) recovered as {dax}")
+    return True
+
+
+def _surface_by_tag(kernel, md, s, exts, failed: str, done: str | None = None) -> None:
+    """Group device extents by tag (in sequence order) and surface each group as
+    one allocation; a group the kernel cannot surface is logged (``failed``) and
+    left out, a surfaced one is logged with ``done`` when given."""
+    by_tag: dict[str, list[DcExtentRec]] = {}
+    for e in exts:
+        t = str(e.tag_uuid)
+        by_tag.setdefault(t, []).append(DcExtentRec(e.start_dpa, e.length, t, e.shared_seq))
+    for t, lst in by_tag.items():
         lst.sort(key=lambda x: x.seq)
         g = TagGroup(t, lst)
         try:
             _surface(kernel, md, g)
         except KernelError as err:
-            kernel.log(f"{md.name}: DC tag {t}: cannot recover: {err.log}")
+            kernel.log(failed.format(dev=md.name, tag=t, err=err.log))
             continue
         s.groups[t] = g
-        kernel.log(f"{md.name}: DC tag {t}: {len(lst)} accepted extent(s) recovered as {g.dax}")
-    return True
+        if done:
+            kernel.log(done.format(dev=md.name, tag=t, n=len(lst), dax=g.dax))
 
 
 def _record(kernel: "Kernel", md: "CxlMemdev", s: MemdevDc, rec: D.DcEventRecord,
