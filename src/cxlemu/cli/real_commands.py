@@ -165,7 +165,8 @@ def _real_on_running(args, argv: list[str], env: dict, path: str, lib: str | Non
     import tempfile
     from cxlemu.machine import realns
     from cxlemu.machine.paths import DEV_SOCK_FILE
-    run = tempfile.mkdtemp(prefix="real-", dir=os.path.join(path, "run") if _mkdirs(path) else None)
+    os.makedirs(os.path.join(path, "run"), exist_ok=True)
+    run = tempfile.mkdtemp(prefix="real-", dir=os.path.join(path, "run"))
     mnt, hostdev = os.path.join(run, "root"), os.path.join(run, "hostdev")
     os.mkdir(mnt)
     os.mkdir(hostdev)
@@ -189,11 +190,6 @@ def _real_on_running(args, argv: list[str], env: dict, path: str, lib: str | Non
                 _server(path, {"op": "umount", "dir": mnt})
     finally:
         shutil.rmtree(run, ignore_errors=True)
-
-
-def _mkdirs(path: str) -> bool:
-    os.makedirs(os.path.join(path, "run"), exist_ok=True)
-    return True
 
 
 def cmd_mount(args) -> int:

@@ -82,6 +82,16 @@ def racks_dir() -> str:
     return os.path.join(home(), "racks")
 
 
+def rack_dir_of(machine_path) -> str | None:
+    """The rack directory of a rack's host (``racks/RACK/hosts/HOST``), else None."""
+    host = os.path.abspath(str(machine_path))
+    hosts = os.path.dirname(host)
+    rack = os.path.dirname(hosts)
+    if os.path.basename(hosts) == "hosts" and os.path.basename(os.path.dirname(rack)) == "racks":
+        return rack
+    return None
+
+
 def check_name(name: str) -> None:
     """A machine is NAME, or RACK/HOST for a host of a rack."""
     parts = name.split("/") if isinstance(name, str) else [""]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from cxlemu.data import physmem
 from cxlemu.data.media import MediaStore
 from cxlemu.hw import dcd as dcdhw
+from cxlemu.machine import paths
 from cxlemu.machine.appliance import ApplianceStore
 from cxlemu.util.lazy import lazy_module
 
@@ -37,19 +38,12 @@ if TYPE_CHECKING:
     from cxlemu.hw.type3 import Type3Device
 
 
-def rack_dir_of(machine_path: Path) -> Path | None:
-    p = Path(machine_path)
-    if p.parent.name == "hosts" and p.parent.parent.parent.name == "racks":
-        return p.parent.parent
-    return None
-
-
 class RackMediaStore(MediaStore):
     """A host's media: its own devices' files plus the appliances' media."""
 
-    def __init__(self, directory: Path, rack: Path):
+    def __init__(self, directory: Path, rack: "Path | str"):
         super().__init__(directory)
-        self.rack = rack
+        self.rack = Path(rack)
         self._acl: dict[str, tuple[tuple[int, int], list[tuple[int, int]]]] = {}
         self._stores: dict[str, ApplianceStore] = {}
 
@@ -195,7 +189,7 @@ class Fabric:
 
 
 def attach(m: "Machine") -> None:
-    rack = rack_dir_of(m.path)
+    rack = paths.rack_dir_of(m.path)
     if rack is None or not any(d.topo.appliance for d in m.platform.devices):
         return
     media = RackMediaStore(m.path / "media", rack)

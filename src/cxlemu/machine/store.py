@@ -119,11 +119,6 @@ def running_pid(path: Path | str) -> int | None:
         os.close(fd)
 
 
-def _in_rack(path: Path) -> bool:
-    """``racks/RACK/hosts/HOST``: only a rack's host pays for importing the rack code."""
-    return path.parent.name == "hosts" and path.parent.parent.parent.name == "racks"
-
-
 class Machine:
     """An open machine: its kernel (with the platform), media and metadata."""
 
@@ -138,7 +133,7 @@ class Machine:
         self.live: "LiveMachine | None" = None
         self._kernel = kernel
         physmem.attach(kernel, self.media)
-        if _in_rack(self.path):
+        if paths.rack_dir_of(self.path):     # only a rack's host pays for importing the rack code
             from cxlemu.machine import rackhost
             rackhost.attach(self)   # a rack's host: the shared devices it is cabled to
         self.media = track_media(self.media)     # (the same object, now counting its touches)
@@ -471,7 +466,7 @@ class Store:
         with self._locked(p, name):
             self.clean_stale(p)
             m = _load(name, p)
-            if write and _in_rack(p):
+            if write and paths.rack_dir_of(p):
                 from cxlemu.machine import rackhost
                 rackhost.service(m)     # DC events that waited in the device's log
             try:
