@@ -96,7 +96,9 @@ def tree_node(obj) -> VNode:
     if callable(obj):           # a directory computed when it is read (DAMON's numbered directories)
         return StaticDir(lambda: {n: tree_node(v) for n, v in obj().items()})
     show, store, mode = obj
-    return FuncFile(show, store, mode)
+    f = FuncFile(show, store, mode)
+    f.quiet = True       # a knob's store refuses with an errno and no log line (proc_dointvec, kstrto*)
+    return f
 
 
 def tree_dir(fn: Callable[[], dict]) -> VDir:
@@ -456,9 +458,9 @@ class Vfs:
         try:
             node.write(data)
         except KernelError as e:
-            if path.startswith("/proc/sys/"):
-                # proc_dointvec_minmax and friends refuse silently, changing nothing
-                # (kernel/sysctl.c): no log line, nothing to save
+            if getattr(node, "quiet", False):
+                # knobs (sysctl's proc_dointvec_minmax, the mm/damon sysfs stores) refuse
+                # silently, changing nothing: no log line, nothing to save
                 raise _err(e.errno, path) from None
             self.kernel.log(f"write {path}: {e.log}" if e.log else f"write {path}: -{errno.errorcode.get(e.errno, e.errno)}")
             # a refused store can still change the model (a failed probe that
