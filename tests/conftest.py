@@ -27,6 +27,7 @@ def _no_machine_process_outlives_its_test(tmp_path):
     dirs = glob.glob(str(home / "machines" / "*")) + glob.glob(str(home / "racks" / "*" / "hosts" / "*"))
     if not dirs:
         return
+    import time
     from cxlemu.machine.store import running_pid
     for d in dirs:
         pid = running_pid(d)
@@ -34,7 +35,15 @@ def _no_machine_process_outlives_its_test(tmp_path):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
+                continue
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}/status") and \
+                    "zombie" not in open(f"/proc/{pid}/status").read():
+                time.sleep(0.02)
+            # its FUSE mounts (cxlemu real keeps one) are stale now: detach them,
+            # so that nothing of the test stays mounted under its directory
+            from cxlemu.machine.mount import clean_stale_mounts
+            clean_stale_mounts(d)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -58,12 +58,19 @@ def test_real_namespace_layout(box):
     assert lines[3] == "mem0"
     for want in ("nmem-ok", "null-ok", "pts-ok", "shm-ok", "proc-self-ok", "/proc/self/fd"):
         assert want in lines, want
-    # nothing leaked into the host's namespace (other tests may have mounts of their own)
+    # nothing leaked into the host's namespace (other tests may have mounts of their own):
+    # the one mount the machine process keeps for its runs, and that goes with it
     assert "memhp_default_state" not in open("/proc/cmdline").read()
     run_dir = os.path.join(os.environ["CXLEMU_HOME"], "machines", box, "run")
-    assert not any(run_dir in ln for ln in open("/proc/self/mounts"))
+    shared = os.path.join(run_dir, "shared", "mnt")
     assert not any(ln.split()[1] in ("/sys", "/dev", "/proc/iomem") and "cxlemu" in ln
                    for ln in open("/proc/self/mounts"))
+    ours = [ln.split()[1] for ln in open("/proc/self/mounts") if run_dir in ln]
+    assert ours and all(mp == shared or mp.startswith(shared + "/") for mp in ours)
+    run("real", "-q", box, "--", "true")                 # a second run uses the same mount
+    assert [ln.split()[1] for ln in open("/proc/self/mounts") if run_dir in ln] == ours
+    run("stop", box)
+    assert not any(run_dir in ln for ln in open("/proc/self/mounts"))
 
 
 def test_real_runs_debian_cxl_and_the_change_persists(box):
@@ -130,6 +137,34 @@ def test_mount_foreground_serves_until_interrupted(box, tmp_path):
         if p.poll() is None:
             p.kill()
     assert os.listdir(mnt) == []
+
+
+def test_real_layout_survives_changes(box):
+    """The running machine's split layout (machine/mount.py): /sys keeps its
+    contents in the host's page cache, tracefs is its own connection, and no
+    mount sits on an entry of the cached /sys, so a change (which makes the host
+    drop every entry) takes none away: tracefs stays mounted, trace_pipe stays
+    a stream, and what a program reads after the change is the new state."""
+    require_real_ns()
+    from cxlemu.machine.mount import page_cache_supported
+    script = ("cat /sys/bus/cxl/devices/decoder0.0/create_pmem_region; "
+              "echo region0 > /sys/bus/cxl/devices/decoder0.0/create_pmem_region; "
+              "cat /sys/bus/cxl/devices/decoder0.0/create_pmem_region; "
+              "cat /sys/bus/cxl/devices/region0/size; "
+              "awk '$2 == \"/sys/kernel/tracing\" {print $3}' /proc/self/mounts | sort -u | tr '\\n' ' '; echo; "
+              "test -e /sys/kernel/tracing/trace_pipe && echo pipe-ok; "
+              "awk '$2 == \"/sys\" {print $3}' /proc/self/mounts | tail -n 1")
+    lines = run("real", "-q", box, "--", "sh", "-c", script).stdout.splitlines()
+    assert lines[:3] == ["region0", "region1", "0x0"]
+    assert "tracefs" in lines[3].split() and lines[4] == "pipe-ok"
+    assert lines[5] == ("tmpfs" if page_cache_supported() else "fuse.cxlemu")
+    run_dir = os.path.join(os.environ["CXLEMU_HOME"], "machines", box, "run", "shared", "mnt")
+    mps = {ln.split()[1] for ln in open("/proc/self/mounts")}
+    if page_cache_supported():
+        assert {f"{run_dir}/.root", f"{run_dir}/sys", f"{run_dir}/.tracing"} <= mps
+    else:
+        assert run_dir in mps
+    run("stop", box)
 
 
 def test_umount_cleans_a_stale_mount(box, tmp_path):

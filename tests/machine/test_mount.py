@@ -82,10 +82,33 @@ def test_modes_sizes_and_device_nodes(tmp_path):
         assert _errno(os.open, f"{mnt}/dev/cxl/mem0", os.O_RDWR) in (errno.ENXIO, errno.ENODEV)
 
 
-def test_kernfs_refusals(tmp_path):
-    with mounted("b", "biscuitos-b", tmp_path) as (m, lock, mnt):
-        # kernfs_fop_open: no store -> EACCES for writing, even for root
-        assert _errno(os.open, f"{mnt}{MEM0}/serial", os.O_WRONLY) == errno.EACCES
+def _page_cache_or_skip():
+    from cxlemu.machine.mount import page_cache_supported
+    if not page_cache_supported():
+        pytest.skip("the host kernel has no FUSE_NOTIFY_INC_EPOCH (Linux 6.16+): exact layout only")
+
+
+@pytest.mark.parametrize("page_cache", [False, True], ids=["exact", "page-cache"])
+def test_kernfs_refusals(tmp_path, page_cache):
+    if page_cache:
+        _page_cache_or_skip()
+    with mounted("b", "biscuitos-b", tmp_path, page_cache=page_cache) as (m, lock, mnt):
+        if not page_cache:
+            # kernfs_fop_open: no store -> EACCES for writing, even for root
+            assert _errno(os.open, f"{mnt}{MEM0}/serial", os.O_WRONLY) == errno.EACCES
+            # ... and no show -> EACCES for reading
+            assert _errno(os.open, f"{mnt}/sys/bus/cxl/devices/decoder0.0/delete_region",
+                          os.O_RDONLY) == errno.EACCES
+        else:
+            # there is no OPEN: root's open succeeds and the same EACCES comes
+            # from the write(2) / read(2) instead (docs/fidelity.md)
+            assert _errno(_write, f"{mnt}{MEM0}/serial", b"1\n") == errno.EACCES
+            fd = os.open(f"{mnt}/sys/bus/cxl/devices/decoder0.0/delete_region", os.O_RDONLY)
+            try:
+                assert _errno(os.read, fd, 64) == errno.EACCES
+            finally:
+                os.close(fd)
+            assert open(f"{mnt}{MEM0}/serial").read() == m.backend().read(f"{MEM0}/serial")
         assert _errno(os.open, f"{mnt}{MEM0}/new_file", os.O_WRONLY | os.O_CREAT, 0o644) == errno.EACCES
         assert _errno(os.mkdir, f"{mnt}/sys/bus/cxl/x") == errno.EPERM
         assert _errno(os.unlink, f"{mnt}{MEM0}/serial") == errno.EPERM
@@ -246,31 +269,62 @@ import sys, threading, time
 from cxlemu.machine.store import Store
 from cxlemu.machine.mount import mount
 with Store().open(sys.argv[1]) as m:
-    mount(m, threading.RLock(), sys.argv[2])
+    mount(m, threading.RLock(), sys.argv[2], page_cache=sys.argv[3] == "1")
     print("up", flush=True)
     time.sleep(600)
 """
 
+_READER = r"""
+import os, sys
+p = sys.argv[1]
+while True:                       # held and reopened files, as fast as it can
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.pread(fd, 64, 0)
+    except OSError:
+        pass
+    os.close(fd)
+"""
 
-def test_a_killed_server_leaves_no_hung_mount(tmp_path):
+
+@pytest.mark.parametrize("page_cache", [False, True], ids=["exact", "page-cache"])
+def test_a_killed_server_leaves_no_hung_mount(tmp_path, page_cache):
+    """kill -9 of the serving process while programs read and write through
+    it: every mount answers ENOTCONN at once, nothing hangs, and the directory
+    can be mounted again after clean_stale_mounts."""
     require_fuse()
+    if page_cache:
+        _page_cache_or_skip()
     Store().create("k", open_preset("biscuitos-b"))
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    p = subprocess.Popen([sys.executable, "-c", _SERVE, "k", str(mnt)], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", _SERVE, "k", str(mnt), "1" if page_cache else "0"],
+                         stdout=subprocess.PIPE, text=True)
+    readers = []
     try:
         assert p.stdout.readline().strip() == "up"
         assert os.path.isdir(mnt / "sys/bus/cxl")
+        d = mnt / "sys/bus/cxl/devices/decoder0.0"
+        readers = [subprocess.Popen([sys.executable, "-c", _READER, str(d / "create_pmem_region")])
+                   for _ in range(2)]
+        for _ in range(20):                       # changes while the readers read
+            name = (d / "create_pmem_region").read_text().strip()
+            _write(str(d / "create_pmem_region"), name.encode() + b"\0")
+            _write(str(d / "delete_region"), name.encode() + b"\0")
         os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        p.wait(30)
     finally:
         if p.poll() is None:
             p.kill()
-    # the connection is gone: the directory answers ENOTCONN, never hangs
-    assert is_stale(mnt)
+        for r in readers:
+            r.kill()
+            r.wait(30)                            # a reader stuck in the mount would hang here
+    # the connections are gone: the directories answer ENOTCONN, never hang
+    mine = [mnt] if not page_cache else [mnt / ".root", mnt / "sys", mnt / ".tracing"]
+    assert all(is_stale(x) for x in mine)
     with Store().open("k") as m:
-        assert str(mnt) in (m.path / "mounts").read_text()
-        assert clean_stale_mounts(m.path) == [str(mnt)]
+        assert set((m.path / "mounts").read_text().split()) == {str(x) for x in mine}
+        assert sorted(clean_stale_mounts(m.path)) == sorted(str(x) for x in mine)
         assert not is_stale(mnt) and os.listdir(mnt) == []
         # and a mount on the same directory works again
         h = mount(m, threading.RLock(), mnt)
@@ -405,3 +459,122 @@ def test_a_link_whose_target_changes_is_read_afresh(tmp_path):
             _write(f"{mnt}/sys/bus/dax/drivers/device_dax/bind", b"dax0.0\0")
         assert os.readlink(link).endswith("/bus/dax/drivers/device_dax")
         assert os.path.realpath(link) == f"{mnt}/sys/bus/dax/drivers/device_dax"
+
+
+# ---- the page-cache layout (machine/fusefs.py "Contents") ------------------------------------------
+
+def _sys_fs(handle):
+    return next(c.fs for c in handle.connections if c.fs.prefix == "/sys")
+
+
+def test_page_cache_layout_serves_repeat_reads_from_the_host(tmp_path):
+    """/sys is a connection of its own whose contents the host kernel keeps;
+    tracefs is mounted on its own (exact: trace_pipe is a stream), as on Linux."""
+    _page_cache_or_skip()
+    with mounted("b", "biscuitos-b", tmp_path, with_handle=True, page_cache=True) as (m, lock, mnt, handle):
+        prefixes = [c.fs.prefix for c in handle.connections]
+        assert prefixes == ["", "/sys", "/sys/kernel/tracing"]
+        with open("/proc/self/mountinfo") as f:
+            mps = {line.split()[4] for line in f}
+        split = {f"{mnt}/.root", f"{mnt}/sys", f"{mnt}/.tracing"}
+        assert split <= mps and mnt not in mps      # side by side: none inside another
+        assert sorted(os.listdir(mnt)) == [".root", ".tracing", "dev", "proc", "sys"]
+        assert open(f"{mnt}/proc/cmdline").read() == m.backend().read("/proc/cmdline")
+        fs = _sys_fs(handle)
+        assert fs.page_cache and not handle.connections[0].fs.page_cache
+        p = f"{mnt}{MEM0}/serial"
+        want = m.backend().read(f"{MEM0}/serial").encode()
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            assert os.read(fd, 4096) == want
+        finally:
+            os.close(fd)
+        reads = fs.stats.counts.get("read", 0)
+        for _ in range(5):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                assert os.read(fd, 4096) == want
+            finally:
+                os.close(fd)
+        assert fs.stats.counts.get("read", 0) == reads          # none reached the machine
+        assert fs.stats.counts.get("open", 0) <= 1               # OPEN answered ENOSYS once at most
+        _write(f"{mnt}/sys/bus/cxl/devices/decoder0.0/create_pmem_region", b"region0\0")   # a change
+        assert os.path.isdir(f"{mnt}/sys/bus/cxl/devices/region0")
+        assert "trace_pipe" in os.listdir(f"{mnt}/.tracing")
+        with open("/proc/self/mountinfo") as f:
+            assert split <= {line.split()[4] for line in f}
+        # the host kernel made st_size what a read returned (documented): still consistent
+        assert os.stat(p).st_size in (4096, len(want))
+        assert open(p, "rb").read() == want
+        assert handle.crashes() == []
+
+
+def test_page_cache_write_then_read_on_one_file(tmp_path):
+    """A write leaves the writer's bytes in the host's page; the next read must
+    be show() again, after a refused store as after an accepted one."""
+    _page_cache_or_skip()
+    with mounted("b", "biscuitos-b", tmp_path, with_handle=True, page_cache=True) as (m, lock, mnt, handle):
+        d = f"{mnt}/sys/bus/cxl/devices"
+        _write(f"{d}/decoder0.0/create_pmem_region", b"region0\0")
+        b = m.backend()
+        fd = os.open(f"{d}/region0/interleave_ways", os.O_RDWR)
+        try:
+            first = os.pread(fd, 64, 0)
+            assert first == b.read_bytes("/sys/bus/cxl/devices/region0/interleave_ways") == b"0\n"
+            assert os.pwrite(fd, b"1", 0) == 1
+            assert os.pread(fd, 64, 0) == b"1\n" == b.read_bytes("/sys/bus/cxl/devices/region0/interleave_ways")
+            assert _errno(os.pwrite, fd, b"nonsense!\n", 0) == errno.EINVAL
+            assert os.pread(fd, 64, 0) == b"1\n"                  # not the refused bytes
+            assert os.pwrite(fd, b"01", 0) == 2                     # the same value, other bytes
+            assert os.pread(fd, 64, 0) == b"1\n"
+        finally:
+            os.close(fd)
+        assert handle.crashes() == []
+
+
+def test_page_cache_held_file_sees_changes_made_elsewhere(tmp_path):
+    """A file kept open (no new lookup) reads the change another client of the
+    machine made, as soon as the change is made."""
+    _page_cache_or_skip()
+    with mounted("b", "biscuitos-b", tmp_path, with_handle=True, page_cache=True) as (m, lock, mnt, handle):
+        create = f"{mnt}/sys/bus/cxl/devices/decoder0.0/create_pmem_region"
+        fd = os.open(create, os.O_RDONLY)
+        try:
+            assert os.pread(fd, 64, 0) == b"region0\n"
+            assert os.pread(fd, 64, 0) == b"region0\n"           # from the host's page cache
+            with lock:
+                create_region(m.backend(), "decoder0.0", ["mem0"], mode="pmem", gran=4096, size=512 << 20)
+            assert os.pread(fd, 64, 0) == b"region1\n"
+            # and a path looked up again sees it with no settling at all (epoch)
+            with lock:
+                m.backend().write("/sys/bus/cxl/devices/decoder0.0/delete_region", "region0\0")
+            assert not os.path.exists(f"{mnt}/sys/bus/cxl/devices/region0")
+        finally:
+            os.close(fd)
+
+
+def test_page_cache_poll_wakes_with_the_new_content(tmp_path):
+    """kernfs_generic_poll through the page-cache layout: the poller is woken
+    only after the attribute's cached page is gone, so its re-read is fresh."""
+    _page_cache_or_skip()
+    with mounted("b", "biscuitos-b", tmp_path, page_cache=True) as (m, lock, mnt):
+        fd = os.open(f"{mnt}{MEM0}/security/state", os.O_RDONLY)
+        try:
+            assert os.pread(fd, 16, 0) == b"disabled\n"
+            p = select.poll()
+            p.register(fd, select.POLLPRI | select.POLLERR)
+            assert p.poll(100) == []
+            md = m.kernel.cxl.memdevs[0]
+
+            def change():        # what a sanitize does: a new state, then sysfs_notify
+                with lock:
+                    md.sanitizing = True
+                    m.kernel.sysfs_notify(md, "security", "state")
+            threading.Timer(0.2, change).start()
+            ev = p.poll(5000)
+            assert ev and ev[0][1] & select.POLLPRI
+            assert os.pread(fd, 16, 0) == b"sanitize\n"            # read afresh (and re-armed)
+            assert p.poll(50) == []
+        finally:
+            os.close(fd)
+            md.sanitizing = False

@@ -77,7 +77,7 @@ def _fuse_or_fail() -> None:
 
 def cmd_real(args) -> int:
     from cxlemu.machine import realns
-    from cxlemu.machine.mount import MountError, mount
+    from cxlemu.machine.mount import MountError, mount, page_cache_supported
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -109,12 +109,12 @@ def cmd_real(args) -> int:
                   file=sys.stderr)
         env["CXLEMU_MACHINE"] = args.name
         try:
-            handle = mount(m, lock, mnt, host_dev_dir=str(hostdev))
+            handle = mount(m, lock, mnt, host_dev_dir=str(hostdev), page_cache=page_cache_supported())
         except MountError as e:
             raise MachineError(str(e)) from None
         try:
             with _device_server(m, lock, sock) if lib else contextlib.nullcontext():
-                layout = realns.Layout(str(mnt), str(hostdev), realns.proc_files(m.backend()))
+                layout = realns.Layout.of(handle.layout(), str(hostdev))
                 sys.stdout.flush()
                 sys.stderr.flush()
                 return realns.run(layout, argv, env)
@@ -160,36 +160,30 @@ def _server(path: str, req: dict) -> dict:
 def _real_on_running(args, argv: list[str], env: dict, path: str, lib: str | None, why: str) -> int:
     """``cxlemu real`` on a running machine: its process serves the mount (every
     write journalled before it is acknowledged) and the device socket; the
-    program runs here, in its own namespace over a mount private to this run."""
-    import shutil
-    import tempfile
+    program runs here, in its own namespace over the mount the process keeps
+    for every run."""
     from cxlemu.machine import realns
+    from cxlemu.machine.mount import page_cache_supported
     from cxlemu.machine.paths import DEV_SOCK_FILE
-    os.makedirs(os.path.join(path, "run"), exist_ok=True)
-    run = tempfile.mkdtemp(prefix="real-", dir=os.path.join(path, "run"))
-    mnt, hostdev = os.path.join(run, "root"), os.path.join(run, "hostdev")
-    os.mkdir(mnt)
-    os.mkdir(hostdev)
-    try:
-        _server(path, {"op": "mount", "dir": mnt, "opts": {"host_dev_dir": hostdev}})
-        try:
-            sock = os.path.join(path, DEV_SOCK_FILE)
-            if lib and os.path.exists(sock):
-                env["LD_PRELOAD"] = lib + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
-                env["CXLEMU_DEV_SOCKET"] = sock
-            elif not args.quiet:
-                print(f"cxlemu: device files are unavailable ({why or 'no device socket'}): "
-                      f"/dev nodes can be listed, not opened", file=sys.stderr)
-            env["CXLEMU_MACHINE"] = args.name
-            layout = realns.Layout(mnt, hostdev, realns.proc_files_at(mnt))
-            sys.stdout.flush()
-            sys.stderr.flush()
-            return realns.run(layout, argv, env)
-        finally:
-            with contextlib.suppress(MachineError):
-                _server(path, {"op": "umount", "dir": mnt})
-    finally:
-        shutil.rmtree(run, ignore_errors=True)
+    # One mount, kept by the machine process until it stops, serves every run (so
+    # the host kernel's caches of it stay warm from one run to the next).  The
+    # host's /dev is bound on ``hostdev`` inside each run's own namespace only,
+    # so concurrent runs share the directory without seeing each other's binds.
+    mnt, hostdev = realns.shared_run_dirs(path)
+    reply = _server(path, {"op": "mount", "dir": mnt,
+                           "opts": {"host_dev_dir": hostdev, "reuse": True, "page_cache": page_cache_supported()}})
+    sock = os.path.join(path, DEV_SOCK_FILE)
+    if lib and os.path.exists(sock):
+        env["LD_PRELOAD"] = lib + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+        env["CXLEMU_DEV_SOCKET"] = sock
+    elif not args.quiet:
+        print(f"cxlemu: device files are unavailable ({why or 'no device socket'}): "
+              f"/dev nodes can be listed, not opened", file=sys.stderr)
+    env["CXLEMU_MACHINE"] = args.name
+    layout = realns.Layout.of(reply.get("layout") or {"root": mnt}, hostdev)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return realns.run(layout, argv, env)
 
 
 def cmd_mount(args) -> int:

@@ -38,8 +38,34 @@ Caching: lookups and attributes are cached twice, in this object (per path)
 and in the host kernel's dcache (FUSE entry/attr timeouts).  Both are
 dropped whenever the model changes (``Kernel.dirty`` is set, a reboot
 replaces the kernel): the host kernel's through FUSE_NOTIFY_INC_EPOCH
-(Linux 6.16+; older kernels get no kernel-side caching at all).  Contents
-are never cached: every read reaches ``show``.
+(Linux 6.16+; older kernels get no kernel-side caching at all).
+
+Contents: in the default *exact* mode every read reaches ``show`` (direct
+I/O; an open, a read and a release per attribute: three round trips to this
+process).  A connection made with ``page_cache=True`` (the mount's /sys, see
+machine/mount.py) instead lets the host kernel keep attribute contents in its
+page cache, which is what makes a program that reads thousands of attributes
+as fast over the mount as over a tmpfs copy:
+
+* ``open`` answers ENOSYS, so the host kernel stops sending OPEN and RELEASE
+  for the connection (fs/fuse/file.c: ``fc->no_open``; files then open with
+  FOPEN_KEEP_CACHE); kernfs's open-time checks move to read(2)/write(2),
+  and poll keeps its baseline per attribute instead of per open file;
+* ``st_mtime`` is a generation that moves on every model change and on every
+  write to the file; with FUSE_CAP_AUTO_INVAL_DATA the host kernel drops a
+  file's cached pages when a lookup or getattr brings a new mtime, so a path
+  looked up after a change (FUSE_NOTIFY_INC_EPOCH sends every lookup back
+  here) reads afresh, before the write that made the change returns;
+* a file already open elsewhere (no new lookup) is made to read afresh by
+  invalidating the *attributes* of every inode whose pages were filled since
+  the last change (FUSE_NOTIFY_INVAL_INODE with offset -1, by node id: the
+  loop notes the node id of each READ it hands over): its next read asks for
+  them, sees the new mtime and drops the pages itself, in the reader's own
+  context.  The server never asks the host kernel to drop pages: that waits
+  for page locks which a reader holds while its READ waits in this very
+  connection's queue (a deadlock, and an unkillable one);
+* ``sysfs_notify`` moves the attribute's mtime and invalidates its
+  attributes before pollers are woken, so that their next read is fresh.
 """
 
 from __future__ import annotations
@@ -73,6 +99,7 @@ HOST_DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "
 
 FUSE_CAP_READDIRPLUS, FUSE_CAP_READDIRPLUS_AUTO = 1 << 13, 1 << 14    # fuse_common.h
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
+FUSE_CAP_AUTO_INVAL_DATA, FUSE_CAP_EXPLICIT_INVAL_DATA = 1 << 12, 1 << 25
 
 POLLIN, POLLPRI, POLLOUT, POLLERR = 0x1, 0x2, 0x4, 0x8
 POLLRDNORM, POLLWRNORM = 0x40, 0x100
@@ -141,9 +168,26 @@ class MachineFs:
                  host_dev_dir: str | None = None, host_nodes_as_links: bool = False,
                  invalidate: Callable[[], None] | None = None,
                  invalidate_path: Callable[[str], None] | None = None,
-                 notify_poll: Callable[..., None] | None = None):
+                 notify_poll: Callable[..., None] | None = None,
+                 invalidate_attrs: Callable[[int], None] | None = None,
+                 prefix: str = "", page_cache: bool = False):
         self.machine = machine
         self._lock = lock
+        #: the VFS directory this connection's root serves ("" for "/")
+        self.prefix = prefix.rstrip("/")
+        #: asked for host page caching of contents; ``page_cache`` says whether
+        #: the host kernel granted what it needs (decided at FUSE INIT)
+        self.want_page_cache = page_cache
+        self.page_cache = False
+        self._gen = 0                                  # model generation: st_mtime
+        self._wgen: dict[str, int] = {}                # writes per path: st_mtime too
+        self._filled: dict[str, int] = {}              # files whose pages the host holds -> node id
+        #: the node id of the request being served (set by the loop, machine/mount.py)
+        self.nodeid = 0
+        self._invalidate_attrs = invalidate_attrs
+        self._last: dict[str, bytes] = {}              # last show per path (reads past offset 0)
+        self._len: dict[str, int] = {}                 # st_size the host kernel has made it
+        self._seen: dict[str, int] = {}                # poll baseline per attribute
         self.host_dev = host_dev
         self.host_dev_dir = host_dev_dir
         # an unprivileged FUSE mount is always nodev: the host's null, zero ... are
@@ -187,6 +231,42 @@ class MachineFs:
                 self._kernel.remove_watcher(self)
                 self._kernel = None
 
+    # ---- dropping what the host kernel holds -------------------------------------------------
+    def _drop_attrs(self, nodeids) -> None:
+        """Invalidate the host's attributes of these inodes (never their pages:
+        see the module's docstring); their next read revalidates them."""
+        inval = self._invalidate_attrs
+        if inval is not None:
+            for n in nodeids:
+                inval(n)
+
+    def _touch(self, path: str) -> None:
+        """A new st_mtime for ``path``: the host drops its pages when it next
+        asks for its attributes."""
+        self._wgen[path] = self._wgen.get(path, 0) + 1
+        self._images.pop(path, None)
+
+    def _rel(self, path: str) -> str | None:
+        """``path`` as this connection names it (None: not under its root)."""
+        if not self.prefix:
+            return path
+        if path == self.prefix:
+            return "/"
+        if path.startswith(self.prefix + "/"):
+            return path[len(self.prefix):]
+        return None
+
+    def _drop_pages(self, paths) -> None:
+        """Make the host kernel drop the cached pages (and attributes) of ``paths``
+        (directories and links: see :meth:`_drop_attrs` for files)."""
+        inval = self._invalidate_path
+        if inval is None:
+            return
+        for path in paths:
+            rel = self._rel(path)
+            if rel is not None:
+                inval(rel)
+
     def kernel_changed(self, kernel) -> None:
         """Watcher hook: the model changed; every cached lookup may be stale,
         and a consuming file may have become readable: its pollers look again."""
@@ -197,8 +277,15 @@ class MachineFs:
                 self._notify_poll(ph)
 
     def sysfs_notified(self, path: str) -> None:
-        """Watcher hook: ``sysfs_notify`` on ``path``; wake its pollers."""
-        for ph in self._pollers.pop(path, []):
+        """Watcher hook: ``sysfs_notify`` on ``path``; wake its pollers (in the
+        page-cache mode once the host kernel knows the attribute changed)."""
+        waiting = self._pollers.pop(path, [])
+        if self.page_cache:
+            self._touch(path)
+            nodeid = self._filled.pop(path, None)
+            if nodeid:
+                self._drop_attrs((nodeid,))
+        for ph in waiting:
             if self._notify_poll is not None:
                 self._notify_poll(ph)
 
@@ -206,14 +293,18 @@ class MachineFs:
         self._entries.clear()
         self._dirs.clear()
         self._images.clear()
+        self._last.clear()
+        self._len.clear()
+        self._gen += 1
         self.stats.invalidations += 1
         if self._invalidate is not None:
             self._invalidate()
+        if self._filled:
+            filled, self._filled = self._filled, {}
+            self._drop_attrs(filled.values())
         if self._invalidate_path is not None:
-            for d in self._dirs_cached:
-                self._invalidate_path(d)
-            for link in self._links_cached:
-                self._invalidate_path(link)
+            self._drop_pages(self._dirs_cached)
+            self._drop_pages(self._links_cached)
         self._dirs_cached.clear()
         self._links_cached.clear()
 
@@ -258,12 +349,23 @@ class MachineFs:
             size = size()
         return Entry(node, stat.S_IFREG | (node.mode & 0o777), size=size)
 
-    def stat_bytes(self, path: str, c_stat: type) -> bytes:
-        """``struct stat`` of ``path`` as bytes (the getattr fast path)."""
+    def stat_bytes(self, path: str, c_stat: type, held: bool = False) -> bytes:
+        """``struct stat`` of ``path`` as bytes (the getattr fast path);
+        ``held``: asked for an open file (fstat, or the page-cache mode's
+        check before a read), whose attribute going away is ENODEV."""
         img = self._images.get(path)
         if img is None:
             self._count("getattr")
-            img = stat_image(self.entry(path), self.uid, self.gid, self.time_ns, c_stat)
+            try:
+                e = self.entry(path)
+            except OSError as exc:
+                if held and self.page_cache and exc.errno == errno.ENOENT:
+                    raise _oserror(errno.ENODEV, path) from None
+                raise
+            size = self._len.get(path)
+            if size is not None:
+                e = Entry(e.node, e.mode, size, e.rdev, e.target)
+            img = stat_image(e, self.uid, self.gid, self.mtime_ns(path), c_stat)
             self._images[path] = img
         else:
             self._count("getattr-cached")
@@ -302,7 +404,8 @@ class MachineFs:
 
     def init_with_config(self, conn, config) -> None:
         """FUSE INIT: let the host kernel cache lookups only if it can be told
-        to drop them (FUSE_NOTIFY_INC_EPOCH)."""
+        to drop them (FUSE_NOTIFY_INC_EPOCH), and contents only with
+        FUSE_CAP_AUTO_INVAL_DATA as well (see the module's docstring)."""
         ok = conn is not None and conn.proto_minor >= self.FUSE_PROTO_INC_EPOCH and self._invalidate is not None
         self.kernel_caching = bool(ok and self.cache_timeout > 0)
         if conn is not None and self.kernel_caching:
@@ -312,22 +415,36 @@ class MachineFs:
             if conn.capable & FUSE_CAP_CACHE_SYMLINKS and self._invalidate_path is not None:
                 conn.want |= FUSE_CAP_CACHE_SYMLINKS
                 self.link_caching = True
+        self.page_cache = bool(self.want_page_cache and self.kernel_caching and conn is not None
+                               and conn.capable & FUSE_CAP_AUTO_INVAL_DATA
+                               and self._invalidate_attrs is not None)
+        if self.page_cache:
+            conn.want |= FUSE_CAP_AUTO_INVAL_DATA
+            conn.want &= ~FUSE_CAP_EXPLICIT_INVAL_DATA
         if config is not None:
             t = self.cache_timeout if self.kernel_caching else 0.0
             config.entry_timeout = t
             config.attr_timeout = t
-            config.negative_timeout = 0.0
+            # a name that is not there is remembered too where an epoch bump forgets
+            # it with the rest (fs/fuse/dir.c fuse_dentry_revalidate checks the
+            # epoch of negative dentries as well)
+            config.negative_timeout = t if self.page_cache else 0.0
 
     def _count(self, name: str) -> None:
         st = self.stats
         st.requests += 1
         st.counts[name] = st.counts.get(name, 0) + 1
 
+    def mtime_ns(self, path: str) -> int:
+        """st_mtime: the mount's start, moved by every model change and every
+        write to ``path`` (the page-cache mode's signal to drop pages)."""
+        return self.time_ns + (self._gen << 24) + self._wgen.get(path, 0)
+
     def getattr(self, path: str, fh=None) -> dict:
         self._count("getattr")
         e = self.entry(path)
-        t = self.time_ns
-        return {"st_mode": e.mode, "st_nlink": 2 if e.kind == "dir" else 1, "st_size": e.size,
+        t = self.mtime_ns(path)
+        return {"st_mode": e.mode, "st_nlink": 2 if e.kind == "dir" else 1, "st_size": self._len.get(path, e.size),
                 "st_rdev": e.rdev, "st_uid": self.uid, "st_gid": self.gid, "st_blksize": 4096,
                 "st_atime": t, "st_mtime": t, "st_ctime": t}
 
@@ -339,9 +456,6 @@ class MachineFs:
         if self.link_caching:
             self._links_cached.add(path)
         return e.target
-
-    def opendir(self, path: str) -> int:
-        return 0
 
     def readdir(self, path: str, fh) -> list:
         return [(n.decode(errors="surrogateescape"), mode, 0) for n, mode in self.listing(path)]
@@ -370,11 +484,12 @@ class MachineFs:
                 self._dirs_cached.add(path)
         return out
 
-    def releasedir(self, path: str, fh) -> int:
-        return 0
-
     def open(self, path: str, fi) -> int:
         self._count("open")
+        if self.page_cache:
+            # "success, and never ask again": the host kernel opens every file of
+            # this connection itself from now on, keeping its pages (no_open)
+            raise _oserror(errno.ENOSYS, path)
         acc = fi.flags & os.O_ACCMODE
         readable, writable = acc in (os.O_RDONLY, os.O_RDWR), acc in (os.O_WRONLY, os.O_RDWR)
         e = self.entry(path)
@@ -405,6 +520,8 @@ class MachineFs:
 
     def read(self, path: str, size: int, offset: int, fi) -> bytes:
         self._count("read")
+        if self.page_cache:
+            return self._read_page(path, size, offset)
         of = self._files.get(fi.fh)
         if of is None:
             raise _oserror(errno.EBADF, path)
@@ -425,6 +542,45 @@ class MachineFs:
                     raise _oserror(exc.errno, path) from None
         return of.buf[offset:offset + size]
 
+    def _page_cache_entry(self, path: str, want: int) -> Entry:
+        """The file behind a read or write of the page-cache mode, with
+        kernfs_fop_open's checks (made here: there is no OPEN)."""
+        try:
+            e = self.entry(path)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:     # an open file whose attribute went away
+                raise _oserror(errno.ENODEV, path) from None
+            raise
+        if e.node is None or e.kind != "file":
+            raise _oserror(errno.EISDIR if e.kind == "dir" else errno.ENXIO, path)
+        if not e.mode & want and not _tracefs(path):
+            raise _oserror(errno.EACCES, path)
+        return e
+
+    def _read_page(self, path: str, size: int, offset: int) -> bytes:
+        """A page the host kernel fills: ``show`` afresh at offset 0, the rest
+        of that ``show`` further on (seq_file)."""
+        with self._lock:
+            self._sync()
+            e = self._page_cache_entry(path, 0o444)
+            buf = self._last.get(path) if offset else None
+            if buf is None:
+                try:
+                    buf = e.node.read()
+                except KernelError as exc:
+                    raise _oserror(exc.errno, path) from None
+                self._last[path] = buf
+                if len(buf) < SYSFS_ATTR_SIZE and self._len.get(path) != len(buf):
+                    # a short read makes the host kernel cut i_size to what came back
+                    # (fs/fuse/file.c fuse_short_read): report that size from now on,
+                    # or the next getattr would "change" the size and drop the page
+                    self._len[path] = len(buf)
+                    self._images.pop(path, None)
+            if self.nodeid:
+                self._filled[path] = self.nodeid
+            self._seen[path] = self._event(path)
+        return buf[offset:offset + size]
+
     def _read_stream(self, of: "OpenFile", size: int, path: str) -> bytes:
         """One read(2) of a consuming file: what the last read left, else what is there now."""
         if not of.buf:
@@ -439,15 +595,29 @@ class MachineFs:
 
     def write(self, path: str, data: bytes, offset: int, fi) -> int:
         self._count("write")
+        if self.page_cache:
+            return self._write_path(path, data)
         of = self._files.get(fi.fh)
         if of is None:
             raise _oserror(errno.EBADF, path)
+        return self._write_path(of.path, data)
+
+    def _write_path(self, path: str, data: bytes) -> int:
         if not data:
             return 0
         data = data[:KERNFS_MAX_WRITE]
         with self._lock:
+            if self.page_cache:
+                self._sync()
+                self._page_cache_entry(path, 0o222)
+                # whatever the store does, the written file's pages (which now hold
+                # the writer's bytes) are dropped at its next read: a new mtime (the
+                # host kernel invalidates a written file's attributes itself)
+                self._touch(path)
+                self._last.pop(path, None)
+                self._len.pop(path, None)
             try:
-                self._sync().write(of.path, data)
+                self._sync().write(path, data)
             except OSError as exc:
                 # (a refused store may still have changed the tree, e.g. a failed
                 # nd_pmem probe registers the dax device that claims the
@@ -528,6 +698,8 @@ class MachineFs:
 
     def poll(self, path: str, fi, ph, reventsp) -> int:
         self._count("poll")
+        if self.page_cache:
+            return self._poll_path(path, ph, reventsp)
         of = self._files.get(fi.fh)
         if of is None:
             raise _oserror(errno.EBADF, path)
@@ -553,6 +725,26 @@ class MachineFs:
                 except OSError:
                     real = of.path
                 self._pollers.setdefault(real, []).append(ph)
+                keep = True
+        if ph and not keep and self._notify_poll is not None:
+            self._notify_poll(ph, wake=False)
+        reventsp[0] = mask
+        return 0
+
+
+    def _poll_path(self, path: str, ph, reventsp) -> int:
+        """kernfs_generic_poll without open files: the baseline is the count
+        seen by the attribute's last read here (or by its first poll)."""
+        keep = False
+        with self._lock:
+            self._sync()
+            now = self._event(path)
+            seen = self._seen.setdefault(path, now)
+            mask = DEFAULT_POLLMASK
+            if now != seen:
+                mask |= POLLERR | POLLPRI
+            elif ph:
+                self._pollers.setdefault(path, []).append(ph)
                 keep = True
         if ph and not keep and self._notify_poll is not None:
             self._notify_poll(ph, wake=False)

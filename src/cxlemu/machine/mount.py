@@ -42,6 +42,8 @@ from cxlemu.machine.fusefs import MachineFs
 
 MNT_DETACH = 2
 MOUNTS_FILE = "mounts"
+#: the split layout's entries under its directory (see :func:`mount`)
+SPLIT_ROOT, SPLIT_SYS, SPLIT_TRACING = ".root", "sys", ".tracing"
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,26 @@ def clean_stale_mounts(machine_path: str | os.PathLike, keep: tuple[str, ...] = 
         elif is_mountpoint(rec) and _is_cxlemu_mount(rec):
             alive.append(rec)
     _write_records(mp, alive)
+    for rec in cleaned:
+        _remove_split_entries(Path(rec))
     return cleaned
+
+
+def _remove_split_entries(rec: Path) -> None:
+    """After a dead split layout's connection was detached: its directory, and
+    the ``proc``/``dev`` links once the last of them is gone."""
+    if rec.name not in (SPLIT_ROOT, SPLIT_SYS, SPLIT_TRACING):
+        return
+    try:
+        rec.rmdir()
+    except OSError:
+        return
+    top = rec.parent
+    if not any(os.path.lexists(top / n) for n in (SPLIT_ROOT, SPLIT_SYS, SPLIT_TRACING)):
+        for n in ("proc", "dev"):
+            link = top / n
+            if link.is_symlink() and os.readlink(link) == f"{SPLIT_ROOT}/{n}":
+                link.unlink()
 
 
 def _is_cxlemu_mount(path: str) -> bool:
@@ -226,6 +247,7 @@ def _fuse_class():
     class SessionFUSE(mfusepy.FUSE):
         def __init__(self, operations, raw_fi: bool = True):   # noqa: D401 - replaces FUSE.__init__
             self.operations = operations
+            self.prefix = os.fsencode(getattr(operations, "prefix", "") or "")
             self.raw_fi = raw_fi
             self.encoding, self.errors = "utf-8", "surrogateescape"
             self.use_ns = True
@@ -246,6 +268,10 @@ def _fuse_class():
             self.fuse_ops = ops
 
         def _wrapper(self, func, *args, **kwargs):
+            # a connection serving a subtree (fs.prefix) names paths from its root
+            pre = self.prefix
+            if pre and args and isinstance(args[0], bytes):
+                args = (pre + args[0] if args[0] != b"/" else pre, *args[1:])
             # mfusepy turns an unexpected exception into EINVAL and logs it;
             # count them too, so that tests can insist there are none
             try:
@@ -260,16 +286,6 @@ def _fuse_class():
                 log.exception("FUSE operation %s failed", func.__name__)
                 return -errno.EIO
 
-        def opendir(self, path, fip):
-            fi = fip.contents
-            fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
-            if self.operations.kernel_caching:
-                # the host kernel keeps the listing until the model changes
-                # (then MachineFs drops it with fuse_invalidate_path)
-                fi.cache_readdir = 1
-                fi.keep_cache = 1
-            return 0
-
         def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
             st = mfusepy.c_stat()
             for name, mode in self.operations.listing(path.decode(self.encoding, self.errors)):
@@ -280,51 +296,117 @@ def _fuse_class():
 
         def fgetattr(self, path, buf, fip):
             # the hot path: a cached struct stat image copied out in one go
-            img = self.operations.stat_bytes(path.decode(self.encoding, self.errors), mfusepy.c_stat)
+            img = self.operations.stat_bytes(path.decode(self.encoding, self.errors), mfusepy.c_stat,
+                                             held=bool(fip))
             ctypes.memmove(buf, img, len(img))
             return 0
 
     return SessionFUSE
 
 
-class MountHandle:
-    """A served mount: ``unmount()`` stops the loop, detaches the mount and
-    closes the connection (programs still inside it then get ENOTCONN)."""
+class _Connection:
+    """One FUSE connection of a mount: its operations, libfuse session and loop thread."""
 
-    def __init__(self, mountpoint: Path, fs: MachineFs, machine_path: Path | None):
+    def __init__(self, mountpoint: Path, fs: MachineFs):
         self.mountpoint = mountpoint
         self.fs = fs
-        self.machine_path = machine_path
-        self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        self._stop = False
-        self._fuse = None
+        self.thread: threading.Thread | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        self.stop = False
+        self.keep: Any = None               # the ctypes objects libfuse points into
         self.error: BaseException | None = None
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def unmount(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        self._stop = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-        self._thread.join(timeout)
-        if self._thread.is_alive():    # pragma: no cover - the loop is stuck in a callback
-            detach(self.mountpoint)
-            self._thread.join(timeout)
-        self._thread = None
-        for fd in (self._wake_r, self._wake_w):
+    def unmount(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.stop = True
+            try:
+                os.write(self.wake_w, b"x")
+            except OSError:
+                pass
+            self.thread.join(timeout)
+            if self.thread.is_alive():    # pragma: no cover - the loop is stuck in a callback
+                detach(self.mountpoint)
+                self.thread.join(timeout)
+            self.thread = None
+        for fd in (self.wake_r, self.wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.wake_r = self.wake_w = -1
+
+
+class MountHandle:
+    """A served mount: ``unmount()`` stops the loops, detaches the mounts and
+    closes the connections (programs still inside get ENOTCONN).
+
+    ``connections``: the root connection (``/``, ``/proc``, ``/dev``), then,
+    in the page-cache layout, ``/sys`` and tracefs (see :func:`mount`);
+    ``fs`` is the root connection's operations."""
+
+    def __init__(self, mountpoint: Path, machine_path: Path | None):
+        self.mountpoint = mountpoint
+        self.machine_path = machine_path
+        self.connections: list[_Connection] = []
+        self.made: list[Path] = []          # the split layout's directories and links
+
+    @property
+    def split(self) -> bool:
+        return bool(self.made)
+
+    def layout(self) -> dict[str, str | None]:
+        """Where ``cxlemu real`` finds the trees: ``root`` (serving /proc and /dev,
+        and /sys unless ``sys`` is given) and, in the split layout, ``sys`` and
+        ``tracing`` (machine/realns.py binds them)."""
+        if not self.split:
+            return {"root": str(self.mountpoint), "sys": None, "tracing": None}
+        mp = self.mountpoint
+        tracing = mp / SPLIT_TRACING
+        return {"root": str(mp / SPLIT_ROOT), "sys": str(mp / SPLIT_SYS),
+                "tracing": str(tracing) if any(c.mountpoint == tracing for c in self.connections) else None}
+
+    @property
+    def fs(self) -> MachineFs:
+        return self.connections[0].fs
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((c.error for c in self.connections if c.error is not None), None)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.connections) and all(c.thread is not None and c.thread.is_alive()
+                                              for c in self.connections)
+
+    def stats(self) -> dict:
+        """Request counts summed over the connections."""
+        out: dict[str, int] = {}
+        for c in self.connections:
+            for k, v in c.fs.stats.counts.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def crashes(self) -> list[str]:
+        return [x for c in self.connections for x in c.fs.stats.crashes]
+
+    def unmount(self, timeout: float = 10.0) -> None:
+        if not self.connections and not self.made:
+            return
+        mine = [str(c.mountpoint) for c in self.connections]
+        for c in reversed(self.connections):
+            c.unmount(timeout)
+        self.connections = []
+        for p in reversed(self.made):
+            try:
+                if p.is_symlink():
+                    p.unlink()
+                else:
+                    p.rmdir()
+            except OSError as e:       # pragma: no cover - still busy: left for the next mount
+                log.debug("cannot remove %s: %s", p, e)
+        self.made = []
         if self.machine_path is not None:
-            recs = [r for r in _records(self.machine_path) if r != str(self.mountpoint)]
+            recs = [r for r in _records(self.machine_path) if r not in mine]
             _write_records(self.machine_path, recs)
 
     def __enter__(self) -> "MountHandle":
@@ -336,18 +418,55 @@ class MountHandle:
 
 #: FUSE_NOTIFY_INC_EPOCH (include/uapi/linux/fuse.h, protocol 7.44): drop every cached dentry
 FUSE_NOTIFY_INC_EPOCH = 8
+#: FUSE_NOTIFY_INVAL_INODE: with offset -1 only the inode's attributes (fs/fuse/inode.c
+#: fuse_reverse_inval_inode drops pages only for offset >= 0, waiting for their locks)
+FUSE_NOTIFY_INVAL_INODE = 2
+#: struct fuse_in_header: len u32, opcode u32, unique u64, nodeid u64 ...
+_IN_NODEID = 16
+#: fuse_buf.flags: the request was spliced into a pipe, not copied to ``mem``
+FUSE_BUF_IS_FD = 1 << 1
+#: where tracefs lives in the machine's tree (its own connection: trace_pipe is a stream)
+TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+def page_cache_supported() -> bool:
+    """Whether this host's FUSE can keep /sys contents in its page cache and
+    be told to drop them (FUSE_NOTIFY_INC_EPOCH: Linux 6.16+)."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (6, 16)
 
 
 def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: bool = True,
           host_dev_dir: str | None = None, debug: bool = False,
-          cache_timeout: float | None = None) -> MountHandle:
-    """Serve ``machine``'s /sys, /proc and /dev on ``mountpoint`` from a new
-    thread; every request holds ``lock``.  Raises :class:`MountError` for a
-    missing, non-directory or non-empty mount point or when FUSE is unavailable.
+          cache_timeout: float | None = None, page_cache: bool = False) -> MountHandle:
+    """Serve ``machine``'s /sys, /proc and /dev on ``mountpoint`` from new
+    threads; every request holds ``lock`` (which the caller must not hold).
+    Raises :class:`MountError` for a missing, non-directory or non-empty mount
+    point or when FUSE is unavailable.
 
     ``host_dev_dir``: where ``cxlemu real`` binds the host's /dev (the
     mount's /dev/pts, shm, mqueue and hugepages link into it); ``cache_timeout``:
-    the host kernel's lookup cache lifetime (0 disables it)."""
+    the host kernel's lookup cache lifetime (0 disables it).
+
+    Default (*exact*): one connection on ``mountpoint`` serves everything and
+    every read reaches the machine.
+
+    ``page_cache=True`` (what ``cxlemu real`` uses where :func:`page_cache_supported`):
+    the *split* layout, three connections side by side in ``mountpoint``, none
+    mounted inside another (a dentry the FUSE epoch invalidates would take a
+    mount on it away with it, fs/dcache.c d_invalidate):
+
+    * ``.root``: the exact connection, serving everything (``proc`` and ``dev``
+      are links into it);
+    * ``sys``: /sys, its attribute contents kept in the host's page cache
+      (machine/fusefs.py);
+    * ``.tracing``: tracefs (exact: ``trace_pipe`` is a stream), which
+      ``cxlemu real`` binds on /sys/kernel/tracing (machine/realns.py), as
+      Linux mounts tracefs on its own.  Under ``sys`` itself the tracefs files
+      are the page-cache connection's: read ``trace_pipe`` through ``.tracing``."""
     why = fuse_available()
     if why:
         raise MountError(f"FUSE is unavailable: {why}")
@@ -355,8 +474,42 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
     if mpath is not None:
         clean_stale_mounts(mpath)
     mp = check_mountpoint(mountpoint)
+    if page_cache and cache_timeout == 0:
+        page_cache = False
+    handle = MountHandle(mp, Path(mpath) if mpath is not None else None)
+    common = dict(host_dev=host_dev, host_dev_dir=host_dev_dir, debug=debug, cache_timeout=cache_timeout)
+    try:
+        if not page_cache:
+            _connect(handle, machine, lock, mp, "", False, **common)
+        else:
+            with lock:
+                has_tracing = machine.backend().isdir(TRACEFS_DIRS[0])
+            parts = [(SPLIT_ROOT, "", False), (SPLIT_SYS, "/sys", True)]
+            if has_tracing:
+                parts.append((SPLIT_TRACING, TRACEFS_DIRS[0], False))
+            for name, prefix, cached in parts:
+                (mp / name).mkdir()
+                handle.made.append(mp / name)
+                _connect(handle, machine, lock, mp / name, prefix, cached, **common)
+            for name in ("proc", "dev"):
+                (mp / name).symlink_to(f"{SPLIT_ROOT}/{name}")
+                handle.made.append(mp / name)
+    except BaseException:
+        handle.unmount()
+        raise
+    if handle.machine_path is not None:
+        mine = [str(c.mountpoint) for c in handle.connections]
+        recs = [r for r in _records(handle.machine_path) if r not in mine] + mine
+        _write_records(handle.machine_path, recs)
+    return handle
+
+
+def _connect(handle: MountHandle, machine: Any, lock: Any, mp: Path, prefix: str, page_cache: bool, *,
+             host_dev: bool, host_dev_dir: str | None, debug: bool, cache_timeout: float | None) -> None:
+    """Mount one connection serving the VFS directory ``prefix`` on ``mp``
+    and start its loop; appended to ``handle.connections``."""
     mfusepy, lib = _lib()
-    handle_box: list[MountHandle] = []
+    conn_box: list[_Connection] = []
 
     def notify_poll(ph, wake: bool = True) -> None:
         if wake:
@@ -372,15 +525,23 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
             except OSError as e:     # the connection is going away
                 log.debug("FUSE epoch notification failed: %s", e)
 
+    def invalidate_attrs(nodeid: int) -> None:
+        if sfd_box:
+            try:
+                os.write(sfd_box[0], struct.pack("<IiQQqq", 40, FUSE_NOTIFY_INVAL_INODE, 0, nodeid, -1, 0))
+            except OSError as e:     # ENOENT: the host kernel forgot that inode already
+                log.debug("FUSE inode notification failed: %s", e)
+
     fbox: list[int] = []
 
     def invalidate_path(path: str) -> None:
         if fbox:
             lib.fuse_invalidate_path(fbox[0], os.fsencode(path))
 
-    fs = MachineFs(machine, lock, host_dev=host_dev, host_dev_dir=host_dev_dir,
+    fs = MachineFs(machine, lock, host_dev=host_dev and not prefix, host_dev_dir=host_dev_dir,
                    host_nodes_as_links=os.geteuid() != 0,     # fusermount3 mounts are always nodev
-                   invalidate=invalidate, invalidate_path=invalidate_path, notify_poll=notify_poll)
+                   invalidate=invalidate, invalidate_path=invalidate_path, notify_poll=notify_poll,
+                   invalidate_attrs=invalidate_attrs, prefix=prefix, page_cache=page_cache)
     if cache_timeout is not None:
         fs.cache_timeout = cache_timeout
     fuse = _fuse_class()(fs)
@@ -402,9 +563,9 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
         lib.fuse_destroy(f)
         raise MountError(f"cannot mount on {mp} (fuse_mount failed; see the message above)")
     fbox.append(f)
-    handle = MountHandle(mp, fs, Path(mpath) if mpath is not None else None)
-    handle._fuse = (fuse, argv, args)      # keep the ctypes objects alive
-    handle_box.append(handle)
+    c = _Connection(mp, fs)
+    c.keep = (fuse, argv, args)      # keep the ctypes objects alive
+    conn_box.append(c)
     se = lib.fuse_get_session(f)
     sfd = lib.fuse_session_fd(se)
     sfd_box.append(sfd)
@@ -413,14 +574,14 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
         buf = _fuse_buf()
         poller = select.poll()
         poller.register(sfd, select.POLLIN)
-        poller.register(handle._wake_r, select.POLLIN)
+        poller.register(c.wake_r, select.POLLIN)
         try:
-            while not handle._stop and not lib.fuse_session_exited(se):
+            while not c.stop and not lib.fuse_session_exited(se):
                 try:
                     ready = poller.poll(1000)
                 except InterruptedError:
                     continue
-                if handle._stop:
+                if c.stop:
                     break
                 if not ready:
                     continue
@@ -431,22 +592,24 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
                     continue
                 if res <= 0:
                     break
+                # the node id the request is about: the page-cache mode invalidates
+                # the attributes of the files it filled by node id
+                fs.nodeid = 0 if buf.flags & FUSE_BUF_IS_FD or res < 24 or not buf.mem else \
+                    ctypes.c_uint64.from_address(buf.mem + _IN_NODEID).value
                 lib.fuse_session_process_buf(se, ctypes.byref(buf))
         except BaseException as e:  # pragma: no cover - reported through handle.error
-            handle.error = e
+            c.error = e
         finally:
             fs.detach()
             fbox.clear()
+            sfd_box.clear()
             lib.fuse_session_exit(se)
-            lib.fuse_unmount(f)          # umount2(MNT_DETACH) as root, fusermount3 -u otherwise; closes the fd
+            lib.fuse_unmount(f)          # umount2(MNT_DETACH) as root, fusermount3 -u otherwise
             lib.fuse_destroy(f)
             if buf.mem:
                 _libc().free(ctypes.c_void_p(buf.mem))
 
     t = threading.Thread(target=loop, name=f"cxlemu-fuse:{mp}", daemon=True)
-    handle._thread = t
+    c.thread = t
+    handle.connections.append(c)
     t.start()
-    if handle.machine_path is not None:
-        recs = [r for r in _records(handle.machine_path) if r != str(mp)] + [str(mp)]
-        _write_records(handle.machine_path, recs)
-    return handle

@@ -177,6 +177,7 @@ class MachineServer:
         self.fds: list[int] = []
         self.streams: ThreadStreams | None = None
         self.clients = 0
+        self._mount_lock = threading.Lock()
         self.run_command = run_command     # the cxlemu command line, run in process
         self.owner = False                 # holds the machine's pid file
         self._threads: list[threading.Thread] = []
@@ -412,15 +413,25 @@ class MachineServer:
         if importlib.util.find_spec("cxlemu.machine.mount") is None:
             return {"error": "FUSE mounts are not available in this cxlemu (no cxlemu.machine.mount)"}
         d = os.path.abspath(directory)
-        if d in live.mounts:
-            return {"error": f"{d} is already mounted"}
-        try:
-            mod = importlib.import_module("cxlemu.machine.mount")
-            live.mounts[d] = mod.mount(live.machine, live.lock, d, **opts)
-        except Exception as e:
-            return {"error": f"mount {d}: {e}"}
+        opts = dict(opts)
+        reuse = bool(opts.pop("reuse", False))
+        with self._mount_lock:
+            if d in live.mounts:
+                h = live.mounts[d]
+                if not reuse:
+                    return {"error": f"{d} is already mounted"}
+                if getattr(h, "alive", True):
+                    return {"ok": True, "dir": d, "reused": True, "layout": h.layout()}
+                live.mounts.pop(d)              # its loop died: serve it afresh
+                with contextlib.suppress(Exception):
+                    h.unmount()
+            try:
+                mod = importlib.import_module("cxlemu.machine.mount")
+                live.mounts[d] = mod.mount(live.machine, live.lock, d, **opts)
+            except Exception as e:
+                return {"error": f"mount {d}: {e}"}
         self.log(f"mounted on {d}")
-        return {"ok": True, "dir": d}
+        return {"ok": True, "dir": d, "layout": live.mounts[d].layout()}
 
     def umount(self, directory: str) -> dict:
         live = self.live
