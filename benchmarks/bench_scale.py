@@ -8,7 +8,9 @@ Type 3 devices (64, 256, 1024, 4096, 16 384), one row per size, and the
 Every fabric comes from the topology generator with three levels of
 switches (``cxlemu topology generate --devices N --switch-levels 3``: 128
 devices per host bridge, each host bridge on its own PCI segment); 16 384 is
-the ``huge-fabric`` preset.  Per size, in this process:
+the ``huge-fabric`` preset.  Each size is measured in a fresh interpreter
+(this script with ``--row N``), so that no size pays for the garbage
+collector walking what an earlier size left behind.  Per size:
 
 * ``boot_s``: parse the topology, build the platform, boot the kernel
   (CPU seconds of this process: the figure does not depend on what else
@@ -34,6 +36,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,14 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-dir", help="where to render (default: the system temporary directory)")
     ap.add_argument("--no-render-above", type=int, default=None, metavar="N",
                     help="skip the render for fabrics of more than N devices")
+    ap.add_argument("--row", type=int, help=argparse.SUPPRESS)        # one size, in this process
+    ap.add_argument("--no-render", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
+    if a.row is not None:
+        _row(4, a.render_dir, False)      # warm up: imports and first-use costs are not per-device costs
+        print(json.dumps(_row(a.row, a.render_dir, not a.no_render)))
+        return 0
     sizes = [int(s) for s in a.sizes.split(",") if s]
-    _row(4, a.render_dir, False)          # warm up: imports and first-use costs are not per-device costs
     rows = []
     for n in sizes:
         render = a.no_render_above is None or n <= a.no_render_above
-        rows.append(_row(n, a.render_dir, render))
+        cmd = [sys.executable, __file__, "--row", str(n)] + ([] if render else ["--no-render"]) + \
+            (["--render-dir", a.render_dir] if a.render_dir else [])
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            return 1
+        rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
         if not a.json:
             r = rows[-1]
             rs = "-" if r["render_s"] is None else f"{r['render_s']:.2f}"

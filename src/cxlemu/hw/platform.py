@@ -249,6 +249,13 @@ def _dram_layout(t: Topology) -> list[tuple[int, int, int]]:
 
 
 def build_platform(t: Topology) -> Platform:
+    """The platform firmware enumerates for topology ``t`` (see the module docstring)."""
+    from cxlemu.util.gcpause import collector_paused
+    with collector_paused():          # a graph that lives as long as the machine
+        return _build_platform(t)
+
+
+def _build_platform(t: Topology) -> Platform:
     from cxlemu.hw.firmware import build_tables
 
     dram = _dram_layout(t)

@@ -242,4 +242,6 @@ class Kernel:
     # ---- boot --------------------------------------------------------------------------------------
     def boot(self) -> None:
         from cxlemu.kernel import boot
-        boot.boot(self)
+        from cxlemu.util.gcpause import collector_paused
+        with collector_paused():          # a graph that lives as long as the machine
+            boot.boot(self)
