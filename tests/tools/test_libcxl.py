@@ -43,6 +43,25 @@ def test_c_tokens_is_split_without_empty_tokens(text, sep):
     assert c_tokens(text, sep) == [t for t in text.split(sep) if t]
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789abcdefxX_ +-\t\n", max_size=24),
+                 st.integers(0, 1 << 70).map(str), st.integers(0, 1 << 70).map(hex),
+                 st.text(max_size=8)))
+def test_c_strtoull_fast_path_is_strtoull(text):
+    """The fast path for plain sysfs numbers gives what the general glibc
+    strtoull(text, NULL, 0) model gives, for any text."""
+    from cxlemu.tools.common.parse_options import strtoull
+    from cxlemu.tools.libcxl.cnum import c_strtoull
+    assert c_strtoull(text) == strtoull(text, 0)[0]
+    assert c_strtoul_u32(text) == strtoull(text, 0)[0] & 0xFFFFFFFF
+
+
+def test_c_strtoull_vectors():
+    from cxlemu.tools.libcxl.cnum import c_strtoull
+    assert c_strtoull("0x10") == 16 and c_strtoull("010") == 8 and c_strtoull("1_0") == 1
+    assert c_strtoull(str(1 << 64)) == U64 and c_strtoull("0x") == 0 and c_strtoull("٣") == 0
+
+
 def test_sscanf_int_vectors_util_sysfs_device_parse():
     assert sscanf_int("mem5", "mem") == 5
     assert sscanf_int("memory", "mem") is None

@@ -536,6 +536,25 @@ class DirectoryBackend:
     def realpath(self, path: str) -> str:
         return self._unroot(_realpath(self._p(path)))
 
+    def realpath_strict(self, path: str) -> str | None:
+        """``realpath(3)`` that fails (None) unless every component exists:
+        the kernel resolves it in one ``open(O_PATH)``."""
+        full = self._p(path)
+        if not _O_PATH:
+            rp = os.path.realpath(full)
+            return self._unroot(rp) if os.path.exists(rp) else None
+        try:
+            fd = os.open(full, _O_PATH | _O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return self._unroot(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            rp = os.path.realpath(full)
+            return self._unroot(rp) if os.path.exists(rp) else None
+        finally:
+            os.close(fd)
+
     def exists(self, path: str) -> bool:
         return os.path.exists(self._p(path))
 
@@ -557,8 +576,7 @@ class DirectoryBackend:
             return os.major(st.st_rdev), os.minor(st.st_rdev)
         if stat.S_ISREG(st.st_mode):
             try:
-                with open(self._p(path)) as f:
-                    major, minor = f.read(32).strip().split(":")
+                major, minor = self.read_bytes(path)[:32].decode().strip().split(":")
                 return int(major), int(minor)
             except (OSError, ValueError):
                 return (0, 0)

@@ -120,9 +120,7 @@ class Decoder:
         log.dbg("add_cxl_decoder", f"{devname}: base: '{base}'")
         d = cls(port, decoder_id, base)
 
-        def rd(name: str) -> str | None:
-            return io.read_attr(f"{base}/{name}")
-
+        rd = io.reader(base)
         v = rd("start")
         d.start = c_strtoull(v) if v is not None else U64_MAX
         v = rd("size")

@@ -95,8 +95,9 @@ class Port(SysfsDevice):
         port = cls(ctx, parent, ptype, port_id, base, uport)
         if port.depth > 1:
             port.parent_dport_path = io.realpath(f"{base}/parent_dport")
-        port.modalias = io.read_attr(f"{base}/modalias")
-        committed = io.read_attr(f"{base}/decoders_committed")
+        rd = io.reader(base)
+        port.modalias = rd("modalias")
+        committed = rd("decoders_committed")
         if committed is not None:
             port.decoders_committed = to_s32(c_strtoull(committed))
         return port
