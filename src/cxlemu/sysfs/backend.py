@@ -511,8 +511,7 @@ class DirectoryBackend:
             os.close(fd)
 
     def listdir(self, path: str) -> list[str]:
-        with os.scandir(self._p(path)) as it:
-            return [e.name for e in it]
+        return os.listdir(self._p(path))          # readdir order, as scandir
 
     def mkdir(self, path: str) -> None:
         os.mkdir(self._p(path))

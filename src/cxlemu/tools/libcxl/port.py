@@ -170,8 +170,9 @@ class Port(SysfsDevice):
     def decoders(self) -> list["Decoder"]:
         """``cxl_decoder_foreach()``: sorted by decoder id."""
         from .decoder import Decoder
-        return self._children("_decoders", f"decoder{self.id}.", lambda i, base: Decoder.add(self, i, base),
-                              sort_key=lambda d: d.id)
+        links: dict = {}       # dport links resolved for this scan's target lists
+        return self._children("_decoders", f"decoder{self.id}.",
+                              lambda i, base: Decoder.add(self, i, base, links), sort_key=lambda d: d.id)
 
     def iter_all(self) -> Iterator["Port"]:
         """``cxl_port_foreach_all(self, port)``: every switch port below, in
