@@ -16,13 +16,13 @@ rendered ``dev`` over /dev (tests/cxltest_support.py), every command runs
 * ``ours_cli_s``: our console entry point as a process (``cxlemu-cxl`` ...),
   interpreter start-up and imports included (with bytecode caching on, as an
   installed package has);
-Before timing, each command runs once and is checked: the C tool and our
-process must exit 0 and our process must print exactly what our tool prints in
-process (the benchmark stops otherwise, rather than time a failure).
-
 * ``ratio`` = ours_s / c_s (the target is 2 or less) and ``ratio_cli`` =
   ours_cli_s / c_s.  ``python_s`` is ``python -c pass`` in the same run:
   the floor under ``ours_cli_s``.
+
+Before timing, each command runs once and is checked: the C tool and our
+process must exit 0 and our process must print exactly what our tool prints in
+process (the benchmark stops otherwise, rather than time a failure).
 
 Needs root, ``unshare`` and the Debian ``ndctl``/``daxctl``/``cxl`` packages
 (``.ci/run`` installs them); prints why not otherwise.  ``--json`` prints a
