@@ -53,6 +53,7 @@ def strerror(code: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ScanEntry:
+    """A directory entry that names a device: its id, name and path."""
     id: int
     name: str
     path: str
