@@ -484,7 +484,9 @@ class DirectoryBackend:
         return path
 
     def read_bytes(self, path: str) -> bytes:
-        fd = os.open(self._p(path), os.O_RDONLY | _O_CLOEXEC)
+        if path[:1] != "/":
+            raise OSError(errno.EINVAL, "relative path", path)
+        fd = os.open(path if self.root == "/" else self.root + path, os.O_RDONLY | _O_CLOEXEC)   # _p(), inline
         try:
             return os.read(fd, 4096)
         finally:

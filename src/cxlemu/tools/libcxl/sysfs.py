@@ -112,7 +112,14 @@ class SysfsIO:
                 raw = read_bytes(f"{cbase}/{name}")
             except OSError as e:
                 return self._read_failed(f"{base}/{name}", e)
-            return self._value(raw, None if len(raw) < SYSFS_ATTR_SIZE else f"{base}/{name}")
+            if len(raw) >= SYSFS_ATTR_SIZE:
+                return self._value(raw, f"{base}/{name}")
+            self.last_errno = 0                      # _value(), inline: the common case
+            if raw[-1:] == b"\n":
+                raw = raw[:-1]
+            if b"\0" in raw:
+                raw = raw[:raw.index(b"\0")]
+            return raw.decode("utf-8", "replace")
         return rd
 
     def _read_failed(self, path: str, e: OSError) -> None:
@@ -120,7 +127,7 @@ class SysfsIO:
         self.log.dbg("__sysfs_read_attr", f"failed to open {path}: {strerror(self.last_errno)}")
         return None
 
-    def _value(self, raw: bytes, path: str | None) -> str:
+    def _value(self, raw: bytes, path: str) -> str:
         """The C string ``__sysfs_read_attr()`` leaves from one read() of ``raw``."""
         self.last_errno = 0
         if len(raw) >= SYSFS_ATTR_SIZE:
