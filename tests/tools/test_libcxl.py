@@ -150,6 +150,42 @@ def test_read_attr_strips_one_newline_and_stops_at_nul(tmp_path):
     assert io_.last_errno == errno.ENOENT
 
 
+def test_reader_reads_what_read_attr_reads(tmp_path):
+    """``SysfsIO.reader(base)`` resolves ``base`` once; each value, errno and
+    the over-long case are read_attr's, through /sys/bus/X/devices links too."""
+    for name, data in (("a", b"abc\n"), ("b", b"abc\n\n"), ("c", b"ab\0cd\n"), ("d", b"x" * 1023),
+                       ("e", b"x" * 1024), ("f", b""), ("g", b"\n"), ("h", b"\xff\n")):
+        _put(tmp_path, f"/sys/devices/root0/dev7/{name}", data)
+    (tmp_path / "sys/bus/cxl/devices").mkdir(parents=True)
+    os.symlink("../../../devices/root0/dev7", tmp_path / "sys/bus/cxl/devices/dev7")
+    for base in ("/sys/devices/root0/dev7", "/sys/bus/cxl/devices/dev7"):
+        io_ = _io(tmp_path)
+        rd = io_.reader(base)
+        for name in "abcdefgh" + "z":
+            want = io_.read_attr(f"{base}/{name}")
+            want_errno = io_.last_errno
+            io_.last_errno = -1
+            assert (rd(name), io_.last_errno) == (want, want_errno), (base, name)
+    assert rd("z") is None and io_.last_errno == errno.ENOENT
+
+
+def test_realpath_is_strict_through_directory_backend(tmp_path):
+    """realpath(3): None unless every component exists (a dangling link, a
+    file used as a directory, a missing leaf); links resolved inside the root."""
+    io_ = _io(tmp_path)
+    (tmp_path / "sys/devices/port1/dport0").mkdir(parents=True)
+    _put(tmp_path, "/sys/devices/port1/attr", b"1\n")
+    os.symlink("devices/port1", tmp_path / "sys/link")
+    os.symlink("nowhere", tmp_path / "sys/devices/port1/dangling")
+    assert io_.realpath("/sys/link/dport0") == "/sys/devices/port1/dport0"
+    assert io_.realpath("/sys/link") == "/sys/devices/port1"
+    assert io_.realpath("/sys/link/dport0/physical_node") is None
+    assert io_.realpath("/sys/devices/port1/dangling") is None
+    assert io_.realpath("/sys/devices/port1/attr/x") is None
+    assert io_.realpath("/sys/nothing/at/all") is None
+    assert DirectoryBackend(str(tmp_path)).realpath_strict("/sys/link/attr") == "/sys/devices/port1/attr"
+
+
 def test_write_attr_sends_trailing_nul_util_sysfs_write_attr(tmp_path):
     io_ = _io(tmp_path)
     _put(tmp_path, "/sys/size", b"")
