@@ -25,11 +25,17 @@ def test_cli_main_imports_no_numpy_nor_rich():
     assert "rich" not in mods
 
 
-def test_cxl_list_path_imports_no_numpy(tmp_path):
+def _home_with_b(tmp_path) -> dict:
+    """An environment whose CXLEMU_HOME holds machine ``b`` (BiscuitOS B), stopped."""
     env = os.environ.copy()
     env["CXLEMU_HOME"] = str(tmp_path)
     subprocess.run([sys.executable, "-m", "cxlemu", "create", "b", "--topology", "biscuitos-b"],
                    check=True, capture_output=True, env=env)
+    return env
+
+
+def test_cxl_list_path_imports_no_numpy(tmp_path):
+    env = _home_with_b(tmp_path)
     code = ("import io, contextlib\nfrom cxlemu.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()) as f:\n"
             "    assert main(['exec', 'b', '--', 'cxl', 'list', '-M']) == 0\n"
@@ -76,10 +82,7 @@ def test_stopped_cxl_list_path_dataclasses_have_docstrings(tmp_path):
     """A dataclass without a docstring gets one made from ``inspect.signature``
     when its class is created (~0.15 ms each); every dataclass the stopped
     ``cxl list`` path creates carries its own (issue 13, start-up)."""
-    env = os.environ.copy()
-    env["CXLEMU_HOME"] = str(tmp_path)
-    subprocess.run([sys.executable, "-m", "cxlemu", "create", "b", "--topology", "biscuitos-b"],
-                   check=True, capture_output=True, env=env)
+    env = _home_with_b(tmp_path)
     code = ("import io, contextlib, dataclasses, sys, json\nfrom cxlemu.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()) as f:\n"
             "    assert main(['exec', 'b', '--', 'cxl', 'list']) == 0\n"
