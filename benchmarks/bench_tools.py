@@ -1,5 +1,6 @@
-"""Our ``cxl``/``ndctl``/``daxctl list -vvv`` against Debian's C tools, timed in
-the same mount namespace over the same rendered tree.
+"""Our ``cxl list -vvv``, ``ndctl list -vvv`` and ``daxctl list -RDMi`` (daxctl
+list has no ``-v``) against Debian's C tools, timed in the same mount namespace
+over the same rendered tree.
 
     python benchmarks/bench_tools.py [--presets biscuitos-c,large-fabric] [--reps 5]
                                      [--render-dir DIR] [--json]
@@ -18,6 +19,10 @@ rendered ``dev`` over /dev (tests/cxltest_support.py), every command runs
 * ``ratio`` = ours_s / c_s (the target is 2 or less) and ``ratio_cli`` =
   ours_cli_s / c_s.  ``python_s`` is ``python -c pass`` in the same run:
   the floor under ``ours_cli_s``.
+
+Before timing, each command runs once and is checked: the C tool and our
+process must exit 0 and our process must print exactly what our tool prints in
+process (the benchmark stops otherwise, rather than time a failure).
 
 Needs root, ``unshare`` and the Debian ``ndctl``/``daxctl``/``cxl`` packages
 (``.ci/run`` installs them); prints why not otherwise.  ``--json`` prints a
@@ -38,18 +43,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-COMMANDS = (("cxl", "list", "-vvv"), ("ndctl", "list", "-vvv"), ("daxctl", "list", "-vvv"))
+# daxctl list has no -v (daxctl/list.c: the real tool exits 129 "unknown switch `v'"):
+# its fullest listing is regions, devices, mappings, idle devices included.
+COMMANDS = (("cxl", "list", "-vvv"), ("ndctl", "list", "-vvv"), ("daxctl", "list", "-RDMi"))
+
+# Our console entry point as a process (``cxlemu-cxl`` ...): what pyproject.toml's
+# [project.scripts] run, with the tool's name as the first argument.
+OURS_CLI = ("import sys; from cxlemu.cli import standalone; t = sys.argv.pop(1); "
+            "sys.exit(getattr(standalone, t)())")
 
 # Runs inside the namespace: times the C tools and ours over "/" (the rendered tree).
-INNER = r'''
+# Every timed command is first run once and checked: the C tool and our process must
+# exit 0, and our process must print exactly what our tool prints in process, so the
+# benchmark can never time a failure.
+INNER = r"""
 import io, json, os, subprocess, sys, time
-reps = int(sys.argv[1]); cmds = json.loads(sys.argv[2]); src = sys.argv[3]
+reps = int(sys.argv[1]); cmds = json.loads(sys.argv[2]); src = sys.argv[3]; ours_cli = sys.argv[4]
 from cxlemu.sysfs.backend import DirectoryBackend
 from cxlemu.tools.runner import run_tool
 env = dict(os.environ); env.pop("PYTHONDONTWRITEBYTECODE", None)
 env["PYTHONPYCACHEPREFIX"] = os.path.join("/tmp", "cxlemu-bench-pycache")
 env["PYTHONPATH"] = src
-ours_cli = "import sys; from cxlemu.tools import standalone; t = sys.argv.pop(1); sys.exit(getattr(standalone, t)())"
 
 def best(fn):
     fn()                                   # warm up (page cache, bytecode cache)
@@ -58,27 +72,36 @@ def best(fn):
         t0 = time.perf_counter(); fn(); b = min(b, time.perf_counter() - t0)
     return b
 
+def checked(argv):
+    p = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench_tools: {' '.join(argv)} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+    return p.stdout
+
 def proc(argv):
     return lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
-def ours(argv):
-    def run():
-        out = io.StringIO()
-        run_tool(argv[0], list(argv[1:]), DirectoryBackend("/"), env={}, stdout=out, stderr=io.StringIO(),
-                 isatty=False)
-    return run
+def in_process(argv):
+    out, err = io.StringIO(), io.StringIO()
+    rc = run_tool(argv[0], list(argv[1:]), DirectoryBackend("/"), env={}, stdout=out, stderr=err,
+                  isatty=False)
+    if rc != 0:
+        sys.exit(f"bench_tools: ours in process {' '.join(argv)} returned {rc}: {err.getvalue().strip()}")
+    return out.getvalue()
 
 rows = []
 py = best(proc([sys.executable, "-c", "pass"]))
 for argv in cmds:
-    c_out = subprocess.run(argv, capture_output=True, text=True).stdout
-    o = io.StringIO(); run_tool(argv[0], list(argv[1:]), DirectoryBackend("/"), env={}, stdout=o,
-                                stderr=io.StringIO(), isatty=False)
-    rows.append({"command": " ".join(argv), "c_s": best(proc(argv)), "ours_s": best(ours(argv)),
-                 "ours_cli_s": best(proc([sys.executable, "-c", ours_cli, *argv])), "python_s": py,
-                 "c_bytes": len(c_out), "ours_bytes": len(o.getvalue())})
+    c_out = checked(argv)
+    o = in_process(argv)
+    cli_argv = [sys.executable, "-c", ours_cli, *argv]
+    if checked(cli_argv) != o:
+        sys.exit(f"bench_tools: our process {' '.join(argv)} printed other than our tool in process")
+    rows.append({"command": " ".join(argv), "c_s": best(proc(argv)), "ours_s": best(lambda: in_process(argv)),
+                 "ours_cli_s": best(proc(cli_argv)), "python_s": py,
+                 "c_bytes": len(c_out), "ours_bytes": len(o)})
 print(json.dumps(rows))
-'''
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ)
             env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             p = subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, d, "files", sys.executable,
-                                inner, str(a.reps), json.dumps(COMMANDS), src],
+                                inner, str(a.reps), json.dumps(COMMANDS), src, OURS_CLI],
                                capture_output=True, text=True, env=env, timeout=3000)
             if p.returncode != 0:
                 print(p.stderr, file=sys.stderr)

@@ -263,3 +263,29 @@ def test_dumps_matches_libjsonc(tree, flags):
 @pytest.mark.conformance
 def test_installed_libjsonc_is_016():
     assert _libjsonc().json_c_version() == b"0.16"
+
+
+_deep_tree = st.recursive(
+    st.one_of(_scalar, st.builds(RawJSON, st.sampled_from(["{}", "1", '"raw"']))),
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.tuples(kids, kids),
+                           st.dictionaries(_key, kids, max_size=4)),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=_deep_tree)
+def test_pretty_fast_path_prints_what_the_generic_serialiser_prints(tree):
+    """``dumps(x, PRETTY)`` lays dicts, lists, str and int out inline; the
+    text must be the generic serialiser's, at every depth."""
+    from cxlemu.tools.common.jsonc import _emit
+    out: list[str] = []
+    _emit(tree, 0, JSON_C_TO_STRING_PRETTY, out)
+    assert dumps(tree, JSON_C_TO_STRING_PRETTY) == "".join(out)
+
+
+def test_pretty_fast_path_refuses_what_the_generic_serialiser_refuses():
+    with pytest.raises(TypeError):
+        dumps({1: 2}, JSON_C_TO_STRING_PRETTY)
+    with pytest.raises(ValueError):
+        dumps([1 << 64], JSON_C_TO_STRING_PRETTY)

@@ -43,6 +43,25 @@ def test_c_tokens_is_split_without_empty_tokens(text, sep):
     assert c_tokens(text, sep) == [t for t in text.split(sep) if t]
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789abcdefxX_ +-\t\n", max_size=24),
+                 st.integers(0, 1 << 70).map(str), st.integers(0, 1 << 70).map(hex),
+                 st.text(max_size=8)))
+def test_c_strtoull_fast_path_is_strtoull(text):
+    """The fast path for plain sysfs numbers gives what the general glibc
+    strtoull(text, NULL, 0) model gives, for any text."""
+    from cxlemu.tools.common.parse_options import strtoull
+    from cxlemu.tools.libcxl.cnum import c_strtoull
+    assert c_strtoull(text) == strtoull(text, 0)[0]
+    assert c_strtoul_u32(text) == strtoull(text, 0)[0] & 0xFFFFFFFF
+
+
+def test_c_strtoull_vectors():
+    from cxlemu.tools.libcxl.cnum import c_strtoull
+    assert c_strtoull("0x10") == 16 and c_strtoull("010") == 8 and c_strtoull("1_0") == 1
+    assert c_strtoull(str(1 << 64)) == U64 and c_strtoull("0x") == 0 and c_strtoull("٣") == 0
+
+
 def test_sscanf_int_vectors_util_sysfs_device_parse():
     assert sscanf_int("mem5", "mem") == 5
     assert sscanf_int("memory", "mem") is None
@@ -129,6 +148,42 @@ def test_read_attr_strips_one_newline_and_stops_at_nul(tmp_path):
     assert io_.read_attr("/sys/e") == ""           # n >= SYSFS_ATTR_SIZE
     assert io_.read_attr("/sys/missing") is None
     assert io_.last_errno == errno.ENOENT
+
+
+def test_reader_reads_what_read_attr_reads(tmp_path):
+    """``SysfsIO.reader(base)`` resolves ``base`` once; each value, errno and
+    the over-long case are read_attr's, through /sys/bus/X/devices links too."""
+    for name, data in (("a", b"abc\n"), ("b", b"abc\n\n"), ("c", b"ab\0cd\n"), ("d", b"x" * 1023),
+                       ("e", b"x" * 1024), ("f", b""), ("g", b"\n"), ("h", b"\xff\n")):
+        _put(tmp_path, f"/sys/devices/root0/dev7/{name}", data)
+    (tmp_path / "sys/bus/cxl/devices").mkdir(parents=True)
+    os.symlink("../../../devices/root0/dev7", tmp_path / "sys/bus/cxl/devices/dev7")
+    for base in ("/sys/devices/root0/dev7", "/sys/bus/cxl/devices/dev7"):
+        io_ = _io(tmp_path)
+        rd = io_.reader(base)
+        for name in "abcdefgh" + "z":
+            want = io_.read_attr(f"{base}/{name}")
+            want_errno = io_.last_errno
+            io_.last_errno = -1
+            assert (rd(name), io_.last_errno) == (want, want_errno), (base, name)
+    assert rd("z") is None and io_.last_errno == errno.ENOENT
+
+
+def test_realpath_is_strict_through_directory_backend(tmp_path):
+    """realpath(3): None unless every component exists (a dangling link, a
+    file used as a directory, a missing leaf); links resolved inside the root."""
+    io_ = _io(tmp_path)
+    (tmp_path / "sys/devices/port1/dport0").mkdir(parents=True)
+    _put(tmp_path, "/sys/devices/port1/attr", b"1\n")
+    os.symlink("devices/port1", tmp_path / "sys/link")
+    os.symlink("nowhere", tmp_path / "sys/devices/port1/dangling")
+    assert io_.realpath("/sys/link/dport0") == "/sys/devices/port1/dport0"
+    assert io_.realpath("/sys/link") == "/sys/devices/port1"
+    assert io_.realpath("/sys/link/dport0/physical_node") is None
+    assert io_.realpath("/sys/devices/port1/dangling") is None
+    assert io_.realpath("/sys/devices/port1/attr/x") is None
+    assert io_.realpath("/sys/nothing/at/all") is None
+    assert DirectoryBackend(str(tmp_path)).realpath_strict("/sys/link/attr") == "/sys/devices/port1/attr"
 
 
 def test_write_attr_sends_trailing_nul_util_sysfs_write_attr(tmp_path):

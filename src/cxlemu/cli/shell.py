@@ -19,7 +19,6 @@ as ``sh -c`` does.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -51,6 +50,7 @@ def wrapper_dir(name: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     for tool in TOOLS:
         p = d / tool
+        import shlex
         script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cxlemu exec "
                   f"{shlex.quote(name)} -- {tool} \"$@\"\n")
         if not p.exists() or p.read_text() != script:
@@ -160,6 +160,7 @@ def shell_env(name: str) -> dict[str, str]:
 def _bash_rcfile(name: str, d: Path) -> Path:
     """bash reads ~/.bashrc, which often sets PS1 and PATH: read it first,
     then put the machine's prompt and tools back in front."""
+    import shlex
     rc = d / ".bashrc"
     text = ("[ -f ~/.bashrc ] && . ~/.bashrc\n"
             f"PATH={shlex.quote(str(d))}:\"$PATH\"\n"

@@ -37,6 +37,7 @@ DEFAULT_LOG_SIZE = 64
 
 @dataclass
 class Log:
+    """One event log of a device (CXL r3.1 8.2.9.2): records and overflow bookkeeping."""
     capacity: int = DEFAULT_LOG_SIZE
     records: list[EventRecord] = field(default_factory=list)
     overflow_count: int = 0
@@ -51,6 +52,7 @@ class Log:
 
 @dataclass
 class EventLogs:
+    """The device's five event logs (informational, warning, failure, fatal, dynamic capacity)."""
     sizes: tuple[int, int, int, int, int] = (DEFAULT_LOG_SIZE,) * 5
     logs: list[Log] = field(default_factory=list)
     next_handle: int = 1

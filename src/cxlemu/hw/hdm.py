@@ -26,6 +26,7 @@ from cxlemu.topology.schema import HdmCaps
 
 @dataclass
 class HdmDecoderRegs:
+    """One HDM decoder's registers (CXL r3.1 8.2.4.20.5-.12): range, IW/IG, control, targets."""
     base: int = 0
     size: int = 0
     iw: int = 0              # encoded ways (eiw)
@@ -44,6 +45,7 @@ class HdmDecoderRegs:
 
 @dataclass
 class HdmDecoderUnit:
+    """An HDM Decoder Capability structure (CXL r3.1 8.2.4.20): its decoders and global control."""
     count: int
     target_count: int        # targets per decoder (0 for endpoints)
     caps: HdmCaps = HdmCaps()

@@ -48,6 +48,7 @@ class DownstreamPort:
 
 @dataclass(eq=False)
 class HostBridgeHw:
+    """A host bridge as enumerated: its PCI root bus, root ports and HDM decoders."""
     topo: HostBridge
     index: int
     name: str                    # "pci0000:0c" or "cxl_host_bridge.0"
@@ -72,6 +73,7 @@ class HostBridgeHw:
 
 @dataclass(eq=False)
 class SwitchHw:
+    """A switch as enumerated: upstream port, internal bus, downstream ports, HDM decoders."""
     topo: Switch
     name: str                    # upstream port: PCI BDF or "cxl_switch_uport.N"
     upstream: DownstreamPort
@@ -85,6 +87,7 @@ Upstream = Union[HostBridgeHw, SwitchHw]
 
 @dataclass(eq=False)
 class WindowHw:
+    """A CFMWS window placed in the host physical address space."""
     index: int
     topo: Window
     base: int
@@ -101,6 +104,7 @@ class WindowHw:
 
 @dataclass
 class E820Entry:
+    """One entry of the firmware memory map (e820), end inclusive."""
     start: int
     end: int                     # inclusive
     type: str                    # "usable" | "reserved" | "soft reserved" | "ACPI data"
@@ -108,6 +112,7 @@ class E820Entry:
 
 @dataclass(eq=False)
 class Platform:
+    """The hardware of a machine: enumerated bridges, switches, devices, windows and e820."""
     topology: Topology
     host_bridges: list[HostBridgeHw]
     switches: list[SwitchHw]

@@ -23,6 +23,7 @@ Version = tuple[int, int]
 
 @dataclass(frozen=True)
 class Feature:
+    """A kernel behaviour and the releases that have it."""
     since: Version                 # first release that has it
     source: str                    # ABI document, commit or observation
     what: str                      # what a user sees

@@ -21,6 +21,7 @@ IORES_DESC_CXL = 9
 
 @dataclass(eq=False)
 class Resource:
+    """A ``struct resource`` of the iomem tree (kernel/resource.c), end inclusive."""
     start: int
     end: int                  # inclusive
     name: str

@@ -48,6 +48,7 @@ MAX_RECORD = 64 << 20
 
 @dataclass
 class Record:
+    """One journal entry: a write or an ioctl, replayed on the next load."""
     kind: str
     fields: list
     data: bytes

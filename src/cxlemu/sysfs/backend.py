@@ -484,7 +484,9 @@ class DirectoryBackend:
         return path
 
     def read_bytes(self, path: str) -> bytes:
-        fd = os.open(self._p(path), os.O_RDONLY | _O_CLOEXEC)
+        if path[:1] != "/":
+            raise OSError(errno.EINVAL, "relative path", path)
+        fd = os.open(path if self.root == "/" else self.root + path, os.O_RDONLY | _O_CLOEXEC)   # _p(), inline
         try:
             return os.read(fd, 4096)
         finally:
@@ -511,8 +513,7 @@ class DirectoryBackend:
             os.close(fd)
 
     def listdir(self, path: str) -> list[str]:
-        with os.scandir(self._p(path)) as it:
-            return [e.name for e in it]
+        return os.listdir(self._p(path))          # readdir order, as scandir
 
     def mkdir(self, path: str) -> None:
         os.mkdir(self._p(path))
@@ -536,6 +537,25 @@ class DirectoryBackend:
     def realpath(self, path: str) -> str:
         return self._unroot(_realpath(self._p(path)))
 
+    def realpath_strict(self, path: str) -> str | None:
+        """``realpath(3)`` that fails (None) unless every component exists:
+        the kernel resolves it in one ``open(O_PATH)``."""
+        full = self._p(path)
+        if not _O_PATH:
+            rp = os.path.realpath(full)
+            return self._unroot(rp) if os.path.exists(rp) else None
+        try:
+            fd = os.open(full, _O_PATH | _O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return self._unroot(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            rp = os.path.realpath(full)
+            return self._unroot(rp) if os.path.exists(rp) else None
+        finally:
+            os.close(fd)
+
     def exists(self, path: str) -> bool:
         return os.path.exists(self._p(path))
 
@@ -557,8 +577,7 @@ class DirectoryBackend:
             return os.major(st.st_rdev), os.minor(st.st_rdev)
         if stat.S_ISREG(st.st_mode):
             try:
-                with open(self._p(path)) as f:
-                    major, minor = f.read(32).strip().split(":")
+                major, minor = self.read_bytes(path)[:32].decode().strip().split(":")
                 return int(major), int(minor)
             except (OSError, ValueError):
                 return (0, 0)

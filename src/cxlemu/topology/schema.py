@@ -58,6 +58,7 @@ class TopologyError(ValueError):
 
 @dataclass(frozen=True)
 class BootOptions:
+    """The ``[boot]`` table: kernel profile and boot-time parameters of the machine."""
     kernel: str = "6.9"
     hypervisor: bool = True               # QEMU-like VM; False = bare metal
     memhp_default_state: str = "offline"  # CONFIG_MHP_DEFAULT_ONLINE_TYPE / memhp_default_state=
@@ -104,6 +105,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class NumaNode:
+    """A ``[[numa]]`` node: CPUs and DRAM of a socket, with its HMAT figures."""
     node: int
     cpus: int = 4
     memory: int = 4 * GiB
@@ -125,6 +127,7 @@ class HdmCaps:
 
 @dataclass(frozen=True)
 class HostBridge:
+    """A ``[[host_bridge]]``: an ACPI0016 CXL host bridge (CHBS, root ports, HDM decoders)."""
     id: str
     uid: int
     root_ports: int = 1
@@ -148,6 +151,7 @@ class HostBridge:
 
 @dataclass(frozen=True)
 class Switch:
+    """A ``[[switch]]``: a CXL switch below a root port or a switch downstream port."""
     id: str
     parent: str
     downstream_ports: int = 1
@@ -166,6 +170,7 @@ class Switch:
 
 @dataclass(frozen=True)
 class Cdat:
+    """A device's CDAT DSLBIS figures (latency and bandwidth of its media)."""
     read_latency: int = 250     # ns (device media + internal)
     write_latency: int = 250
     read_bandwidth: int = 16000  # MB/s
@@ -174,6 +179,7 @@ class Cdat:
 
 @dataclass(frozen=True)
 class Device:
+    """A ``[[device]]``: a CXL Type 3 memory device (capacity, partitions, LSA, RAS options)."""
     id: str
     parent: str
     port: int | None = None
@@ -214,6 +220,7 @@ class Device:
 
 @dataclass(frozen=True)
 class Window:
+    """A ``[[window]]``: a CEDT CFMWS fixed memory window and its host-bridge targets."""
     size: int
     targets: tuple[str, ...]
     base: int | None = None
@@ -231,6 +238,7 @@ class Window:
 
 @dataclass(frozen=True)
 class FirmwareRegion:
+    """A ``[[firmware_region]]``: decoders the BIOS commits before the OS boots."""
     window: int
     devices: tuple[str, ...]     # in interleave position order
     size: int
@@ -241,6 +249,7 @@ class FirmwareRegion:
 
 @dataclass(frozen=True)
 class Topology:
+    """A whole machine description, as read from its TOML file."""
     name: str
     description: str = ""
     flavor: str = "acpi"

@@ -93,6 +93,7 @@ def kstrtoull(buf: bytes, base: int = 0) -> int:
 
 @dataclass(frozen=True)
 class AttrSpec:
+    """A sysfs attribute of a device: name, mode and the methods that show/store it."""
     name: str
     mode: int
     show: str | None = None      # method name on the device (default "<name>_show")
@@ -150,6 +151,7 @@ def ADMIN_RO(name: str, **kw: Any) -> AttrSpec:
 
 @dataclass(frozen=True)
 class AttrGroup:
+    """A ``struct attribute_group``: attributes in an optional subdirectory, maybe hidden."""
     name: str | None
     attrs: tuple[AttrSpec, ...]
     visible: str | None = None   # method name(group name) -> bool: whole group hidden

@@ -31,6 +31,7 @@ EXCLUSIVE_WITH_NVDIMM = (CxlMemCommandId.SET_PARTITION_INFO, CxlMemCommandId.SET
 
 @dataclass(frozen=True)
 class QueryEntry:
+    """One ``struct cxl_command_info`` of CXL_MEM_QUERY_COMMANDS."""
     id: int
     flags: int
     size_in: int

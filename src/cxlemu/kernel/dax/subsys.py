@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class DevdaxData:
+    """What a device-dax instance holds: its ranges and the memmap allocation."""
     res: list[Resource] = field(default_factory=list)
     memmap: int | None = None         # allocation id of the ZONE_DEVICE memmap
 

@@ -39,6 +39,7 @@ def memmap_pages(nr_pages: int) -> int:
 
 @dataclass
 class Allocation:
+    """Pages the kernel model handed out, by memory block."""
     id: int
     kind: str                    # "kernel" | "user" | "memmap"
     node: int                    # preferred node, -1: none

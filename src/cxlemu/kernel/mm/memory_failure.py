@@ -111,6 +111,7 @@ class Kill:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What ``memory_failure()`` did to one pfn: return value, page type, result, kills."""
     pfn: int
     ret: int                   # 0 or -errno
     page_type: int
@@ -125,6 +126,7 @@ class Outcome:
 
 @dataclass
 class NodeStats:
+    """A node's ``memory_failure`` statistics (``/sys/devices/system/node/nodeN/memory_failure``)."""
     total: int = 0
     ignored: int = 0
     failed: int = 0

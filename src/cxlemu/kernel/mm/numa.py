@@ -28,6 +28,7 @@ REMOTE_DISTANCE = 20
 
 @dataclass
 class Memblk:
+    """A ``struct numa_memblk`` (arch/x86/mm/numa.c): a physical range of a node."""
     start: int
     end: int          # exclusive, as numa_memblk
     nid: int
@@ -67,6 +68,7 @@ def memblk_to_nid(memblks: Iterable[Memblk], addr: int) -> int:
 
 @dataclass
 class NumaLayout:
+    """What SRAT/CEDT parsing leaves: PXM<->node maps, memblks, CPUs per node."""
     pxm_to_node: dict[int, int] = field(default_factory=dict)
     node_to_pxm: dict[int, int] = field(default_factory=dict)
     memblks: list[Memblk] = field(default_factory=list)

@@ -36,6 +36,7 @@ ACCESS_COORDINATE_CPU = 1
 
 @dataclass(eq=False)
 class NodeState:
+    """A NUMA node's state: its PXM, CPUs and zones."""
     nid: int
     pxm: int
     fake: bool = False

@@ -88,6 +88,7 @@ def tier_id(adist: int) -> int:
 
 @dataclass
 class Demotion:
+    """The demotion targets of every node (mm/memory-tiers.c ``node_demotion``)."""
     preferred: dict[int, list[int]] = field(default_factory=dict)   # node -> preferred targets
     fallback: dict[int, list[int]] = field(default_factory=dict)    # node -> lower_tier_mask of its tier
     top_tier_adistance: int = -1

@@ -67,6 +67,7 @@ def split_by_boot_zone(start_pfn: int, end_pfn: int) -> list[tuple[int, int, int
 
 @dataclass
 class Zone:
+    """A ``struct zone`` of a node: span, present and managed pages."""
     idx: int
     start: int = 0            # span, pfns, end exclusive; start == end: empty
     end: int = 0
@@ -109,6 +110,7 @@ class MemoryGroup:
 
 @dataclass
 class Policy:
+    """The memory hotplug online policy (mm/memory_hotplug.c module parameters)."""
     online_policy: str = "contig-zones"      # memory_hotplug.online_policy
     auto_movable_ratio: int = 301            # memory_hotplug.auto_movable_ratio (%)
     auto_movable_numa_aware: bool = True

@@ -39,6 +39,7 @@ def _down(x: int, a: int) -> int:
 
 @dataclass
 class DpaExtent:
+    """An allocated DPA range of a dimm, end inclusive, named by its label id."""
     start: int
     end: int          # inclusive
     name: str

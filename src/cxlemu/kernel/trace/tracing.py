@@ -38,6 +38,7 @@ TRACE_CLOCKS = ("local", "global", "counter", "uptime", "perf", "mono", "mono_ra
 
 @dataclass
 class CpuBuffer:
+    """One per-CPU ring buffer of a tracing instance."""
     records: list[tuple[int, bytes, int]] = field(default_factory=list)   # (ts, payload, pid)
     bytes_used: int = 0
     entries_written: int = 0
@@ -66,6 +67,7 @@ class CpuBuffer:
 
 @dataclass
 class Instance:
+    """A tracefs instance (``/sys/kernel/tracing/instances/NAME``): events and buffers."""
     name: str
     ncpus: int
     tracing_on: bool = True

@@ -192,12 +192,71 @@ def _emit(obj: Any, level: int, flags: int, out: list[str]) -> None:
         raise TypeError(f"cannot serialise {type(obj).__name__} as json-c")
 
 
+def _dumps_pretty(obj: Any) -> str:
+    """``dumps(obj, JSON_C_TO_STRING_PRETTY)`` (what every listing prints), with
+    exact ``dict``/``list``/``str``/``int`` values laid out inline and the
+    escaped form of each distinct key or string computed once; anything else
+    (None, booleans, floats, tuples, subclasses, ``__jsonc__`` objects) goes
+    through :func:`_emit`, so the text is the same."""
+    out: list[str] = []
+    append = out.append
+    quoted: dict[str, str] = {}
+    indents = ["  " * n for n in range(8)]
+
+    def q(text: str) -> str:
+        r = quoted.get(text)
+        if r is None:
+            r = quoted[text] = '"' + text.translate(_ESCAPES) + '"'
+        return r
+
+    def emit(o: Any, level: int) -> None:
+        t = type(o)
+        if t is str:
+            append(q(o))
+        elif t is int:
+            if not INT64_MIN <= o <= UINT64_MAX:
+                raise ValueError(f"integer out of json-c range: {o}")
+            append(str(o))
+        elif t is dict or t is list:
+            while len(indents) <= level + 1:
+                indents.append("  " * len(indents))
+            inner, close = indents[level + 1], indents[level]
+            if t is dict:
+                append("{\n")
+                first = True
+                for k, v in o.items():
+                    if type(k) is not str:
+                        if not isinstance(k, str):
+                            raise TypeError(f"json-c object keys must be str, not {type(k).__name__}")
+                    if first:
+                        first = False
+                        append(inner)
+                    else:
+                        append(",\n" + inner)
+                    append(q(k)[:-1] + '":')
+                    emit(v, level + 1)
+                append(close + "}" if first else "\n" + close + "}")
+            else:
+                append("[\n")
+                for n, v in enumerate(o):
+                    append(",\n" + inner if n else inner)
+                    emit(v, level + 1)
+                append("\n" + close + "]" if o else close + "]")
+        else:
+            _emit(o, level, JSON_C_TO_STRING_PRETTY, out)
+
+    emit(obj, 0)
+    return "".join(out)
+
+
 def dumps(obj: Any, flags: int = JSON_C_TO_STRING_PRETTY) -> str:
     """``json_object_to_json_string_ext(obj, flags)``.
 
     Note the default here is PRETTY (what every ndctl tool uses); json-c's
     own ``json_object_to_json_string()`` default is SPACED.
     """
+    if flags == JSON_C_TO_STRING_PRETTY:
+        return _dumps_pretty(obj)
     out: list[str] = []
     _emit(obj, 0, flags, out)
     return "".join(out)

@@ -62,21 +62,23 @@ class UtilJsonFlags(enum.IntFlag):
     EXTENTS = 1 << 14          # ndctl's DCD series: cxl list -N
 
 
-UTIL_JSON_IDLE = UtilJsonFlags.IDLE
-UTIL_JSON_MEDIA_ERRORS = UtilJsonFlags.MEDIA_ERRORS
-UTIL_JSON_DAX = UtilJsonFlags.DAX
-UTIL_JSON_EXTENTS = UtilJsonFlags.EXTENTS
-UTIL_JSON_DAX_DEVS = UtilJsonFlags.DAX_DEVS
-UTIL_JSON_HUMAN = UtilJsonFlags.HUMAN
-UTIL_JSON_VERBOSE = UtilJsonFlags.VERBOSE
-UTIL_JSON_CAPABILITIES = UtilJsonFlags.CAPABILITIES
-UTIL_JSON_CONFIGURED = UtilJsonFlags.CONFIGURED
-UTIL_JSON_FIRMWARE = UtilJsonFlags.FIRMWARE
-UTIL_JSON_DAX_MAPPINGS = UtilJsonFlags.DAX_MAPPINGS
-UTIL_JSON_HEALTH = UtilJsonFlags.HEALTH
-UTIL_JSON_TARGETS = UtilJsonFlags.TARGETS
-UTIL_JSON_PARTITION = UtilJsonFlags.PARTITION
-UTIL_JSON_ALERT_CONFIG = UtilJsonFlags.ALERT_CONFIG
+# plain ints, as the C macros are: ``flags & UTIL_JSON_X`` on an int mask is then
+# an int operation (an IntFlag operand makes every test build an enum member)
+UTIL_JSON_IDLE = int(UtilJsonFlags.IDLE)
+UTIL_JSON_MEDIA_ERRORS = int(UtilJsonFlags.MEDIA_ERRORS)
+UTIL_JSON_DAX = int(UtilJsonFlags.DAX)
+UTIL_JSON_EXTENTS = int(UtilJsonFlags.EXTENTS)
+UTIL_JSON_DAX_DEVS = int(UtilJsonFlags.DAX_DEVS)
+UTIL_JSON_HUMAN = int(UtilJsonFlags.HUMAN)
+UTIL_JSON_VERBOSE = int(UtilJsonFlags.VERBOSE)
+UTIL_JSON_CAPABILITIES = int(UtilJsonFlags.CAPABILITIES)
+UTIL_JSON_CONFIGURED = int(UtilJsonFlags.CONFIGURED)
+UTIL_JSON_FIRMWARE = int(UtilJsonFlags.FIRMWARE)
+UTIL_JSON_DAX_MAPPINGS = int(UtilJsonFlags.DAX_MAPPINGS)
+UTIL_JSON_HEALTH = int(UtilJsonFlags.HEALTH)
+UTIL_JSON_TARGETS = int(UtilJsonFlags.TARGETS)
+UTIL_JSON_PARTITION = int(UtilJsonFlags.PARTITION)
+UTIL_JSON_ALERT_CONFIG = int(UtilJsonFlags.ALERT_CONFIG)
 
 SZ_1K = 1 << 10
 SZ_1M = 1 << 20

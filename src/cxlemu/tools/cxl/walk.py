@@ -38,6 +38,7 @@ def _cond_add(jobj: dict | None, key: str, suffix: str, arr: list | None) -> Non
 
 @dataclass
 class _Walk:
+    """The state of one ``cxl_filter_walk()``: filters, JSON flags and the error stream."""
     p: FilterParams
     flags: int
     stderr: TextIO

@@ -16,6 +16,8 @@ Every function here returns what the C expression evaluates to.
 
 from __future__ import annotations
 
+import re
+
 from cxlemu.tools.common.parse_options import strtol, strtoull
 
 __all__ = [
@@ -42,14 +44,21 @@ def to_s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
+#: what sysfs numbers look like: a decimal without a leading zero, or 0x and hex digits
+_PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]*|0[xX][0-9a-fA-F]+")
+
+
 def c_strtoull(text: str) -> int:
     """``strtoull(text, NULL, 0)``: 0 when no digits, ULLONG_MAX on overflow."""
+    if _PLAIN_NUMBER.fullmatch(text):         # the common case, without the general scanner
+        v = int(text, 0)
+        return v if v <= U64_MAX else U64_MAX
     return strtoull(text, 0)[0]
 
 
 def c_strtoul_u32(text: str) -> int:
     """``unsigned int x = strtoul(text, NULL, 0)`` (64-bit long)."""
-    return to_u32(strtoull(text, 0)[0])
+    return to_u32(c_strtoull(text))
 
 
 def c_strtol_s32(text: str) -> int:

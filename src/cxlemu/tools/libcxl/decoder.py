@@ -114,15 +114,14 @@ class Decoder:
 
     # ---- discovery --------------------------------------------------------------
     @classmethod
-    def add(cls, port: "Port", decoder_id: int, base: str) -> "Decoder":
+    def add(cls, port: "Port", decoder_id: int, base: str,
+            links: dict[int, tuple[str | None, str | None, str | None]] | None = None) -> "Decoder":
         io, log = port.ctx.io, port.ctx.log
         devname = devname_of(base)
         log.dbg("add_cxl_decoder", f"{devname}: base: '{base}'")
         d = cls(port, decoder_id, base)
 
-        def rd(name: str) -> str | None:
-            return io.read_attr(f"{base}/{name}")
-
+        rd = io.reader(base)
         v = rd("start")
         d.start = c_strtoull(v) if v is not None else U64_MAX
         v = rd("size")
@@ -157,25 +156,36 @@ class Decoder:
                 d.target_type = TargetType.ACCELERATOR
             elif v == "expander":
                 d.target_type = TargetType.EXPANDER
-        d._parse_targets(rd("target_list") or "")
+        d._parse_targets(rd("target_list") or "", {} if links is None else links)
         return same_id(port._decoders, d)
 
-    def _parse_targets(self, text: str) -> None:
+    def _parse_targets(self, text: str,
+                       links: dict[int, tuple[str | None, str | None, str | None]]) -> None:
+        """The targets of ``target_list``; ``links`` holds the resolutions of
+        the port's dport links made for its decoders scanned before (the
+        links do not change while the port's decoders are scanned)."""
         io, log, port = self.ctx.io, self.ctx.log, self.port
         tokens = c_tokens(text, ",")
         i = 0
         failed = False
         for i, tok in enumerate(tokens):
             did = to_s32(c_strtoull(tok))
-            link = f"{port.dev_path}/dport{did}"
-            dev_path = io.realpath(link)
+            known = links.get(did)
+            if known is None:
+                link = f"{port.dev_path}/dport{did}"
+                dev_path = io.realpath(link)
+                if dev_path is None:
+                    known = (None, None, None)
+                else:
+                    known = (dev_path, io.realpath(f"{link}/physical_node"),
+                             io.realpath(f"{link}/firmware_node"))
+                links[did] = known
+            dev_path, phys, fw = known
             if dev_path is None:
                 failed = True
                 break
-            phys = io.realpath(f"{link}/physical_node")
             log.dbg("add_cxl_decoder", f"{self.devname}: target{i} {dev_path} "
                                        f"phys_path: {phys if phys else 'none'}")
-            fw = io.realpath(f"{link}/firmware_node")
             log.dbg("add_cxl_decoder", f"{self.devname}: target{i} {dev_path} "
                                        f"fw_path: {fw if fw else 'none'}")
             if phys is None and fw is not None:

@@ -79,10 +79,11 @@ class MemdevMailbox:
         failure, with do_cmd()'s own messages."""
         md, log, backend = self.memdev, self._log(), self.memdev.ctx.backend
         path = self.path
-        if not backend.lexists(path):
+        rdev = backend.chardev(path)
+        if rdev is None and not backend.lexists(path):
             log.err("do_cmd", f"failed to open {path}: {strerror(errno.ENOENT)}")
             raise OSError(errno.ENOENT, strerror(errno.ENOENT), path)
-        if backend.chardev(path) != (md.major, md.minor):
+        if rdev != (md.major, md.minor):
             log.err("do_cmd", f"failed to validate {path} as a CXL memdev node")
             raise OSError(errno.ENXIO, strerror(errno.ENXIO), path)
         try:

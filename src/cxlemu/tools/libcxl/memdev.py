@@ -82,10 +82,11 @@ class Memdev(SysfsDevice):
         dev = io.chardev(f"/dev/cxl/{devname}")
         if dev is None:
             return None
+        rd = io.reader(base)
         attrs = {}
         for name in ("pmem/size", "ram/size", "pmem/qos_class", "ram/qos_class",
                      "payload_max", "label_storage_size", "serial", "numa_node"):
-            attrs[name] = io.read_attr(f"{base}/{name}")
+            attrs[name] = rd(name)
         payload_max = -1
         if attrs["payload_max"] is not None:
             payload_max = to_s32(c_strtoull(attrs["payload_max"]))
@@ -104,10 +105,10 @@ class Memdev(SysfsDevice):
             md.pmem_size = c_strtoull(attrs["pmem/size"])
         if attrs["ram/size"] is not None:
             md.ram_size = c_strtoull(attrs["ram/size"])
-        dc = io.read_attr(f"{base}/dynamic_ram_1/size")
+        dc = rd("dynamic_ram_1/size")
         if dc is not None:
             md.dynamic_ram_1_size = c_strtoull(dc)
-            q = io.read_attr(f"{base}/dynamic_ram_1/qos_class")
+            q = rd("dynamic_ram_1/qos_class")
             if q is not None:
                 md.dynamic_ram_1_qos_class = c_atoi(q)
         if attrs["pmem/qos_class"] is not None:
@@ -120,7 +121,7 @@ class Memdev(SysfsDevice):
             md.serial = c_strtoull(attrs["serial"])
         if attrs["numa_node"] is not None:
             md.numa_node = c_strtol_s32(attrs["numa_node"])
-        md.firmware_version = io.read_attr(f"{base}/firmware_version")
+        md.firmware_version = rd("firmware_version")
         pmems: list[str] = []
         ctx.scan_into(pmems, base, "pmem", md._add_pmem)
         return same_id(ctx._memdev_list, md)

@@ -95,8 +95,9 @@ class Port(SysfsDevice):
         port = cls(ctx, parent, ptype, port_id, base, uport)
         if port.depth > 1:
             port.parent_dport_path = io.realpath(f"{base}/parent_dport")
-        port.modalias = io.read_attr(f"{base}/modalias")
-        committed = io.read_attr(f"{base}/decoders_committed")
+        rd = io.reader(base)
+        port.modalias = rd("modalias")
+        committed = rd("decoders_committed")
         if committed is not None:
             port.decoders_committed = to_s32(c_strtoull(committed))
         return port
@@ -169,8 +170,9 @@ class Port(SysfsDevice):
     def decoders(self) -> list["Decoder"]:
         """``cxl_decoder_foreach()``: sorted by decoder id."""
         from .decoder import Decoder
-        return self._children("_decoders", f"decoder{self.id}.", lambda i, base: Decoder.add(self, i, base),
-                              sort_key=lambda d: d.id)
+        links: dict = {}       # dport links resolved for this scan's target lists
+        return self._children("_decoders", f"decoder{self.id}.",
+                              lambda i, base: Decoder.add(self, i, base, links), sort_key=lambda d: d.id)
 
     def iter_all(self) -> Iterator["Port"]:
         """``cxl_port_foreach_all(self, port)``: every switch port below, in

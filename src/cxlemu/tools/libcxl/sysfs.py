@@ -23,7 +23,11 @@ emulator's VFS a walk over every device of the bus, so each such prefix is
 resolved once and later accesses go through the resolved directory.  This
 does not change what is read: the symlink target does not move while a
 command runs (and :meth:`SysfsIO.forget` drops the cache after a write that
-can re-create devices).
+can re-create devices).  An object that reads many attributes of one
+directory (a decoder, a memdev, a port) resolves that directory once
+(:meth:`SysfsIO.reader`); ``realpath`` asks the backend for a strict
+resolution when it offers one (``realpath_strict``: one ``open(O_PATH)`` on a
+directory tree instead of a component walk plus an existence check).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cxlemu.tools.common.log import Log
 
@@ -49,6 +53,7 @@ def strerror(code: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ScanEntry:
+    """A directory entry that names a device: its id, name and path."""
     id: int
     name: str
     path: str
@@ -92,25 +97,55 @@ class SysfsIO:
         try:
             raw = self.backend.read_bytes(self._canon(path))
         except OSError as e:
-            self.last_errno = e.errno or errno_mod.EIO
-            self.log.dbg("__sysfs_read_attr",
-                         f"failed to open {path}: {strerror(self.last_errno)}")
-            return None
-        raw = raw[:SYSFS_ATTR_SIZE]
+            return self._read_failed(path, e)
+        return self._value(raw, path)
+
+    def reader(self, base: str) -> Callable[[str], str | None]:
+        """``rd(name)``, which is ``read_attr(f"{base}/{name}")`` with ``base``
+        resolved once (what an object reading many attributes of its
+        directory uses)."""
+        cbase = self._canon(f"{base}/x")[:-2]
+        read_bytes = self.backend.read_bytes
+
+        def rd(name: str) -> str | None:
+            try:
+                raw = read_bytes(f"{cbase}/{name}")
+            except OSError as e:
+                return self._read_failed(f"{base}/{name}", e)
+            if len(raw) >= SYSFS_ATTR_SIZE:
+                return self._value(raw, f"{base}/{name}")
+            self.last_errno = 0                      # _value(), inline: the common case
+            if raw[-1:] == b"\n":
+                raw = raw[:-1]
+            if b"\0" in raw:
+                raw = raw[:raw.index(b"\0")]
+            return raw.decode("utf-8", "replace")
+        return rd
+
+    def _read_failed(self, path: str, e: OSError) -> None:
+        self.last_errno = e.errno or errno_mod.EIO
+        self.log.dbg("__sysfs_read_attr", f"failed to open {path}: {strerror(self.last_errno)}")
+        return None
+
+    def _value(self, raw: bytes, path: str) -> str:
+        """The C string ``__sysfs_read_attr()`` leaves from one read() of ``raw``."""
+        self.last_errno = 0
         if len(raw) >= SYSFS_ATTR_SIZE:
             # n >= SYSFS_ATTR_SIZE: buf[0] = 0 and "return -errno" with errno 0
-            self.last_errno = 0
             self.log.dbg("__sysfs_read_attr", f"failed to read {path}: Success")
             return ""
-        if raw.endswith(b"\n"):
+        if raw[-1:] == b"\n":
             raw = raw[:-1]
-        raw = raw.split(b"\0", 1)[0]
-        self.last_errno = 0
+        if b"\0" in raw:
+            raw = raw[:raw.index(b"\0")]
         return raw.decode("utf-8", "replace")
 
     def realpath(self, path: str) -> str | None:
         """``realpath(path, NULL)``: None unless the whole path exists."""
         c = self._canon(path)
+        strict = getattr(self.backend, "realpath_strict", None)
+        if strict is not None:
+            return strict(c)
         try:
             rp = self.backend.realpath(c)
         except OSError:
@@ -170,6 +205,8 @@ class SysfsIO:
             return []
         out = []
         for name in names:
+            if not name.startswith(prefix):      # most entries are attributes
+                continue
             dev_id = sscanf_int(name, prefix)
             if dev_id is None:
                 continue
