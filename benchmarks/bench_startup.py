@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 cx + ["exec", "b", "--", "cxl", "list"], env, args.reps)
         finally:
             subprocess.run(cx + ["stop", "b"], env=env, check=True, stdout=subprocess.DEVNULL)
+        measure(console_script() + ["exec", "b", "--", "cxl", "list"], env, 2)    # bytecode of the model
         rows["stopped: cxlemu exec b -- cxl list"] = measure(
-            console_script() + ["exec", "b", "--", "cxl", "list"], env, max(3, args.reps // 3))
+            console_script() + ["exec", "b", "--", "cxl", "list"], env, args.reps)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     base_w, base_c = rows["python -c pass"]
