@@ -468,6 +468,12 @@ def test_holds_compares_graph_blobs_and_meta(tmp_path):
     assert stateio.holds(p, *_encoded(g, meta))
     assert not stateio.holds(tmp_path / "missing", *_encoded(g, meta))
     data = p.read_bytes()
+    p.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))   # a damaged digest: the next load would fail
+    assert not stateio.holds(p, *_encoded(g, meta))
+    with pytest.raises(stateio.StateError):
+        stateio.load(p, allow=ALLOW)
+    p.write_bytes(data)
+    assert stateio.holds(p, *_encoded(g, meta))
     for n in (0, 10, 60, len(data) // 2, len(data) - 40):
         p.write_bytes(data[:n])
         assert not stateio.holds(p, *_encoded(g, meta))

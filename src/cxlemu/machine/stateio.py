@@ -584,8 +584,8 @@ def holds(path: str | os.PathLike, head: bytes, blobs: list, ignore_meta: tuple[
     the fixed header, then the meta and graph JSON -- and the blobs are compared
     chunk by chunk only when all of that matched, so a changed model usually
     costs one small read.  A missing, short, long or unreadable file holds
-    nothing (False); the digest itself is not recomputed (the loader checked
-    it when the model was read from this file)."""
+    nothing (False), and so does one whose digest does not match its own bytes
+    (a damaged digest would fail the next load: the file must be rewritten)."""
     new_mlen, new_glen, new_blen = struct.unpack_from("<QQQ", head, 16)
     try:
         f = open(path, "rb")
@@ -599,9 +599,11 @@ def holds(path: str | os.PathLike, head: bytes, blobs: list, ignore_meta: tuple[
             magic, fmt, flags, mlen, glen, blen = _FIXED.unpack(fixed)
             if (magic, fmt, flags, glen, blen) != (MAGIC, FORMAT, 0, new_glen, new_blen):
                 return False
+            h = blake2b(fixed, digest_size=DIGEST_SIZE)
             if os.fstat(f.fileno()).st_size != _FIXED.size + mlen + glen + blen + DIGEST_SIZE:
                 return False
             mraw = f.read(mlen)
+            h.update(mraw)
             if mraw != head[_FIXED.size:_FIXED.size + new_mlen]:
                 try:
                     old, new = json.loads(mraw), json.loads(head[_FIXED.size:_FIXED.size + new_mlen])
@@ -614,14 +616,20 @@ def holds(path: str | os.PathLike, head: bytes, blobs: list, ignore_meta: tuple[
                     new.pop(k, None)
                 if old != new:
                     return False
-            if f.read(glen) != head[_FIXED.size + new_mlen:]:
+            graph = f.read(glen)
+            if graph != head[_FIXED.size + new_mlen:]:
                 return False
+            h.update(graph)
             for b in blobs:
                 n = b.nbytes if isinstance(b, memoryview) else len(b)
                 for i in range(0, n, _COMPARE_CHUNK):
                     part = b[i:i + _COMPARE_CHUNK]
-                    if f.read(len(part)) != bytes(part):
+                    got = f.read(len(part))
+                    if got != bytes(part):
                         return False
+                    h.update(got)
+            if f.read(DIGEST_SIZE) != h.digest():
+                return False
         except OSError:
             return False
     return True
