@@ -498,8 +498,18 @@ def test_page_cache_layout_serves_repeat_reads_from_the_host(tmp_path):
                 os.close(fd)
         assert fs.stats.counts.get("read", 0) == reads          # none reached the machine
         assert fs.stats.counts.get("open", 0) <= 1               # OPEN answered ENOSYS once at most
-        _write(f"{mnt}/sys/bus/cxl/devices/decoder0.0/create_pmem_region", b"region0\0")   # a change
-        assert os.path.isdir(f"{mnt}/sys/bus/cxl/devices/region0")
+        # listings too (machine/mount.py _cache_listings), held or looked up anew
+        d = f"{mnt}/sys/bus/cxl/devices"
+        names = os.listdir(d)
+        listed = fs.stats.counts.get("readdir", 0)
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert os.listdir(d) == names == os.listdir(dfd) and fs.stats.counts.get("readdir", 0) == listed
+            _write(f"{d}/decoder0.0/create_pmem_region", b"region0\0")   # a change
+            assert os.path.isdir(f"{d}/region0")
+            assert "region0" in os.listdir(d) and "region0" in os.listdir(dfd)
+        finally:
+            os.close(dfd)
         assert "trace_pipe" in os.listdir(f"{mnt}/.tracing")
         with open("/proc/self/mountinfo") as f:
             assert split <= {line.split()[4] for line in f}

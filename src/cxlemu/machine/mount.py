@@ -240,6 +240,79 @@ def _lib():
     return mfusepy, lib
 
 
+#: libfuse 3.x ``struct fuse_session`` (lib/fuse_i.h) begins ``char *mountpoint;
+#: volatile int exited; int fd;`` then, depending on the version, a custom-I/O pointer,
+#: ``struct mount_opts *mo; int debug; int deny_others;`` and ``struct fuse_lowlevel_ops
+#: op``, whose 21st operation is ``opendir``
+_SE_FD, _SE_OPS_CANDIDATES, _OPENDIR, _OPS_CHECKED = 12, (32, 40), 20, 24
+#: the operations of the first 24 that libfuse's high-level layer may leave NULL:
+#: ``write`` (it implements ``write_buf``); everything else, ``init`` first, must be set
+_OPS_MAYBE_NULL = frozenset({16})
+
+
+def _cache_listings(mfusepy, se: int, sfd: int):
+    """Let the host kernel cache this connection's directory listings.
+
+    libfuse's high-level ``opendir`` (lib/fuse.c fuse_lib_opendir) replies with
+    the low-level ``fuse_file_info`` it was given and never copies
+    ``cache_readdir``/``keep_cache`` into it from the file system's answer, so
+    a path-based file system cannot ask for FOPEN_CACHE_DIR.  This wraps the
+    session's ``opendir`` to set both bits before libfuse replies.  The session
+    is libfuse's private structure: its layout is checked first (``fd`` where
+    libfuse 3.14 keeps it, and the first 24 operations all pointing into
+    libfuse's own code) and nothing is changed when it differs.  Returns what
+    must stay alive with the session, or None."""
+    if ctypes.c_int.from_address(se + _SE_FD).value != sfd:
+        return None
+    lo_hi = _text_range(mfusepy._libfuse._name)
+    if lo_hi is None:
+        return None
+
+    def code(x) -> bool:
+        return bool(x) and lo_hi[0] <= x < lo_hi[1]
+    for off in _SE_OPS_CANDIDATES:
+        ops = (ctypes.c_void_p * _OPS_CHECKED).from_address(se + off)
+        # the table (libfuse's own code, or NULL for the few it leaves out, such as
+        # ``write`` in favour of ``write_buf``), starting there and not before
+        missing = [i for i, x in enumerate(ops) if not x]
+        if all(code(x) for x in ops if x) and set(missing) <= _OPS_MAYBE_NULL \
+                and not code(ctypes.c_void_p.from_address(se + off - 8).value):
+            break
+    else:
+        return None
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(mfusepy.fuse_file_info))
+    original = proto(ops[_OPENDIR])
+
+    def opendir(req, ino, llfi):
+        fi = llfi.contents
+        fi.cache_readdir = 1          # FOPEN_CACHE_DIR: the kernel keeps the listing ...
+        fi.keep_cache = 1             # ... across opens (dropped with the inode's pages)
+        original(req, ino, llfi)
+
+    wrapper = proto(opendir)
+    ops[_OPENDIR] = ctypes.cast(wrapper, ctypes.c_void_p).value
+    return original, wrapper
+
+
+def _text_range(libname: str | None) -> tuple[int, int] | None:
+    """The address range of ``libname``'s executable mappings in this process."""
+    if not libname:
+        return None
+    base = os.path.basename(os.path.realpath(libname)) if os.path.exists(libname) else libname
+    lo = hi = None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and "x" in parts[1] and os.path.basename(parts[5]).startswith(base.split(".so")[0]):
+                    a, b = (int(x, 16) for x in parts[0].split("-"))
+                    lo = a if lo is None else min(lo, a)
+                    hi = b if hi is None else max(hi, b)
+    except OSError:
+        return None
+    return None if lo is None else (lo, hi)
+
+
 def _fuse_class():
     """mfusepy.FUSE without its ``fuse_main``: builds the operations table only."""
     mfusepy, lib = _lib()
@@ -569,6 +642,8 @@ def _connect(handle: MountHandle, machine: Any, lock: Any, mp: Path, prefix: str
     se = lib.fuse_get_session(f)
     sfd = lib.fuse_session_fd(se)
     sfd_box.append(sfd)
+    if page_cache and fs.cache_timeout:
+        c.keep = (c.keep, _cache_listings(mfusepy, se, sfd))
 
     def loop() -> None:
         buf = _fuse_buf()
