@@ -31,7 +31,6 @@ handle``) at ``<machine>/dev.sock``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import importlib
 import importlib.util
@@ -43,13 +42,12 @@ import socket
 import struct
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from cxlemu.machine import client
-from cxlemu.machine.paths import DEV_SOCK_FILE, LOCK_FILE, LOG_FILE, PID_FILE, SOCK_FILE, MachineError
+from cxlemu.machine.paths import DEV_SOCK_FILE, LOCK_FILE, PID_FILE, SOCK_FILE, MachineError
 
 SO_PEERCRED_FMT = struct.Struct("3i")
 
