@@ -57,12 +57,16 @@ def test_inner_script_refuses_a_failing_process(tmp_path):
     bench = _bench_tools()
     inner = tmp_path / "inner.py"
     inner.write_text(bench.INNER)
-    render(boot("biscuitos-c"), str(tmp_path / "r"))
+    bindir = tmp_path / "bin"                  # a C "cxl" that succeeds: only ours fails
+    bindir.mkdir()
+    (bindir / "cxl").write_text("#!/bin/sh\necho '[]'\n")
+    (bindir / "cxl").chmod(0o755)
     broken = "import sys; sys.exit(3)"
     p = subprocess.run([sys.executable, str(inner), "1", '[["cxl", "list"]]', str(ROOT / "src"), broken],
                        capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
-    assert p.returncode != 0
+                       env=dict(os.environ, PYTHONPATH=str(ROOT / "src"),
+                                PATH=f"{bindir}:{os.environ.get('PATH', '')}"))
+    assert p.returncode != 0 and "exited 3" in p.stderr, p.stderr
 
 
 def test_every_benchmarked_command_is_accepted_by_our_tools():

@@ -307,11 +307,8 @@ def save_results(path: str, results) -> None:
         c = copy.copy(r)
         c.processes_live = []
         out.append(c)
-    data = stateio.dumps(out, {"what": "cxlemu run results"})
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from cxlemu.util.fileio import atomic_write
+    atomic_write(path, stateio.dumps(out, {"what": "cxlemu run results"}))
 
 
 def present(args, results) -> int:

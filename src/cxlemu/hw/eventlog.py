@@ -21,7 +21,7 @@ interrupt fired and was not serviced yet -- the kernel model services it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cxlemu.util.lazy import lazy_module
 
@@ -136,9 +136,3 @@ class EventLogs:
     def take_fw_pending(self) -> int:
         bits, self.fw_pending = self.fw_pending, 0
         return bits
-
-
-def __getattr__(name: str) -> Any:
-    if name == "LOGS":              # the five logs, tuple(EventLog): on first use
-        return tuple(E.EventLog)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

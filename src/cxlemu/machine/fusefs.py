@@ -74,12 +74,12 @@ import ctypes
 import errno
 import os
 import stat
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.sysfs.backend import path_under
 
 #: sysfs reports every attribute as one page (fs/sysfs/file.c sysfs_add_file_mode_ns)
 SYSFS_ATTR_SIZE = 4096
@@ -246,16 +246,6 @@ class MachineFs:
         self._wgen[path] = self._wgen.get(path, 0) + 1
         self._images.pop(path, None)
 
-    def _rel(self, path: str) -> str | None:
-        """``path`` as this connection names it (None: not under its root)."""
-        if not self.prefix:
-            return path
-        if path == self.prefix:
-            return "/"
-        if path.startswith(self.prefix + "/"):
-            return path[len(self.prefix):]
-        return None
-
     def _drop_pages(self, paths) -> None:
         """Make the host kernel drop the cached pages (and attributes) of ``paths``
         (directories and links: see :meth:`_drop_attrs` for files)."""
@@ -263,7 +253,7 @@ class MachineFs:
         if inval is None:
             return
         for path in paths:
-            rel = self._rel(path)
+            rel = path_under(path, self.prefix)      # as this connection names it
             if rel is not None:
                 inval(rel)
 
@@ -711,10 +701,7 @@ class MachineFs:
                 if not ready and ph:
                     self._stream_pollers.append(ph)
                     keep = True
-            if ph and not keep and self._notify_poll is not None:
-                self._notify_poll(ph, wake=False)
-            reventsp[0] = (POLLIN | POLLRDNORM) if ready else 0
-            return 0
+            return self._polled(ph, keep, (POLLIN | POLLRDNORM) if ready else 0, reventsp)
         with self._lock:
             mask = DEFAULT_POLLMASK
             if self._event(of.path) != of.event:
@@ -726,11 +713,14 @@ class MachineFs:
                     real = of.path
                 self._pollers.setdefault(real, []).append(ph)
                 keep = True
+        return self._polled(ph, keep, mask, reventsp)
+
+    def _polled(self, ph, keep: bool, mask: int, reventsp) -> int:
+        """Answer a poll: a handle not kept for a later wake-up is released."""
         if ph and not keep and self._notify_poll is not None:
             self._notify_poll(ph, wake=False)
         reventsp[0] = mask
         return 0
-
 
     def _poll_path(self, path: str, ph, reventsp) -> int:
         """kernfs_generic_poll without open files: the baseline is the count
@@ -746,10 +736,7 @@ class MachineFs:
             elif ph:
                 self._pollers.setdefault(path, []).append(ph)
                 keep = True
-        if ph and not keep and self._notify_poll is not None:
-            self._notify_poll(ph, wake=False)
-        reventsp[0] = mask
-        return 0
+        return self._polled(ph, keep, mask, reventsp)
 
 
 def _tracefs(path: str) -> bool:

@@ -451,14 +451,6 @@ class MountHandle:
         return bool(self.connections) and all(c.thread is not None and c.thread.is_alive()
                                               for c in self.connections)
 
-    def stats(self) -> dict:
-        """Request counts summed over the connections."""
-        out: dict[str, int] = {}
-        for c in self.connections:
-            for k, v in c.fs.stats.counts.items():
-                out[k] = out.get(k, 0) + v
-        return out
-
     def crashes(self) -> list[str]:
         return [x for c in self.connections for x in c.fs.stats.crashes]
 
@@ -499,7 +491,7 @@ _IN_NODEID = 16
 #: fuse_buf.flags: the request was spliced into a pipe, not copied to ``mem``
 FUSE_BUF_IS_FD = 1 << 1
 #: where tracefs lives in the machine's tree (its own connection: trace_pipe is a stream)
-TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+TRACEFS_DIR = "/sys/kernel/tracing"
 
 
 def page_cache_supported() -> bool:
@@ -556,10 +548,10 @@ def mount(machine: Any, lock: Any, mountpoint: str | os.PathLike, *, host_dev: b
             _connect(handle, machine, lock, mp, "", False, **common)
         else:
             with lock:
-                has_tracing = machine.backend().isdir(TRACEFS_DIRS[0])
+                has_tracing = machine.backend().isdir(TRACEFS_DIR)
             parts = [(SPLIT_ROOT, "", False), (SPLIT_SYS, "/sys", True)]
             if has_tracing:
-                parts.append((SPLIT_TRACING, TRACEFS_DIRS[0], False))
+                parts.append((SPLIT_TRACING, TRACEFS_DIR, False))
             for name, prefix, cached in parts:
                 (mp / name).mkdir()
                 handle.made.append(mp / name)
@@ -582,7 +574,6 @@ def _connect(handle: MountHandle, machine: Any, lock: Any, mp: Path, prefix: str
     """Mount one connection serving the VFS directory ``prefix`` on ``mp``
     and start its loop; appended to ``handle.connections``."""
     mfusepy, lib = _lib()
-    conn_box: list[_Connection] = []
 
     def notify_poll(ph, wake: bool = True) -> None:
         if wake:
@@ -591,19 +582,21 @@ def _connect(handle: MountHandle, machine: Any, lock: Any, mp: Path, prefix: str
 
     sfd_box: list[int] = []
 
-    def invalidate() -> None:
-        if sfd_box and fs.kernel_caching:
-            try:
-                os.write(sfd_box[0], struct.pack("<IiQ", 16, FUSE_NOTIFY_INC_EPOCH, 0))
-            except OSError as e:     # the connection is going away
-                log.debug("FUSE epoch notification failed: %s", e)
-
-    def invalidate_attrs(nodeid: int) -> None:
+    def notify(code: int, payload: bytes = b"") -> None:
+        """A notification to the host kernel: struct fuse_out_header with the
+        code in ``error`` and ``unique`` 0, then the code's own structure."""
         if sfd_box:
             try:
-                os.write(sfd_box[0], struct.pack("<IiQQqq", 40, FUSE_NOTIFY_INVAL_INODE, 0, nodeid, -1, 0))
-            except OSError as e:     # ENOENT: the host kernel forgot that inode already
-                log.debug("FUSE inode notification failed: %s", e)
+                os.write(sfd_box[0], struct.pack("<IiQ", 16 + len(payload), code, 0) + payload)
+            except OSError as e:     # the connection is going away; ENOENT: an inode it forgot
+                log.debug("FUSE notification %d failed: %s", code, e)
+
+    def invalidate() -> None:
+        if fs.kernel_caching:
+            notify(FUSE_NOTIFY_INC_EPOCH)
+
+    def invalidate_attrs(nodeid: int) -> None:
+        notify(FUSE_NOTIFY_INVAL_INODE, struct.pack("<Qqq", nodeid, -1, 0))
 
     fbox: list[int] = []
 
@@ -638,7 +631,6 @@ def _connect(handle: MountHandle, machine: Any, lock: Any, mp: Path, prefix: str
     fbox.append(f)
     c = _Connection(mp, fs)
     c.keep = (fuse, argv, args)      # keep the ctypes objects alive
-    conn_box.append(c)
     se = lib.fuse_get_session(f)
     sfd = lib.fuse_session_fd(se)
     sfd_box.append(sfd)

@@ -115,13 +115,7 @@ class RackMediaStore(MediaStore):
         (CXL gives no coherence between hosts here; docs/pooling.md)."""
         if not hw.topo.appliance:
             return
-        end = dpa + len(buf)
-        for s, old in self._foreign(hw.topo.appliance):
-            e = s + len(old)
-            if e <= dpa or s >= end:
-                continue
-            lo, hi = max(s, dpa), min(e, end)
-            buf[lo - dpa:hi - dpa] = np.frombuffer(old[lo - s:hi - s], dtype=np.uint8)
+        _apply(self._foreign(hw.topo.appliance), dpa, buf)
 
     def overlay_lines(self, hw: "Type3Device", dpas, rows, out) -> None:
         """``overlay`` for a batch of lines: ``out[rows[i]]`` holds the line at
@@ -133,10 +127,11 @@ class RackMediaStore(MediaStore):
             return
         size = out.shape[1]
         d = np.asarray(dpas, dtype=np.int64)
+        hit = np.zeros(len(d), dtype=bool)
         for s, old in foreign:
-            e = s + len(old)
-            for k in np.flatnonzero((d < e) & (d + size > s)).tolist():
-                self.overlay(hw, int(d[k]), out[rows[k]])
+            hit |= (d < s + len(old)) & (d + size > s)
+        for k in np.flatnonzero(hit).tolist():          # one read of the other hosts' caches
+            _apply(foreign, int(d[k]), out[rows[k]])
 
     def discard(self, hw: "Type3Device", start: int, length: int) -> None:
         if hw.topo.appliance:
@@ -225,3 +220,14 @@ def _service(m: "Machine") -> int:
             except KernelError as e:
                 k.log(f"{md.name}: DC region setup failed: {e.log}")
     return dcd.service(k)
+
+
+def _apply(foreign: list[tuple[int, bytes]], dpa: int, buf) -> None:
+    """Put the old bytes of other hosts' unflushed lines over ``buf`` (read at ``dpa``)."""
+    end = dpa + len(buf)
+    for s, old in foreign:
+        e = s + len(old)
+        if e <= dpa or s >= end:
+            continue
+        lo, hi = max(s, dpa), min(e, end)
+        buf[lo - dpa:hi - dpa] = np.frombuffer(old[lo - s:hi - s], dtype=np.uint8)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import posixpath
 import shutil
 import signal
 import subprocess
@@ -84,7 +83,7 @@ def shared_run_dirs(machine_path: str | os.PathLike) -> tuple[str, str]:
 
 
 def proc_files_at(mountpoint: str) -> list[str]:
-    """:func:`proc_files` read through a mount of the machine (``MOUNT/proc``)."""
+    """Every file of the machine's /proc under ``MOUNT/proc``, relative (``sys/vm/swappiness``)."""
     root = os.path.join(mountpoint, "proc")
     out: list[str] = []
     for d, dirs, files in os.walk(root):
@@ -92,23 +91,6 @@ def proc_files_at(mountpoint: str) -> list[str]:
         for f in files:
             if not os.path.islink(os.path.join(d, f)):
                 out.append(f if rel == "." else f"{rel}/{f}")
-    return sorted(out)
-
-
-def proc_files(backend) -> list[str]:
-    """Every file of the machine's /proc, relative (``sys/vm/swappiness``)."""
-    out: list[str] = []
-    stack = ["/proc"]
-    while stack:
-        d = stack.pop()
-        for name in backend.listdir(d):
-            p = posixpath.join(d, name)
-            if backend.islink(p):
-                continue
-            if backend.isdir(p):
-                stack.append(p)
-            else:
-                out.append(p[len("/proc/"):])
     return sorted(out)
 
 

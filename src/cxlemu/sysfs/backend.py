@@ -457,6 +457,18 @@ class EmulatedNdBusChannel:
         pass
 
 
+def path_under(path: str, root: str) -> str | None:
+    """``path`` as seen from ``root`` ("/" for ``root`` itself), or None when
+    it is not below ``root`` (``root`` "/" or "" is the whole tree)."""
+    if root in ("/", ""):
+        return path
+    if path == root:
+        return "/"
+    if path.startswith(root + "/"):
+        return path[len(root):]
+    return None
+
+
 class DirectoryBackend:
     """A real tree: ``root`` is prepended to every absolute path.
 
@@ -475,13 +487,8 @@ class DirectoryBackend:
         return self.root + path if self.root != "/" else path
 
     def _unroot(self, path: str) -> str:
-        if self.root == "/":
-            return path
-        if path == self.root:
-            return "/"
-        if path.startswith(self.root + "/"):
-            return path[len(self.root):]
-        return path
+        rel = path_under(path, self.root)
+        return path if rel is None else rel
 
     def read_bytes(self, path: str) -> bytes:
         if path[:1] != "/":

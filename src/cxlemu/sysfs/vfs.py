@@ -458,7 +458,7 @@ class Vfs:
         try:
             node.write(data)
         except KernelError as e:
-            if getattr(node, "quiet", False):
+            if node.quiet:
                 # knobs (sysctl's proc_dointvec_minmax, the mm/damon sysfs stores) refuse
                 # silently, changing nothing: no log line, nothing to save
                 raise _err(e.errno, path) from None

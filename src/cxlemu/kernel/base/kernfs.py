@@ -24,6 +24,7 @@ class VFile(VNode):
     kind = "file"
     mode = 0o444
     stream = False          # consuming reads (trace_pipe): no caching, no seeking
+    quiet = False           # a knob: a refused store leaves no log line (sysfs/vfs.py tree_node)
 
     def readable(self) -> bool:
         """poll(2): would a read return data now?  Attributes always can."""

@@ -38,12 +38,6 @@ def null_uuid() -> "uuidlib.UUID":
     return uuidlib.UUID(int=0)
 
 
-def __getattr__(name: str):
-    if name == "NULL_UUID":            # null_uuid(), for importers of the former constant
-        return null_uuid()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class CxlRegion(CxlDevice):
     devtype = "cxl_region"
     cxl_id = CXL_DEVICE_REGION

@@ -227,10 +227,3 @@ def lsa_fault_limit() -> int | None:
         return int(v)
     except ValueError:
         return None
-
-
-def __getattr__(name: str):
-    if name == "NULL_UUID":          # uuid.UUID(int=0), made on use (uuid imports `platform`)
-        import uuid
-        return uuid.UUID(int=0)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
