@@ -19,9 +19,10 @@ import io
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = ["CommandError", "Machine", "ToolError", "create", "machines", "open"]
 

@@ -178,11 +178,16 @@ def cmd_exec(args) -> int:
             if fault:
                 backend.fault_after_writes = int(fault)
             try:
-                return run_tool(tool, argv[1:], backend, env=dict(os.environ))
+                rc = run_tool(tool, argv[1:], backend, env=dict(os.environ))
             finally:
                 end = getattr(backend, "end_task", None)
                 if end is not None:
                     end()
+        if getattr(args, "_startup", False):
+            # the state is saved and the tool closed its files: skip the interpreter's teardown
+            from cxlemu.util.procexit import exit_now
+            exit_now(rc)
+        return rc
     if not _store().exists(args.name):
         raise MachineError(f"no machine named {args.name!r} (see: cxlemu ls)")
     env = dict(os.environ)
@@ -200,6 +205,7 @@ def _with_argv(args, argv: list[str]):
     import copy
     a = copy.copy(args)
     a.argv = argv
+    a._startup = False        # one of several runs: the caller goes on after it
     return a
 
 

@@ -222,6 +222,7 @@ def _main(args_in: list[str], parser: "argparse.ArgumentParser | None" = None, *
         if extra and not getattr(args, "_allow_unknown", False):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args._extra = extra
+    args._startup = startup
     # a command that runs command lines (start --foreground serves the machine
     # in process) gets this dispatcher rather than importing it (cli/main.py
     # imports the commands)

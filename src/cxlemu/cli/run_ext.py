@@ -14,7 +14,8 @@ allocator (its accounting goes into the result as ``allocator``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+
+from cxlemu.util.lazydc import dataclass
 
 EXTENSIONS = ("damos", "smdk", "memkind")
 

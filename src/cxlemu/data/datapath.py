@@ -19,7 +19,7 @@ pass and copies per device with a strided view when the pattern is regular
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from cxlemu.hw.platform import HostBridgeHw, Platform, SwitchHw, WindowHw
 from cxlemu.hw.type3 import Type3Device
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.data.media import MediaStore

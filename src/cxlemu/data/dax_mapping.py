@@ -62,7 +62,6 @@ import errno
 import mmap
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +70,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from cxlemu.data import cpucache
 from cxlemu.data.cpucache import KEEP, PAGE, CpuCache
+from cxlemu.util.lazydc import dataclass
 
 CACHE_LINE = cpucache.LINE
 

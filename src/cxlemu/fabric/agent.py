@@ -17,8 +17,10 @@ back (hysteresis: never oscillate on the next step).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Callable
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = ["Policy", "decide", "parse_meminfo", "AgentState", "Agent", "asdict"]
 

@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from importlib import resources
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from cxlemu.machine.store import NAME_RE, MachineError, Store, racks_dir
 from cxlemu.topology import presets
 from cxlemu.topology.schema import TopologyError, dumps, from_dict, loads
 from cxlemu.util.fileio import atomic_write, locked
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import parse_size
 
 

@@ -45,11 +45,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 
 import numpy as np
 
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import GiB, parse_size
 
 SCHEDULERS = ("first-fit", "pool", "memory-aware")

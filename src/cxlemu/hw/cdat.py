@@ -32,7 +32,7 @@ from __future__ import annotations
 import errno as _errno
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from cxlemu.util.lazy import lazy_module
 
@@ -50,6 +50,7 @@ from cxlemu.hw.acpi.hmat import (
     choose_entry_base_unit,
 )
 from cxlemu.hw.acpi.table import AcpiTableError, SubtableLayout, acpi_checksum, checksum_byte, walk_subtables
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "CDAT_HEADER_SIZE",

@@ -35,10 +35,11 @@ to JSON: it lives in the rack's directory, never inside a host's state.
 from __future__ import annotations
 
 import uuid as uuidlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 
 from cxlemu.hw.mailbox import dcd_payloads as D
 from cxlemu.hw.mailbox.opcodes import ReturnCode
+from cxlemu.util.lazydc import dataclass
 
 #: Linux (DCD series v11) accepts at most this many extents pending on a head.
 MAX_EXTENTS = 1024

@@ -20,10 +20,11 @@ interrupt fired and was not serviced yet -- the kernel model services it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 # the record codecs and the interrupt policy: imported when a record is logged
 # or the policy used (loading a machine and listing it need neither)

@@ -19,9 +19,10 @@ Register semantics modelled:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.topology.schema import HdmCaps
+from cxlemu.util.lazydc import dataclass
 
 
 @dataclass

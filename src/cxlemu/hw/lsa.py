@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import struct
 import uuid as _uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Callable, Iterable, Literal, Union
 
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 

@@ -19,12 +19,13 @@ later finds committed and auto-assembles, and marks them soft reserved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Union
 
 from cxlemu.hw.hdm import HdmDecoderUnit
 from cxlemu.hw.type3 import Type3Device
 from cxlemu.topology.schema import FirmwareRegion, HostBridge, Switch, Topology, TopologyError, Window
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import GiB, MiB, SZ_256M, align_up
 
 CHBS_LEN_CXL20 = 0x10000

@@ -33,10 +33,10 @@ cold reset of volatile capacity (DRAM is re-initialised); media errors do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 np = lazy_module("numpy")   # a device with no poison never needs numpy (cxl list starts without it)
 

@@ -35,10 +35,12 @@ All functions are pure; the vectorised ones take numpy arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Iterable
 
 import math
+
+from cxlemu.util.lazydc import dataclass
 
 LINE = 64                       # bytes moved per memory access (a cache line)
 RHO_MAX = 0.98                  # the curve turns linear beyond this utilisation

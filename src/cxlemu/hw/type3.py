@@ -10,7 +10,7 @@ contents) does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.hw.eventlog import EventLogs
 from cxlemu.hw.hdm import HdmDecoderUnit
@@ -18,6 +18,7 @@ from cxlemu.hw.poison import (SOURCE_EXTERNAL as POISON_SOURCE_EXTERNAL, SOURCE_
                               SOURCE_INTERNAL as POISON_SOURCE_INTERNAL, SOURCE_UNKNOWN as POISON_SOURCE_UNKNOWN,
                               SOURCE_VENDOR as POISON_SOURCE_VENDOR, PoisonStore)
 from cxlemu.topology.schema import Device
+from cxlemu.util.lazydc import dataclass
 
 __all__ = ["Type3Device", "Health", "AlertConfig", "POISON_SOURCE_UNKNOWN", "POISON_SOURCE_EXTERNAL",
            "POISON_SOURCE_INTERNAL", "POISON_SOURCE_INJECTED", "POISON_SOURCE_VENDOR"]

@@ -16,7 +16,8 @@ ndctl 76.1) where no single commit explains the difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from cxlemu.util.lazydc import dataclass
+
 
 Version = tuple[int, int]
 

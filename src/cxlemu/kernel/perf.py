@@ -29,10 +29,10 @@ answer the memory-tier abstract distance chain for its node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.mm.tiers import Perf as NodePerf
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.hw.platform import DownstreamPort

@@ -10,9 +10,10 @@ allocation used for CXL region HPA.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.util.lazydc import dataclass
 
 IORES_DESC_NONE = 0
 IORES_DESC_SOFT_RESERVED = 7

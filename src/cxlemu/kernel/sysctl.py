@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import errno
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.kernel.base.device import KernelError, kstr, kstrtobool, kstrtoull
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

@@ -9,7 +9,8 @@ followed by the payload, native byte order (both ends run on one host).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from cxlemu.util.lazydc import dataclass
 
 MAGIC = 0x444C5843           # "CXLD"
 VERSION = 1

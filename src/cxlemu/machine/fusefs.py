@@ -75,11 +75,12 @@ import errno
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.sysfs.backend import path_under
+from cxlemu.util.lazydc import dataclass
 
 #: sysfs reports every attribute as one page (fs/sysfs/file.c sysfs_add_file_mode_ns)
 SYSFS_ATTR_SIZE = 4096

@@ -37,7 +37,8 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+
+from cxlemu.util.lazydc import dataclass
 
 MAGIC = b"CXLEMUJ1"
 _HEAD = struct.Struct("<8sQ")

@@ -34,8 +34,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+
+from cxlemu.util.lazydc import dataclass
 
 
 class RealError(Exception):

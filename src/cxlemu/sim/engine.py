@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from cxlemu.hw.timing import Stream, solve_epoch
 from cxlemu.kernel.syscalls import BASE_VPN, Process
 from cxlemu.sim.histogram import HIST_EDGES
 from cxlemu.userspace.spec import ProcSpec
+from cxlemu.util.lazydc import dataclass
 
 HEAT_BUCKETS = 256
 HEAT_SAMPLE = 17                    # odd: does not alias with interleaved streams

@@ -4,12 +4,13 @@ histogram and the access heatmap, as JSON, as text, and as plots."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
 from cxlemu.hw.timing import MemTiming
+from cxlemu.util.lazydc import dataclass
 
 
 class Timeline:

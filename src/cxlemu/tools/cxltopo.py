@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+
+from cxlemu.util.lazydc import dataclass
 
 CXL = "/sys/bus/cxl/devices"
 DAX = "/sys/bus/dax/devices"

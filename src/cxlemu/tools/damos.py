@@ -29,7 +29,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cxlemu.util.lazydc import dataclass
 
 ULONG_MAX = (1 << 64) - 1
 ADMIN = "/sys/kernel/mm/damon/admin/kdamonds"

@@ -7,10 +7,10 @@ output of pciutils' ls-tree (domain/bus brackets, ``+-``/``\\-`` branches,
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 
 from cxlemu.tools.common.command import CommandContext
+from cxlemu.util.lazydc import dataclass
 
 PCI_IDS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 

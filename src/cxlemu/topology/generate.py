@@ -18,9 +18,9 @@ argument to change when a request does not fit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from cxlemu.topology.schema import VALID_WAYS
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import SZ_256M, parse_size
 
 FIRST_ROOT_BUS = 0x0C            # hw/platform.py: the first host bridge's root bus

@@ -22,9 +22,10 @@ reason, and raises :class:`TopologyError` before anything is created.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import GiB, MiB, SZ_256M, is_pow2, parse_size
 
 FLAVORS = ("acpi", "cxl_test")

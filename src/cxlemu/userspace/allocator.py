@@ -12,7 +12,9 @@ the backend they are given; they never look at kernel objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cxlemu.util.lazydc import dataclass
 
 NODE = "/sys/devices/system/node"
 

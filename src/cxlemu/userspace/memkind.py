@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.userspace.allocator import Allocator, NodeInfo, Placement, parse_nodelist
+from cxlemu.util.lazydc import dataclass
 
 HBW_THRESHOLD_DEFAULT = 204800          # MB/s (memkind_hbw.c MEMKIND_HBW_THRESHOLD_DEFAULT)
 MEMKIND_SUCCESS = 0

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.userspace.workloads.base import WorkloadError, parse_count, parse_duration, parse_int
+from cxlemu.util.lazydc import dataclass
 
 POLICY_KEYS = {"membind": mp.MPOL_BIND, "preferred": mp.MPOL_PREFERRED, "preferred_many": mp.MPOL_PREFERRED_MANY,
                "interleave": mp.MPOL_INTERLEAVE, "weighted_interleave": mp.MPOL_WEIGHTED_INTERLEAVE,

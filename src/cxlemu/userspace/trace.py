@@ -39,11 +39,11 @@ import re
 import struct
 import subprocess
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 
 from cxlemu.userspace.workloads.base import Batch, Param, Workload, WorkloadError
+from cxlemu.util.lazydc import dataclass
 
 MAGIC = b"CXLTRACE"
 VERSION = 1

@@ -28,7 +28,6 @@ import os
 import threading
 import time
 import uuid as uuidlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from cxlemu.fabric import rack as rackmod
@@ -36,6 +35,7 @@ from cxlemu.fabric.fm.state import FmDb
 from cxlemu.hw.dcd import DcdAppliance, DcdError
 from cxlemu.hw.mailbox import dcd_payloads as D
 from cxlemu.machine.store import Store
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import human_size, parse_size
 
 log = logging.getLogger("cxlemu.fm")

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 
 from cxlemu.hw.acpi.table import ACPI_HEADER_SIZE, AcpiHeader, AcpiTableError, build_table, parse_table
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "FADT_SIGNATURE",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from cxlemu.util.lazy import lazy_module
 
@@ -39,6 +38,7 @@ from cxlemu.hw.acpi.table import (
     parse_table,
     walk_subtables,
 )
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "HMAT_SIGNATURE",

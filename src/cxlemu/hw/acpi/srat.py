@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cxlemu.hw.acpi.table import (
     ACPI_HEADER_SIZE,
@@ -34,6 +33,7 @@ from cxlemu.hw.acpi.table import (
     parse_table,
     walk_subtables,
 )
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "SRAT_SIGNATURE",

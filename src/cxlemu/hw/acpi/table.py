@@ -24,9 +24,9 @@ kernel model can surface them verbatim.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 np = lazy_module("numpy")  # imported on first use: only the data path pays for numpy
 

@@ -21,7 +21,6 @@ the same request is repeated while the device sets the MORE flag.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Protocol
 
 from .opcodes import (
@@ -32,6 +31,7 @@ from .opcodes import (
     return_code_name,
 )
 from .payloads import (
+
     AlertConfig,
     FwInfo,
     GetPoisonListInput,
@@ -46,6 +46,7 @@ from .payloads import (
     SetLsaInput,
     SetPartitionInfo,
 )
+from cxlemu.util.lazydc import dataclass
 
 #: A common mailbox payload size (the kernel's payload_max for many devices).
 DEFAULT_PAYLOAD_MAX = 4096

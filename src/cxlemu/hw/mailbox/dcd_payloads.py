@@ -49,11 +49,11 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, Self
 
 from cxlemu.hw.mailbox.payloads import CAPACITY_MULTIPLIER, PayloadError
+from cxlemu.util.lazydc import dataclass
 
 #: The Dynamic Capacity event record UUID (CXL r3.1 Table 8-50).
 DC_EVENT_UUID = uuid.UUID("ca95afa7-f183-4018-8c2f-95268e101a2a")

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import IntEnum, IntFlag
 from typing import ClassVar, Self
 
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 P = lazy_module("cxlemu.hw.mailbox.payloads")   # PayloadError, PoisonRecord: on first use
 

@@ -23,10 +23,11 @@ Sources (facts only, no code copied):
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Mapping
+
+from cxlemu.util.lazydc import dataclass
 
 #: ``size_in``/``size_out`` value meaning "variable length" (kernel ``~0U``).
 VARIABLE = -1

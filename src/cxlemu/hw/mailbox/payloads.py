@@ -55,9 +55,11 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import IntEnum, IntFlag
 from typing import ClassVar, Self
+
+from cxlemu.util.lazydc import dataclass
 
 #: Capacity fields are in units of 256 MiB (kernel/libcxl CXL_CAPACITY_MULTIPLIER).
 CAPACITY_MULTIPLIER = 256 * 1024 * 1024

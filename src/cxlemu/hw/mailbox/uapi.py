@@ -26,10 +26,11 @@ import fcntl
 import os
 import stat
 import struct
-from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from .opcodes import VARIABLE
+
+from cxlemu.util.lazydc import dataclass
 
 # ---------------------------------------------------------------------------
 # ioctl number encoding (include/uapi/asm-generic/ioctl.h)

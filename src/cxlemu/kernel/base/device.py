@@ -16,8 +16,10 @@ errno.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, ClassVar, Iterator
+
+from cxlemu.util.lazydc import dataclass
 
 ShowFn = Callable[[Any], str]
 StoreFn = Callable[[Any, bytes], None]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import errno as _errno
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cxlemu.hw.acpi.cedt import (CFMWS_ARITHMETIC_MODULO, CFMWS_ARITHMETIC_XOR, CFMWS_FIXED_SIZE,
                                  CHBS_LENGTH_CXL11, CHBS_LENGTH_CXL20, CHBS_VERSION_CXL11,
                                  CHBS_VERSION_CXL20, SZ_256M, CedtSubtable, Cfmws, Chbs, Cxims)
 from cxlemu.hw.acpi.table import c_hex
 from cxlemu.kernel.cxl.interleave import eig_to_granularity, eiw_to_ways
+from cxlemu.util.lazydc import dataclass
 
 
 @dataclass(frozen=True)

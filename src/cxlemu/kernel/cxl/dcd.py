@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import errno
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox import dcd_payloads as D
 from cxlemu.hw.mailbox.opcodes import Opcode, ReturnCode
 from cxlemu.kernel.base.device import RO, AttrGroup, Device, KernelError, device_add, device_del
 from cxlemu.kernel.cxl.port import MODE_DC
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.memdev import CxlMemdev

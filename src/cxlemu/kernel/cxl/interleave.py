@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import errno
 import operator
-from dataclasses import dataclass
 from typing import Callable, ClassVar, Hashable, Iterable, Sequence
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "CXL_DECODER_MIN_GRANULARITY",

@@ -10,12 +10,12 @@ fail with EBUSY just as it does on Linux.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.hw.mailbox.opcodes import KERNEL_COMMANDS, VARIABLE, CxlMemCommandId
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 devmbox = lazy_module("cxlemu.hw.mailbox.device")   # the device's command set: when a command runs
 

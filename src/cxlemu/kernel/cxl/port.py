@@ -14,11 +14,12 @@ Root, port and endpoint ids come from one ida; decoders are named
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.hw.hdm import HdmDecoderUnit
 from cxlemu.kernel.base.device import ADMIN_RO, AttrGroup, Device, KernelError, RO, RW, WO
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.core import CxlCore

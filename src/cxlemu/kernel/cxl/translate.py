@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import operator
-from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from cxlemu.util.lazy import lazy_module
@@ -39,6 +38,7 @@ from cxlemu.kernel.cxl.interleave import (
     validate_region_ways,
     ways_to_eiw,
 )
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "U64_MAX",

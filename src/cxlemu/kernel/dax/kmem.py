@@ -18,13 +18,14 @@ and blocks; the memory group and node memory type go only if all did.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.mm.tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from cxlemu.kernel.resource import Resource, release_resource
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import human_size
 
 blocksize = lazy_module("cxlemu.kernel.mm.blocksize")   # when a dax device is onlined

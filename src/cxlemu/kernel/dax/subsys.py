@@ -37,7 +37,7 @@ struct pages, -ENOMEM).  kmem: see kmem.py.  CXL: see cxl.py.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import Bus, ClassDriver, Device, Ida, KernelError, device_add, device_del
@@ -47,6 +47,7 @@ from cxlemu.kernel.cxl.port import MODE_DC
 from cxlemu.kernel.dax.cxl import CxlDaxRegion
 from cxlemu.kernel.dax.kmem import Kmem
 from cxlemu.kernel.resource import Resource, release_resource
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.region import CxlRegion

@@ -21,10 +21,11 @@ whether memory can be offlined (mm/page_alloc.c, mm/memory_hotplug.c):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Iterable, Iterator
 
 from cxlemu.kernel.mm.zones import ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL
+from cxlemu.util.lazydc import dataclass
 
 USER_ZONES = (ZONE_MOVABLE, ZONE_NORMAL, ZONE_DMA32, ZONE_DMA)
 KERNEL_ALLOC_ZONES = (ZONE_NORMAL, ZONE_DMA32, ZONE_DMA)

@@ -21,10 +21,10 @@ Pure functions, no kernel state.  Sources:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 from cxlemu.kernel.features import since
+from cxlemu.util.lazydc import dataclass
 from cxlemu.util.units import GiB, MiB, align_down, align_up
 
 MIN_MEMORY_BLOCK_SIZE = 128 * MiB     # 1 << SECTION_SIZE_BITS (x86-64)

@@ -25,7 +25,7 @@ happened (the first access of each page).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +34,7 @@ from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.kernel.mm.frames import (PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_UNEVICTABLE, PROT_NUMA, swp_slot)
 from cxlemu.kernel.mm.mmap import File, PTE_HWPOISON, VM_EXMEM, VM_LOCKED, VM_NORMAL
 from cxlemu.kernel.mm.swap import SWAP_READ_NS
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.sched.task import Task

@@ -27,7 +27,6 @@ again, skipped by offlining, forgotten when the memory is removed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from cxlemu.kernel.mm.frames import (OWNER_FREE, OWNER_MODEL, PG_DIRTY, PG_HWPOISON, PG_SWAPBACKED,
                                      PROT_NUMA)
 from cxlemu.kernel.mm.mmap import File, MmStruct, PTE_HWPOISON
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cxlemu.util.lazy import lazy_module
@@ -52,6 +51,7 @@ from cxlemu.util.lazy import lazy_module
 np = lazy_module("numpy")   # only for batches of pfns (the workload engine, dax)
 
 from cxlemu.kernel.mm.zones import PAGE_SHIFT
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import errno
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Iterable
 
 import numpy as np
 
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.util.lazydc import dataclass
 
 MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, \
     MPOL_WEIGHTED_INTERLEAVE = range(7)

@@ -19,7 +19,6 @@ charges to the task (promotion in a fault, mbind) or to kswapd (demotion).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from cxlemu.kernel.mm import rmap
 from cxlemu.kernel.mm.frames import PG_ACTIVE, PG_HWPOISON, PG_LRU, PG_PINNED, PROT_NUMA
 from cxlemu.kernel.mm.page_alloc import USER_ZONES, WMARK_MIN
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.vmstate import VmState

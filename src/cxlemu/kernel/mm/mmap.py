@@ -22,11 +22,12 @@ array is the page cache (frame, swap entry for shmem, or -1) and whose
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from cxlemu.kernel.mm.mempolicy import MemPolicy
+from cxlemu.util.lazydc import dataclass
 
 MMAP_BASE = 0x7F00_0000_0000
 PAGE = 4096

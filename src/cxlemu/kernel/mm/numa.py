@@ -17,8 +17,10 @@ Pure functions over decoded ACPI structures:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Iterable
+
+from cxlemu.util.lazydc import dataclass
 
 NUMA_NO_NODE = -1
 MAX_NUMNODES = 1024          # CONFIG_NODES_SHIFT=10 (distribution kernels)

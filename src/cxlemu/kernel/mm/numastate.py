@@ -18,7 +18,7 @@ coordinates when it first gets memory (``cxl_region_perf_attrs_callback``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import device_add, device_del
@@ -26,6 +26,7 @@ from cxlemu.kernel.mm.node import AccessInitiators, AccessTargets, NodeAccess, N
 from cxlemu.kernel.mm.numa import NumaLayout, default_distance
 from cxlemu.kernel.mm.tiers import Perf
 from cxlemu.kernel.mm.zones import KERNEL_ZONES, ZoneSet
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import errno
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.mm.zones import PAGE_SHIFT, ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.vmstate import VmState

@@ -20,9 +20,11 @@ order-of-magnitude figures, not a calibration).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
+
+from cxlemu.util.lazydc import dataclass
 
 SWAP_READ_NS = 80_000
 SWAP_WRITE_NS = 20_000

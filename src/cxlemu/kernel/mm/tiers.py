@@ -21,11 +21,12 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.kernel.base.device import AttrGroup, Device, RO
 from cxlemu.kernel.mm.numa import nodelist
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm

@@ -20,7 +20,9 @@ Counters stay across workload runs, as on a machine that keeps running.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cxlemu.util.lazydc import dataclass
 
 ZONE_SUFFIX = ("dma", "dma32", "normal", "movable")
 

@@ -15,7 +15,6 @@ workload engine (sim/) drains both every epoch and prices them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +27,7 @@ from cxlemu.kernel.mm.page_alloc import (PageAllocator, ZoneInfo, calculate_min_
                                          setup_wmarks, thp_recommended_min_free_kbytes)
 from cxlemu.kernel.mm.vmstat import VmStat
 from cxlemu.kernel.mm.zones import PAGE_SHIFT, ZONE_MOVABLE, ZONE_NORMAL
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.mm.subsys import Mm

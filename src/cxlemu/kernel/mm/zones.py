@@ -23,7 +23,9 @@ Rules (each function names its kernel counterpart):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cxlemu.util.lazydc import dataclass
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT

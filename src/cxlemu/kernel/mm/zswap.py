@@ -23,9 +23,11 @@ published figures for the kernel's compressors: lzo 4 / 1.5 µs, lz4 2 / 0.7
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
+
+from cxlemu.util.lazydc import dataclass
 
 COMPRESSORS = {"lzo": (4000, 1500), "lzo-rle": (3500, 1400), "lz4": (2000, 700), "lz4hc": (12000, 700),
                "zstd": (10000, 2500), "deflate": (30000, 5000), "842": (8000, 3000)}

@@ -22,7 +22,9 @@ The allocation alignment is ``region align / mappings``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cxlemu.util.lazydc import dataclass
 
 
 def label_id(uuid_str: str) -> str:

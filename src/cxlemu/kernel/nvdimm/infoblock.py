@@ -50,9 +50,9 @@ from __future__ import annotations
 import errno
 import struct
 import uuid as _uuid
-from dataclasses import dataclass
 
 from cxlemu.hw.lsa import fletcher64
+from cxlemu.util.lazydc import dataclass
 
 PFN_SIG = b"NVDIMM_PFN_INFO\x00"
 DAX_SIG = b"NVDIMM_DAX_INFO\x00"

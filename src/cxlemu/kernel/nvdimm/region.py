@@ -33,7 +33,6 @@ from __future__ import annotations
 import errno
 import struct
 import uuid as uuidlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import AttrGroup, AttrSpec, Ida, KernelError, RO, RW, kstrtobool, kstrtoull
@@ -41,6 +40,7 @@ from cxlemu.hw import lsa as lbl
 from cxlemu.kernel.nvdimm.bus import (ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_REGION_PMEM,
                                       NdDevice)
 from cxlemu.kernel.nvdimm.dpa import label_id
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.nvdimm.dimm import NvdimmDev, NvdimmDrvdata

@@ -23,11 +23,11 @@ logged and leaves the labels alone.
 from __future__ import annotations
 
 import uuid as uuidlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.hw import lsa as lbl
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.cxl.region import CxlRegion

@@ -4,10 +4,11 @@ and NUMA balancing (kernel/sched/fair.c), see numa.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from cxlemu.kernel.sched.numa import NumaBalancing
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

@@ -44,12 +44,13 @@ demoting cold pages when demotion is enabled.  Counters:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxlemu.kernel.mm.frames import PG_CPUPID, PG_DIRTY, PG_SWAPBACKED, PROT_NUMA
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import struct
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Mapping
+
+from cxlemu.util.lazydc import dataclass
 
 COMMON_FIELDS = (
     ("unsigned short", "common_type", 0, 2, 0),

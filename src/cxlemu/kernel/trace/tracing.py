@@ -20,12 +20,13 @@ buffers and the ``trace`` / ``trace_pipe`` / ``trace_pipe_raw`` readers.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Mapping
 
 from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.trace import ring
 from cxlemu.util.lazy import lazy_module
+from cxlemu.util.lazydc import dataclass
 
 catalog = lazy_module("cxlemu.kernel.trace.catalog")   # the event catalogue: when tracing is used
 

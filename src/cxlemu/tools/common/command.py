@@ -33,10 +33,12 @@ from __future__ import annotations
 import io
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from .parse_options import CommandExit, parse_options, usage_text
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "CommandContext", "Command", "CommandFn", "Tool", "V81_VERSION",

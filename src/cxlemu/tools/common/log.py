@@ -43,8 +43,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Mapping, TextIO
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "LOG_EMERG", "LOG_ALERT", "LOG_CRIT", "LOG_ERR", "LOG_WARNING",

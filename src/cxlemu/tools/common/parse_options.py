@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, NamedTuple, NoReturn, Sequence, TextIO
+
+from cxlemu.util.lazydc import dataclass
 
 __all__ = [
     "CommandExit", "UsageError", "OptType", "Option", "ParseState", "Parsed",

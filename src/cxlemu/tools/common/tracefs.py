@@ -25,8 +25,10 @@ import errno
 import re
 import struct
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
+
+from cxlemu.util.lazydc import dataclass
 
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 _FIELD_RE = re.compile(r"\s*field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"

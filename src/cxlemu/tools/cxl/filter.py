@@ -17,7 +17,7 @@ and the nine top-level arrays are spliced into the result, wrapped in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.tools.common.log import Log
 from cxlemu.tools.common.parse_options import strtoull
@@ -28,6 +28,7 @@ from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_DAX
                                            UTIL_JSON_TARGETS)
 from cxlemu.tools.libcxl import Bus, CxlContext, Decoder, Dport, Endpoint, Memdev, Port, Region, Target
 from cxlemu.tools.libcxl.cnum import c_tokens, sscanf_int, sscanf_int_pair
+from cxlemu.util.lazydc import dataclass
 
 __all__ = ["FilterParams", "PF_SINGLE", "PF_ANCESTRY", "filter_has", "filter_to_flags",
            "memdev_filter", "port_filter", "bus_filter", "endpoint_filter",

@@ -26,7 +26,6 @@ commands (those live in :mod:`.labels`): ``disable-memdev``,
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from cxlemu.hw.mailbox.opcodes import CxlMemCommandId
@@ -41,6 +40,7 @@ from cxlemu.tools.common.util_json import (UTIL_JSON_ALERT_CONFIG, UTIL_JSON_HUM
 from cxlemu.tools.libcxl import CommandError, CxlContext, Decoder, DecoderMode, Memdev, mode_from_ident
 from cxlemu.tools.libcxl.cnum import U64_MAX, sscanf_int, to_s32, to_u64
 from cxlemu.tools.libcxl.sysfs import strerror
+from cxlemu.util.lazydc import dataclass
 
 from . import json as cj
 from .action import finish, memdev_base_options, rc_of, set_debug

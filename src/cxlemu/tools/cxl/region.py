@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import errno
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
 from cxlemu.tools.common.command import CommandContext
@@ -71,6 +71,7 @@ from cxlemu.tools.libcxl.cnum import U32_MAX, U64_MAX, to_u64
 from cxlemu.tools.libcxl.memdev import CXL_QOS_CLASS_NONE
 from cxlemu.tools.libcxl.region import uuid_parse
 from cxlemu.tools.libcxl.sysfs import strerror
+from cxlemu.util.lazydc import dataclass
 
 from . import json as cj
 from .filter import FilterParams, _args, bus_filter, decoder_filter, memdev_filter, region_filter

@@ -4,10 +4,10 @@ see filter.py for the control flow it reproduces."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cxlemu.tools.libcxl import CxlContext, Decoder, Port
+from cxlemu.util.lazydc import dataclass
 
 from . import json as cj
 from .filter import (FilterParams, PF_ANCESTRY, PF_SINGLE, bus_filter, bus_filter_by_memdev, decoder_filter,

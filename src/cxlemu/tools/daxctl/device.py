@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from cxlemu.tools.common.command import CommandContext
@@ -25,6 +25,7 @@ from cxlemu.tools.common.parse_options import (OPT_BOOLEAN, OPT_END, OPT_STRING,
 from cxlemu.tools.common.util_json import UTIL_JSON_HUMAN, parse_size64
 from cxlemu.tools.daxctl.daxjson import dev_filter, dev_to_json, region_filter
 from cxlemu.tools.libdaxctl.lib import DaxctlCtx, DaxctlDev, DaxctlMemory, DaxctlRegion, new_ctx, strerror
+from cxlemu.util.lazydc import dataclass
 
 ACTION_RECONFIG, ACTION_ONLINE, ACTION_OFFLINE, ACTION_CREATE, ACTION_DISABLE, ACTION_ENABLE, ACTION_DESTROY = \
     range(7)

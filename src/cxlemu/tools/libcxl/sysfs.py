@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
 from cxlemu.tools.common.log import Log
+from cxlemu.util.lazydc import dataclass
 
 from .cnum import sscanf_int
 

@@ -9,11 +9,12 @@ raw (case-insensitive).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Callable
 
 from . import (NS_MODE_DEVDAX, NS_MODE_FSDAX, NS_MODE_RAW, NS_MODE_SECTOR, NS_MODE_UNKNOWN, NdBus, NdDimm,
+
                NdNamespace, NdRegion, ND_DEVICE_REGION_BLK, ND_DEVICE_REGION_PMEM)
+from cxlemu.util.lazydc import dataclass
 
 MODE_NAMES = {NS_MODE_FSDAX: "fsdax", NS_MODE_DEVDAX: "devdax", NS_MODE_RAW: "raw", NS_MODE_SECTOR: "sector",
               NS_MODE_UNKNOWN: "unknown"}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import errno
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.tools.common.command import CommandContext
 from cxlemu.tools.common.jsonc import dumps
@@ -44,6 +44,7 @@ from cxlemu.tools.libndctl import (NS_MODE_DEVDAX, NS_MODE_FSDAX, NS_MODE_RAW, N
                                    NdNamespace, NdRegion)
 from cxlemu.tools.libndctl.filter import MODE_NAMES, bus_filter, nsmode, region_filter
 from cxlemu.tools.libndctl.json import namespace_to_json
+from cxlemu.util.lazydc import dataclass
 
 from .common import make_ctx, strerror
 

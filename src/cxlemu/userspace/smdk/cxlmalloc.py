@@ -42,10 +42,11 @@ weighted by the nodes' bandwidth, through MPOL_WEIGHTED_INTERLEAVE;
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.userspace.allocator import Allocator, NodeInfo, Placement, parse_nodelist
+from cxlemu.util.lazydc import dataclass
 
 MAX_MEMPOOL_LIMIT_MB = 1 << 40           # effectively unlimited
 UNLIMITED = None

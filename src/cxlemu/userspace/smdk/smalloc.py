@@ -25,11 +25,12 @@ API returns NULL).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cxlemu.kernel.mm import mempolicy as mp
 from cxlemu.userspace.allocator import Allocator, NodeInfo, Placement, parse_nodelist
 from cxlemu.userspace.smdk import MAP_EXMEM, MAP_NORMAL
+from cxlemu.util.lazydc import dataclass
 
 SMDK_MEM_NORMAL = 0
 SMDK_MEM_EXMEM = 1

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from cxlemu.util.lazydc import dataclass
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT

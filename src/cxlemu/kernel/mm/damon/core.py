@@ -47,7 +47,7 @@ Cost: a sampling iteration costs work per region, never per page.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from cxlemu.kernel.base.device import KernelError
 from cxlemu.kernel.mm.damon.ops import ops_of
 from cxlemu.kernel.mm.damon.regions import (DAMON_MIN_REGION, Regions, age_for_new_attrs, max_nr_accesses,
                                             nr_accesses_for_new_attrs)
+from cxlemu.util.lazydc import dataclass
 
 OPS_NAMES = ("vaddr", "fvaddr", "paddr")          # damon_sysfs_ops_names order
 KDAMOND_TICK_COST_NS = 200                         # per region and sample: random address, PTE walk (estimate)

@@ -35,11 +35,12 @@ quota).  Every action except ``stat`` resets the age of the regions it tried.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from cxlemu.kernel.base.device import KernelError
+from cxlemu.util.lazydc import dataclass
 
 ACTIONS = ("willneed", "cold", "pageout", "hugepage", "nohugepage", "lru_prio", "lru_deprio", "migrate_hot",
            "migrate_cold", "stat")

@@ -24,13 +24,14 @@ schemes.py); it holds the staged parameters as plain data.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Callable
 
 from cxlemu.kernel.base.device import KernelError, kstr, kstrip, kstrtobool
 from cxlemu.kernel.mm.damon import schemes as ds
 from cxlemu.kernel.mm.damon.core import OPS_NAMES, DamonAttrs, DamonCtx, DamonTarget, IntervalsGoal, Kdamond, seed_for
 from cxlemu.kernel.mm.damon.regions import Regions
+from cxlemu.util.lazydc import dataclass
 
 if TYPE_CHECKING:
     from cxlemu.kernel.kernel import Kernel
