@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from dataclasses import FrozenInstanceError, field
+from dataclasses import FrozenInstanceError, InitVar, field
+from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -130,3 +131,23 @@ def test_order_and_unsafe_hash_go_to_the_standard_decorator():
 
     assert O(1) < O(2) and hash(H(1)) == hash(H(1))
     assert not getattr(O.__dict__["__init__"], "_lazydc_stand_in", False)
+
+
+def _initvar_scenario(dc) -> tuple:
+    @dc
+    class A:
+        x: int
+        scale: InitVar[int] = 2
+        k: ClassVar[int] = 5
+        y: int = field(init=False, default=0)
+
+        def __post_init__(self, scale):
+            self.y = self.x * scale
+
+    a = A(3, 4)
+    return repr(a).rsplit(".", 1)[-1], a.y, A(3) == A(3), A.k, [f.name for f in dataclasses.fields(A)]
+
+
+def test_initvar_classvar_and_init_false_fields():
+    assert _initvar_scenario(dataclass) == _initvar_scenario(dataclasses.dataclass) == \
+        ("A(x=3, y=12)", 12, True, 5, ["x", "y"])

@@ -110,3 +110,19 @@ def test_large_fabric_boots_quickly():
     dt = time.process_time() - t0
     assert len(b.kernel.cxl.memdevs) == 1024
     assert dt < 5.0
+
+
+def test_dc_capability_is_asked_once_per_new_memdev():
+    """The DCD series' create_dynamic_ram_1_region appears only when some
+    memdev has Dynamic Capacity; the answer is kept (every root decoder asks,
+    which was quadratic in memdevs) and follows memdevs added later."""
+    from types import SimpleNamespace
+    b = boot("biscuitos-c")
+    core = b.kernel.cxl
+    assert "create_dynamic_ram_1_region" not in b.listdir("/sys/bus/cxl/devices/decoder0.0")
+    assert core.dc_capable() is False and core._dc_scan == (len(core.memdevs), False)
+    core.memdevs.append(SimpleNamespace(hw=SimpleNamespace(dc_size=1 << 30)))     # a later DC memdev
+    try:
+        assert core.dc_capable() is True
+    finally:
+        core.memdevs.pop()

@@ -108,6 +108,7 @@ class CxlCore:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_uport_idx", None)
+        state.pop("_dc_scan", None)
         return state
 
     def host_bridge_device(self, hb) -> Device:
@@ -123,8 +124,15 @@ class CxlCore:
         return self.bus.devices.get(name)
 
     def dc_capable(self) -> bool:
-        """Any memdev with Dynamic Capacity (the DCD series' files appear then)."""
-        return any(md.hw.dc_size for md in self.memdevs)
+        """Any memdev with Dynamic Capacity (the DCD series' files appear then).
+        Each root decoder's attribute visibility asks, so the answer is kept:
+        ``memdevs`` only grows (pci_probe appends), and only the memdevs added
+        since the last question are looked at."""
+        seen, found = self.__dict__.get("_dc_scan", (0, False))
+        if not found and seen < len(self.memdevs):
+            found = any(md.hw.dc_size for md in self.memdevs[seen:])
+            self._dc_scan = (len(self.memdevs), found)
+        return found
 
     def root_decoders(self) -> list[RootDecoder]:
         return [d for d in self.root.decoders if isinstance(d, RootDecoder)] if self.root else []
