@@ -3,9 +3,12 @@ list has no ``-v``) against Debian's C tools, timed in the same mount namespace
 over the same rendered tree.
 
     python benchmarks/bench_tools.py [--presets biscuitos-c,large-fabric] [--reps 5]
-                                     [--render-dir DIR] [--json]
+                                     [--regions 16] [--render-dir DIR] [--json]
 
-Each preset is booted, rendered (``cxlemu sysfs NAME render``), and then, in
+Each preset is booted, given regions, namespaces and DAX devices (``populate``:
+up to ``--regions`` 1-way regions, a namespace on each pmem one, fsdax and
+devdax in turn; ram regions get their DAX device), rendered (``cxlemu sysfs
+NAME render``), and then, in
 ``unshare -m`` with the rendered ``sys`` bind-mounted over /sys and the
 rendered ``dev`` over /dev (tests/cxltest_support.py), every command runs
 ``--reps`` times and the best time is kept:
@@ -104,10 +107,63 @@ print(json.dumps(rows))
 """
 
 
+def _tool(b, *argv: str, may_fail: bool = False) -> str | None:
+    import io
+
+    from cxlemu.tools.runner import run_tool
+    out, err = io.StringIO(), io.StringIO()
+    rc = run_tool(argv[0], list(argv[1:]), b, env={}, stdout=out, stderr=err, isatty=False)
+    if rc != 0:
+        if may_fail:
+            return None
+        raise SystemExit(f"bench_tools: setting up, {' '.join(argv)} failed ({rc}): {err.getvalue().strip()}")
+    return out.getvalue()
+
+
+def populate(b, regions: int, media_dir: str) -> str:
+    """Give every tool something to list, as a configured machine has: up to
+    ``regions`` 1-way regions, each on a 1-way root decoder that reaches its
+    memdev (``cxl list -D -d root -m memX``, ``cxl create-region``), and on each pmem region a namespace, fsdax and
+    devdax in turn (``ndctl create-namespace``); ram regions get their DAX
+    device from the kernel.  Done with our tools through the ABI, before the
+    tree is rendered; returns what was made.  Namespaces write their info
+    blocks to the media, kept in ``media_dir``."""
+    from cxlemu.data import physmem
+    from cxlemu.data.media import MediaStore
+    physmem.attach(b.kernel, MediaStore(Path(media_dir)))
+    mds = sorted(json.loads(_tool(b, "cxl", "list", "-M") or "[]"), key=lambda m: int(m["memdev"][3:]))
+    # round robin over the host bridges (pci0000:BB in the memdev's path): a port has
+    # only so many HDM decoders, one per region through it
+    groups: dict[str, list] = {}
+    for md in mds:
+        groups.setdefault(b.realpath(f"/sys/bus/cxl/devices/{md['memdev']}").split("/")[3], []).append(md)
+    mds = [g[i] for i in range(max(map(len, groups.values()), default=0)) for g in groups.values() if i < len(g)]
+    made = {"ram": 0, "pmem": 0, "fsdax": 0, "devdax": 0}
+    for md in mds:
+        if made["ram"] + made["pmem"] >= regions:
+            break
+        kind = "pmem" if md.get("pmem_size") else "ram"
+        # the root decoders that reach the memdev, 1-way windows first
+        roots = json.loads(_tool(b, "cxl", "list", "-D", "-d", "root", "-m", md["memdev"]) or "[]")
+        roots = [d["decoder"] for d in sorted(roots, key=lambda d: d["interleave_ways"])
+                 if d.get("pmem_capable" if kind == "pmem" else "volatile_capable")]
+        # (a port whose HDM decoders are all in use refuses: the next memdev, then)
+        if roots and _tool(b, "cxl", "create-region", "-t", kind, "-d", roots[0], "-m", md["memdev"], "-w", "1",
+                           may_fail=True) is not None:
+            made[kind] += 1
+    for i, r in enumerate(json.loads(_tool(b, "ndctl", "list", "-R") or "[]")):
+        mode = ("fsdax", "devdax")[i % 2]
+        _tool(b, "ndctl", "create-namespace", "-r", r["dev"], "-m", mode)
+        made[mode] += 1
+    return ", ".join(f"{v} {k}" for k, v in made.items() if v) or "nothing"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default="biscuitos-c,large-fabric")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--regions", type=int, default=16,
+                    help="1-way regions made before rendering, with a namespace on each pmem one (default 16)")
     ap.add_argument("--render-dir", help="where to render (default: the system temporary directory)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -123,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     for preset in a.presets.split(","):
         b = boot(preset)
         d = tempfile.mkdtemp(prefix="cxlemu-bench-tools-", dir=a.render_dir)
+        media = tempfile.mkdtemp(prefix="cxlemu-bench-media-")
         inner = ""
         try:
+            made = populate(b, a.regions, media)
+            if not a.json:
+                print(f"{preset}: {made}", flush=True)
             render(b, d)
             fd, inner = tempfile.mkstemp(suffix=".py", prefix="cxlemu-bench-inner-")   # outside /dev
             with os.fdopen(fd, "w") as f:
@@ -151,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"[output: C {r['c_bytes']} B, ours {r['ours_bytes']} B]", flush=True)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(media, ignore_errors=True)
             if os.path.exists(inner):
                 os.unlink(inner)
     if a.json:

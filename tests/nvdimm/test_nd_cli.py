@@ -1,8 +1,9 @@
 """``cxlemu labels`` and ``cxlemu cpu-cache`` (cli/pmem_commands.py)."""
 
 import json
+import re
 
-from pmem_support import MiB, ndctl, pmem_region, topo
+from pmem_support import MiB, backend, ndctl, pmem_region, topo
 from cxlemu.cli.main import main
 from cxlemu.cli.pmem_commands import decode_lsa
 from cxlemu.machine.dax import open_dax
@@ -55,3 +56,29 @@ def test_cpu_cache_with_a_corrupt_state_file(capsys):
     with open(media, "rb") as f:
         f.seek(dpa)
         assert f.read(100) == b"\x01" * 100
+
+
+def test_a_listing_reads_each_claim_device_once_and_a_write_refreshes(tmp_path):
+    """libndctl keeps a region's namespaces and btt/pfn/dax devices once read
+    (namespaces_init() ...): ``ndctl list -vvv`` reads a pfn's uuid once, not
+    once per namespace that asks for its claim; a write made by the library
+    drops what it kept, so the namespace it creates is listed."""
+    b = backend(tmp_path)
+    pmem_region(b)
+    reads: list[str] = []
+    orig = b.read_bytes
+
+    def counting(path, *a, **kw):
+        reads.append(path)
+        return orig(path, *a, **kw)
+
+    b.read_bytes = counting
+    rc, out, err = ndctl(b, "create-namespace", "-m", "fsdax")
+    assert rc == 0, err
+    rc, listed, err = ndctl(b, "list", "-vvv")
+    assert rc == 0 and '"mode":"fsdax"' in listed
+    reads.clear()
+    rc, again, _ = ndctl(b, "list", "-vvv")
+    assert again == listed
+    pfn_uuid = [p for p in reads if re.search(r"/pfn\d+\.\d+/uuid$", p)]
+    assert pfn_uuid and len(pfn_uuid) == len(set(pfn_uuid)), pfn_uuid

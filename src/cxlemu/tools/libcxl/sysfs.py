@@ -69,6 +69,9 @@ class SysfsIO:
     log: Log
     last_errno: int = 0
     _alias: dict[str, str | None] = field(default_factory=dict)
+    #: writes made through this object (and forget() calls): what a library keeps
+    #: from its reads is good while this has not moved
+    writes: int = 0
 
     # ---- path canonicalisation (a cache, not a semantic change) ----------
     def _canon(self, path: str) -> str:
@@ -91,6 +94,7 @@ class SysfsIO:
     def forget(self) -> None:
         """Drop cached ``/sys/bus/*/devices`` resolutions."""
         self._alias.clear()
+        self.writes += 1
 
     # ---- reads -------------------------------------------------------------
     def read_attr(self, path: str) -> str | None:
@@ -179,6 +183,7 @@ class SysfsIO:
         """``sysfs_write_attr()``: writes ``text`` plus its NUL terminator;
         raises ``OSError(errno)`` on failure."""
         data = text.encode() + b"\0"
+        self.writes += 1
         try:
             self.backend.write(self._canon(path), data)
         except OSError as e:

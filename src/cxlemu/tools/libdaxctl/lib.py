@@ -64,6 +64,7 @@ class DaxctlCtx:
         self.log = log
         self._regions: list[DaxctlRegion] = []
         self._regions_init = False
+        self.writes = 0           # sysfs writes made through this context (SysfsIO.writes)
 
     # ---- util/sysfs.c -----------------------------------------------------------------------
     def read_attr(self, path: str) -> tuple[int, str]:
@@ -83,6 +84,7 @@ class DaxctlCtx:
 
     def write_attr(self, path: str, value: str, quiet: bool = False) -> int:
         """__sysfs_write_attr(): the string and its NUL; 0 or -errno."""
+        self.writes += 1
         try:
             self.backend.write(path, value + "\0")
         except OSError as e:

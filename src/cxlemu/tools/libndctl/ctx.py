@@ -56,6 +56,11 @@ class NdctlCtx:
     def write(self, path: str, text: str) -> None:
         self.io.write_attr(path, text)
 
+    def generation(self) -> tuple[int, int]:
+        """Moves with every sysfs write this library (or its daxctl context)
+        makes: lists read from sysfs are good while it stays."""
+        return self.io.writes, self.daxctl.writes
+
     def scan(self, base: str, prefix: str) -> list[tuple[int, str]]:
         names = self.io.listdir(base) or []
         out = []

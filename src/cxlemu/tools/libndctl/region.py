@@ -43,6 +43,7 @@ class NdRegion(NdObject):
         self.persistence_domain = PERSISTENCE_UNKNOWN
         self.generation = 0
         self._mappings: list[NdMapping] | None = None
+        self._kids: dict[str, tuple[tuple[int, int], list]] = {}
 
     @classmethod
     def load(cls, bus: NdBus, region_id: int, path: str) -> "NdRegion | None":
@@ -154,25 +155,31 @@ class NdRegion(NdObject):
         return [d for d in self.bus.dimms() if id(d) in mapped]
 
     # ---- children ---------------------------------------------------------------------
+    def _children(self, kind: str, cls: Any) -> list:
+        """The region's ``kind`` devices (namespace, btt, pfn, dax), newest
+        first.  Like libndctl's namespaces_init()/btts_init()/... they are read
+        once and kept, here until this library next writes to sysfs (a
+        listing reads each namespace's claim devices once, not once per
+        namespace)."""
+        gen = self.ctx.generation()
+        hit = self._kids.get(kind)
+        if hit is None or hit[0] != gen:
+            out = [x for x in (cls.load(self, i, p) for i, p in self.ctx.scan(self.path, f"{kind}{self.id}."))
+                   if x is not None]
+            hit = self._kids[kind] = (gen, out)
+        return list(hit[1])
+
     def namespaces(self) -> list["NdNamespace"]:
-        out = []
-        for i, p in self.ctx.scan(self.path, f"namespace{self.id}."):
-            ns = NdNamespace.load(self, i, p)
-            if ns is not None:
-                out.append(ns)
-        return out
+        return self._children("namespace", NdNamespace)
 
     def btts(self) -> list["NdBtt"]:
-        return [x for x in (NdBtt.load(self, i, p) for i, p in self.ctx.scan(self.path, f"btt{self.id}."))
-                if x is not None]
+        return self._children("btt", NdBtt)
 
     def pfns(self) -> list["NdPfn"]:
-        return [x for x in (NdPfn.load(self, i, p) for i, p in self.ctx.scan(self.path, f"pfn{self.id}."))
-                if x is not None]
+        return self._children("pfn", NdPfn)
 
     def daxs(self) -> list["NdDax"]:
-        return [x for x in (NdDax.load(self, i, p) for i, p in self.ctx.scan(self.path, f"dax{self.id}."))
-                if x is not None]
+        return self._children("dax", NdDax)
 
     def _seed(self, attr: str, items: list) -> Any:
         v = self.ctx.read(f"{self.path}/{attr}")
