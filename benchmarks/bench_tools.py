@@ -8,10 +8,11 @@ over the same rendered tree.
 Each preset is booted, given regions, namespaces and DAX devices (``populate``:
 up to ``--regions`` 1-way regions, a namespace on each pmem one, fsdax and
 devdax in turn; ram regions get their DAX device), rendered (``cxlemu sysfs
-NAME render``), and then, in
-``unshare -m`` with the rendered ``sys`` bind-mounted over /sys and the
-rendered ``dev`` over /dev (tests/cxltest_support.py), every command runs
-``--reps`` times and the best time is kept:
+NAME render``), and then, in ``unshare -m`` with the rendered ``sys``
+bind-mounted over /sys and the rendered ``dev`` over /dev (its device nodes
+made with mknod, so that libdaxctl finds each DAX device's subsystem through
+/sys/dev/char; tests/cxltest_support.py), every command runs ``--reps``
+times and the best time is kept:
 
 * ``c_s``: the Debian binary (a process: exec, libcxl/libndctl/libdaxctl);
 * ``ours_s``: our tool in process (``run_tool`` over ``DirectoryBackend("/")``:
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(INNER)
             env = dict(os.environ)
             env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            p = subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, d, "files", sys.executable,
+            p = subprocess.run(["unshare", "-m", "bash", "-c", _UNSHARE_SCRIPT, d, "mknod", sys.executable,
                                 inner, str(a.reps), json.dumps(COMMANDS), src, OURS_CLI],
                                capture_output=True, text=True, env=env, timeout=3000)
             if p.returncode != 0:
