@@ -25,6 +25,14 @@ def _root_of(path: str) -> str:
 
 
 def _main(tool: str) -> int:
+    """A console entry point: run ``tool``, then leave without the
+    interpreter's teardown (util/procexit.py; the tools close the files they
+    write, and a machine's state is saved when its ``with`` block ends)."""
+    from cxlemu.util.procexit import exit_now
+    exit_now(_run(tool))
+
+
+def _run(tool: str) -> int:
     from cxlemu.sysfs.backend import DirectoryBackend
     from cxlemu.tools.runner import run_tool
     argv = sys.argv[1:]
