@@ -372,3 +372,32 @@ def test_random_cxl_list_command_lines_match_real_binary(argv):
     real = subprocess.run([exe, "list", *argv], capture_output=True, text=True, timeout=20)
     _skip_if_devices(["list"], real)
     assert run_tool(cxl_v76(), ["list", *argv]) == (real.returncode, real.stdout, real.stderr)
+
+
+def test_every_lazily_imported_command_resolves():
+    """cxl, ndctl and daxctl import a command's module when it runs
+    (lazy_command): each named module and function must exist."""
+    import importlib
+
+    from cxlemu.tools.cxl.main import commands
+    from cxlemu.tools.daxctl.main import IMPLS as DAXCTL
+    from cxlemu.tools.ndctl.main import IMPLS as NDCTL
+    seen = 0
+    for table in (commands(), NDCTL, DAXCTL):
+        for name, fn in table.items():
+            module, func = fn.target
+            assert callable(getattr(importlib.import_module(module), func)), name
+            seen += 1
+    assert seen >= 40
+
+
+def test_ndctl_list_does_not_import_the_label_code():
+    import subprocess
+    import sys
+    code = ("import io, sys; from cxlemu.tools.runner import run_tool; from cxlemu.sysfs.backend import "
+            "DirectoryBackend; run_tool('ndctl', ['list'], DirectoryBackend('/nonexistent'), env={}, "
+            "stdout=io.StringIO(), stderr=io.StringIO(), isatty=False); "
+            "print(sorted(m for m in sys.modules if m.startswith('cxlemu.tools.ndctl')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "cxlemu.tools.ndctl.list" in p.stdout and "cxlemu.tools.ndctl.labels" not in p.stdout

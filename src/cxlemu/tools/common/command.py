@@ -261,6 +261,19 @@ class Tool:
         return 0
 
 
+def lazy_command(module: str, func: str) -> CommandFn:
+    """``module.func``, its module imported on first use: a command line
+    imports the one command it runs (``ndctl list`` does not load the label
+    and ioctl code of ``read-labels``)."""
+    def run(argv: list[str], ctx: CommandContext) -> int:
+        import importlib
+        fn: CommandFn = getattr(importlib.import_module(module), func)
+        return fn(argv, ctx)
+    run.__name__ = func
+    run.target = (module, func)        # type: ignore[attr-defined]
+    return run
+
+
 def make_tool(name: str, table: Sequence[str], impls: Mapping[str, CommandFn], *,
               version: str = V81_VERSION,
               help_subcommands: Sequence[str] = ()) -> Tool:

@@ -9,47 +9,35 @@ name, as in C) and add it to :func:`commands`.
 
 from __future__ import annotations
 
-from typing import Callable
 
 from cxlemu.tools.common.command import (CXL_COMMANDS_V81, CXL_COMMANDS_V84_EXTRA, CXL_HELP_SUBCOMMANDS,
-                                         CommandContext, CommandFn, Tool, make_tool)
+                                         CommandContext, CommandFn, Tool, lazy_command, make_tool)
 
 __all__ = ["commands", "build_tool", "tool_main"]
-
-
-def _lazy(module: str, func: str) -> CommandFn:
-    """Import a command module on first use (keeps ``cxl version`` cheap)."""
-    def run(argv: list[str], ctx: CommandContext) -> int:
-        import importlib
-        fn: Callable[[list[str], CommandContext], int] = getattr(
-            importlib.import_module(module), func)
-        return fn(argv, ctx)
-    run.__name__ = func
-    return run
 
 
 def commands() -> dict[str, CommandFn]:
     """Implemented subcommands, by name (must be in the v81 table)."""
     region, memdev = "cxlemu.tools.cxl.region", "cxlemu.tools.cxl.memdev"
     table = {
-        "list": _lazy("cxlemu.tools.cxl.list", "cmd_list"),
-        "disable-memdev": _lazy(memdev, "cmd_disable_memdev"),
-        "enable-memdev": _lazy(memdev, "cmd_enable_memdev"),
-        "reserve-dpa": _lazy(memdev, "cmd_reserve_dpa"),
-        "free-dpa": _lazy(memdev, "cmd_free_dpa"),
-        "set-alert-config": _lazy(memdev, "cmd_set_alert_config"),
-        "wait-sanitize": _lazy(memdev, "cmd_wait_sanitize"),
-        "set-partition": _lazy(memdev, "cmd_set_partition"),
-        "disable-port": _lazy("cxlemu.tools.cxl.port", "cmd_disable_port"),
-        "enable-port": _lazy("cxlemu.tools.cxl.port", "cmd_enable_port"),
-        "disable-bus": _lazy("cxlemu.tools.cxl.bus", "cmd_disable_bus"),
-        "create-region": _lazy(region, "cmd_create_region"),
-        "enable-region": _lazy(region, "cmd_enable_region"),
-        "disable-region": _lazy(region, "cmd_disable_region"),
-        "destroy-region": _lazy(region, "cmd_destroy_region"),
-        "monitor": _lazy("cxlemu.tools.cxl.monitor", "cmd_monitor"),
-        "inject-media-poison": _lazy("cxlemu.tools.cxl.poison", "cmd_inject_media_poison"),
-        "clear-media-poison": _lazy("cxlemu.tools.cxl.poison", "cmd_clear_media_poison"),
+        "list": lazy_command("cxlemu.tools.cxl.list", "cmd_list"),
+        "disable-memdev": lazy_command(memdev, "cmd_disable_memdev"),
+        "enable-memdev": lazy_command(memdev, "cmd_enable_memdev"),
+        "reserve-dpa": lazy_command(memdev, "cmd_reserve_dpa"),
+        "free-dpa": lazy_command(memdev, "cmd_free_dpa"),
+        "set-alert-config": lazy_command(memdev, "cmd_set_alert_config"),
+        "wait-sanitize": lazy_command(memdev, "cmd_wait_sanitize"),
+        "set-partition": lazy_command(memdev, "cmd_set_partition"),
+        "disable-port": lazy_command("cxlemu.tools.cxl.port", "cmd_disable_port"),
+        "enable-port": lazy_command("cxlemu.tools.cxl.port", "cmd_enable_port"),
+        "disable-bus": lazy_command("cxlemu.tools.cxl.bus", "cmd_disable_bus"),
+        "create-region": lazy_command(region, "cmd_create_region"),
+        "enable-region": lazy_command(region, "cmd_enable_region"),
+        "disable-region": lazy_command(region, "cmd_disable_region"),
+        "destroy-region": lazy_command(region, "cmd_destroy_region"),
+        "monitor": lazy_command("cxlemu.tools.cxl.monitor", "cmd_monitor"),
+        "inject-media-poison": lazy_command("cxlemu.tools.cxl.poison", "cmd_inject_media_poison"),
+        "clear-media-poison": lazy_command("cxlemu.tools.cxl.poison", "cmd_clear_media_poison"),
     }
     table.update(_label_commands())
     return table
@@ -63,9 +51,9 @@ def _label_commands() -> dict[str, CommandFn]:
     if importlib.util.find_spec("cxlemu.tools.cxl.labels") is None:
         return {}
     labels = "cxlemu.tools.cxl.labels"
-    return {"read-labels": _lazy(labels, "cmd_read_labels"),
-            "write-labels": _lazy(labels, "cmd_write_labels"),
-            "zero-labels": _lazy(labels, "cmd_zero_labels")}
+    return {"read-labels": lazy_command(labels, "cmd_read_labels"),
+            "write-labels": lazy_command(labels, "cmd_write_labels"),
+            "zero-labels": lazy_command(labels, "cmd_zero_labels")}
 
 
 def build_tool() -> Tool:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from cxlemu.tools.common.command import DAXCTL_COMMANDS_V81, DAXCTL_HELP_SUBCOMMANDS, CommandContext, make_tool
-from cxlemu.tools.daxctl.create_device import cmd_create_device
-from cxlemu.tools.daxctl.destroy_device import cmd_destroy_device
-from cxlemu.tools.daxctl.disable_device import cmd_disable_device
-from cxlemu.tools.daxctl.enable_device import cmd_enable_device
-from cxlemu.tools.daxctl.list import cmd_list
-from cxlemu.tools.daxctl.offline_memory import cmd_offline_memory
-from cxlemu.tools.daxctl.online_memory import cmd_online_memory
-from cxlemu.tools.daxctl.reconfigure_device import cmd_reconfig_device
+from cxlemu.tools.common.command import (DAXCTL_COMMANDS_V81, DAXCTL_HELP_SUBCOMMANDS, CommandContext,
+                                         lazy_command, make_tool)
 
+_D = "cxlemu.tools.daxctl."
 IMPLS = {
-    "list": cmd_list,
-    "create-device": cmd_create_device,
-    "destroy-device": cmd_destroy_device,
-    "reconfigure-device": cmd_reconfig_device,
-    "online-memory": cmd_online_memory,
-    "offline-memory": cmd_offline_memory,
-    "disable-device": cmd_disable_device,
-    "enable-device": cmd_enable_device,
+    "list": lazy_command(_D + "list", "cmd_list"),
+    "create-device": lazy_command(_D + "create_device", "cmd_create_device"),
+    "destroy-device": lazy_command(_D + "destroy_device", "cmd_destroy_device"),
+    "reconfigure-device": lazy_command(_D + "reconfigure_device", "cmd_reconfig_device"),
+    "online-memory": lazy_command(_D + "online_memory", "cmd_online_memory"),
+    "offline-memory": lazy_command(_D + "offline_memory", "cmd_offline_memory"),
+    "disable-device": lazy_command(_D + "disable_device", "cmd_disable_device"),
+    "enable-device": lazy_command(_D + "enable_device", "cmd_enable_device"),
 }
 
 TOOL = make_tool("daxctl", DAXCTL_COMMANDS_V81, IMPLS, help_subcommands=DAXCTL_HELP_SUBCOMMANDS)
