@@ -259,3 +259,5 @@ def test_directory_realpath_matches_os_realpath(tmp_path):
                 "l/x/..", "a/up", "a/up/x", "a/b/../up", ".", "a//b"]:
         p = str(tmp_path / rel) if rel != "a//b" else f"{tmp_path}/a//b"
         assert _realpath(p) == os.path.realpath(p), rel
+        strict = os.path.realpath(p, strict=True) if os.path.exists(p) else None
+        assert _realpath(p, strict=True) == strict, rel       # realpath(3): every component exists

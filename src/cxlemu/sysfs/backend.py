@@ -64,29 +64,35 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_PATH = getattr(os, "O_PATH", 0)
 
 
-def _realpath(path: str) -> str:
+def _realpath(path: str, strict: bool = False) -> str | None:
     """``os.path.realpath``, with the walk done by the kernel when it can be
     (open with O_PATH, then read the /proc/self/fd link): one system call
     instead of an lstat per component in Python.  A path that does not
-    exist, or a system without O_PATH, takes ``os.path.realpath``."""
+    exist, or a system without O_PATH, takes ``os.path.realpath``.
+    ``strict``: None unless every component exists (``realpath(3)``)."""
     if _O_PATH:
         try:
             fd = os.open(path, _O_PATH | _O_CLOEXEC)
         except FileNotFoundError:
+            if strict:
+                return None
             # realpath(3) without strict: the existing prefix resolved, the rest as is
             head, tail = os.path.split(path)
             if tail in ("", ".", "..") or head == path or "/../" in path or os.path.lexists(path):
                 return os.path.realpath(path)     # ".." after a missing part, a dangling link
-            return os.path.join(_realpath(head), tail)
+            return os.path.join(_realpath(head) or head, tail)
         except OSError:
+            if strict:
+                return None
             return os.path.realpath(path)
         try:
             return os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            return os.path.realpath(path)
+            pass                                  # no /proc: the walk in Python
         finally:
             os.close(fd)
-    return os.path.realpath(path)
+    rp = os.path.realpath(path)
+    return rp if not strict or os.path.exists(rp) else None
 
 
 class EmulatorBackend:
@@ -547,21 +553,8 @@ class DirectoryBackend:
     def realpath_strict(self, path: str) -> str | None:
         """``realpath(3)`` that fails (None) unless every component exists:
         the kernel resolves it in one ``open(O_PATH)``."""
-        full = self._p(path)
-        if not _O_PATH:
-            rp = os.path.realpath(full)
-            return self._unroot(rp) if os.path.exists(rp) else None
-        try:
-            fd = os.open(full, _O_PATH | _O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            return self._unroot(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            rp = os.path.realpath(full)
-            return self._unroot(rp) if os.path.exists(rp) else None
-        finally:
-            os.close(fd)
+        rp = _realpath(self._p(path), strict=True)
+        return None if rp is None else self._unroot(rp)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(self._p(path))
