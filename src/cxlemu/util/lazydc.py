@@ -16,18 +16,18 @@ standard result: the same fields, ``__dataclass_fields__``,
 decorator generates, compiled by it the first time one of them is called.
 Until then the class holds small stand-ins; the first call of one has the
 standard decorator generate it (``__eq__`` and ``__hash__`` together) and
-puts the real method in its place.  ``order=True`` and ``unsafe_hash=True`` are passed straight to
-the standard decorator.  A class without a docstring gets ``Name(...)`` as
-its docstring (the standard one spells out ``__init__``'s signature, which
-does not exist yet).
+puts the real method in its place.  ``order=True`` and ``unsafe_hash=True``
+are passed straight to the standard decorator.  A class without a docstring
+gets ``Name(...)`` as its docstring (the standard one spells out
+``__init__``'s signature, which does not exist yet), and
+``inspect.signature`` of a class shows ``(*args, **kwargs)`` until its first
+instance is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
-
-_METHODS = ("__init__", "__repr__", "__eq__", "__hash__")
 
 
 def dataclass(cls: type | None = None, /, **kw: Any) -> Any:
@@ -100,8 +100,8 @@ def _builder(cls: type, names: tuple[str, ...], frozen: bool, flags: dict[str, b
 
 def _stand_in(cls: type, name: str, build: Callable[[], None]) -> Callable[..., Any]:
     """``cls.<name>`` until the first call, which builds the real method
-    (with its group) and forwards to ``cls``'s own (a subclass's override may be what called
-    it through ``super()``)."""
+    (with its group) and forwards to ``cls``'s own: a subclass's override
+    may be what called it, through ``super()``."""
     if name == "__init__":
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             build()

@@ -7,8 +7,8 @@ clears every module and frees every object one by one.  For a command that
 loaded a machine model (thousands of objects, ~90 modules) that last part is
 about 15 ms of a ~120 ms ``cxlemu exec b -- cxl list`` with the machine
 stopped (issue 13), and nothing outside the process can observe it: the
-kernel reclaims the memory at ``_exit``.  :func:`exit_now` does the observable
-parts and skips the rest, as Mercurial and pip's vendored tools do.
+kernel reclaims the memory at ``_exit``.  :func:`exit_now` does the
+observable parts and skips the rest.
 
 Only for a process whose command has finished and closed (or flushed) every
 file it wrote other than stdout and stderr: a buffered Python file object
