@@ -79,3 +79,18 @@ def test_every_benchmarked_command_is_accepted_by_our_tools():
                         isatty=False) == 0, argv
     assert run_tool("daxctl", ["list", "-vvv"], b, env={}, stdout=io.StringIO(), stderr=io.StringIO(),
                     isatty=False) == 129
+
+
+def test_populate_gives_every_tool_something_to_list(tmp_path):
+    """The benchmark times listings of a configured machine: regions,
+    namespaces in both modes and DAX devices, made through our tools."""
+    import json
+    bench = _bench_tools()
+    b = boot("biscuitos-c")
+    assert bench.populate(b, 4, str(tmp_path)) == "4 pmem, 2 fsdax, 2 devdax"
+    nd = json.loads(bench._tool(b, "ndctl", "list", "-N"))
+    assert sorted(n["mode"] for n in nd) == ["devdax", "devdax", "fsdax", "fsdax"]
+    dax = json.loads(bench._tool(b, "daxctl", "list", "-D"))
+    assert len(dax) == 2 and all(d["chardev"].startswith("dax") for d in dax)
+    assert bench._tool(b, "cxl", "create-region", "-t", "pmem", "-d", "decoder0.0", "-m", "mem0", "-w", "1",
+                       may_fail=True) is None         # mem0 is taken: refused, reported as None
