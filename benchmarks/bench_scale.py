@@ -2,7 +2,7 @@
 Type 3 devices (64, 256, 1024, 4096, 16 384), one row per size, and the
 16 384 / 1024 ratios (16 is perfectly linear; the target is under 20).
 
-    python benchmarks/bench_scale.py [--sizes 64,256,1024,4096,16384] [--json] [--reps 2]
+    python benchmarks/bench_scale.py [--sizes 64,256,1024,4096,16384] [--json] [--reps 3]
                                      [--render-dir DIR] [--no-render-above N]
 
 Every fabric comes from the topology generator with three levels of
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--row", type=int, help=argparse.SUPPRESS)        # one size, in this process
     ap.add_argument("--no-render", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-state", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--reps", type=int, default=2,
-                    help="runs per size, each in a fresh interpreter; boot and list are the best (default 2)")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="runs per size, each in a fresh interpreter; boot and list are the best (default 3)")
     a = ap.parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
     if a.row is not None:
