@@ -122,13 +122,15 @@ def _tool(b, *argv: str, may_fail: bool = False) -> str | None:
 
 
 def populate(b, regions: int, media_dir: str) -> str:
-    """Give every tool something to list, as a configured machine has: up to
-    ``regions`` 1-way regions, each on a 1-way root decoder that reaches its
-    memdev (``cxl list -D -d root -m memX``, ``cxl create-region``), and on each pmem region a namespace, fsdax and
-    devdax in turn (``ndctl create-namespace``); ram regions get their DAX
-    device from the kernel.  Done with our tools through the ABI, before the
-    tree is rendered; returns what was made.  Namespaces write their info
-    blocks to the media, kept in ``media_dir``."""
+    """Give every tool something to list, as a configured machine has.
+
+    Up to ``regions`` 1-way regions (``cxl create-region``), each on the
+    narrowest root decoder that reaches its memdev (``cxl list -D -d root -m
+    memX``), taken round robin over the host bridges; on each pmem region a
+    namespace, fsdax and devdax in turn (``ndctl create-namespace``); ram
+    regions get their DAX device from the kernel.  Done with our tools
+    through the ABI, before the tree is rendered; namespaces write their info
+    blocks to media kept in ``media_dir``.  Returns what was made."""
     from cxlemu.data import physmem
     from cxlemu.data.media import MediaStore
     physmem.attach(b.kernel, MediaStore(Path(media_dir)))
