@@ -109,28 +109,27 @@ print(json.dumps(rows))
 
 
 def _tool(b, *argv: str, may_fail: bool = False) -> str | None:
-    import io
-
-    from cxlemu.tools.runner import run_tool
-    out, err = io.StringIO(), io.StringIO()
-    rc = run_tool(argv[0], list(argv[1:]), b, env={}, stdout=out, stderr=err, isatty=False)
+    """Our tool's output; a failure stops the benchmark (None if ``may_fail``)."""
+    from cxltest_support import run
+    rc, out, err = run(b, *argv)
     if rc != 0:
         if may_fail:
             return None
-        raise SystemExit(f"bench_tools: setting up, {' '.join(argv)} failed ({rc}): {err.getvalue().strip()}")
-    return out.getvalue()
+        raise SystemExit(f"bench_tools: setting up, {' '.join(argv)} failed ({rc}): {err.strip()}")
+    return out
 
 
 def populate(b, regions: int, media_dir: str) -> str:
     """Give every tool something to list, as a configured machine has.
 
     Up to ``regions`` 1-way regions (``cxl create-region``), each on the
-    narrowest root decoder that reaches its memdev (``cxl list -D -d root -m
-    memX``), taken round robin over the host bridges; on each pmem region a
-    namespace, fsdax and devdax in turn (``ndctl create-namespace``); ram
-    regions get their DAX device from the kernel.  Done with our tools
-    through the ABI, before the tree is rendered; namespaces write their info
-    blocks to media kept in ``media_dir``.  Returns what was made."""
+    narrowest root decoder that reaches its memdev (``cxl list -D -d root
+    -m memX``, asked only for the memdevs used), taken round robin over the
+    host bridges; on each pmem region a namespace, fsdax and devdax in turn
+    (``ndctl create-namespace``); ram regions get their DAX device from the
+    kernel.  Done with our tools through the ABI, before the tree is
+    rendered; namespaces write their info blocks to media kept in
+    ``media_dir``.  Returns what was made."""
     from cxlemu.data import physmem
     from cxlemu.data.media import MediaStore
     physmem.attach(b.kernel, MediaStore(Path(media_dir)))

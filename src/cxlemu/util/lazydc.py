@@ -37,12 +37,14 @@ def dataclass(cls: type | None = None, /, **kw: Any) -> Any:
     return _process(cls, kw)
 
 
-def _wanted(cls: type, kw: dict[str, Any]) -> list[str]:
-    """The methods the standard decorator would add to ``cls`` (its rules:
-    an explicit definition in the class body wins; ``eq`` without ``frozen``
-    makes the class unhashable, ``eq`` with ``frozen`` hashes the fields)."""
+def _wanted(cls: type, kw: dict[str, Any]) -> tuple[list[str], bool]:
+    """The methods the standard decorator would add to ``cls``, and whether
+    it would make the class unhashable (its rules: an explicit definition in
+    the class body wins; ``eq`` without ``frozen`` sets ``__hash__`` to None,
+    ``eq`` with ``frozen`` hashes the fields)."""
     own = cls.__dict__
     want = []
+    unhashable = False
     if kw.get("init", True) and "__init__" not in own:
         want.append("__init__")
     if kw.get("repr", True) and "__repr__" not in own:
@@ -53,27 +55,29 @@ def _wanted(cls: type, kw: dict[str, Any]) -> list[str]:
         class_hash = own.get("__hash__", dataclasses.MISSING)
         explicit_hash = not (class_hash is dataclasses.MISSING or (class_hash is None and "__eq__" in own))
         if not explicit_hash:
-            want.append("__hash__" if kw.get("frozen", False) else "-__hash__")
-    return want
+            if kw.get("frozen", False):
+                want.append("__hash__")
+            else:
+                unhashable = True
+    return want, unhashable
 
 
 def _process(cls: type, kw: dict[str, Any]) -> type:
     if kw.get("order") or kw.get("unsafe_hash"):
         return dataclasses.dataclass(cls, **kw)
-    want = _wanted(cls, kw)
+    want, unhashable = _wanted(cls, kw)
     if not cls.__dict__.get("__doc__"):
         cls.__doc__ = f"{cls.__name__}(...)"
     out = dataclasses.dataclass(cls, **dict(kw, init=False, repr=False, eq=False))
-    if "-__hash__" in want:
+    if unhashable:
         out.__hash__ = None       # type: ignore[assignment]
-    if want:
-        frozen = bool(kw.get("frozen", False))
-        for group, flags in _GROUPS:
-            names = tuple(n for n in group if n in want)
-            if names:
-                build = _builder(out, names, frozen, flags)
-                for name in names:
-                    setattr(out, name, _stand_in(out, name, build))
+    frozen = bool(kw.get("frozen", False))
+    for group, flags in _GROUPS:
+        names = tuple(n for n in group if n in want)
+        if names:
+            build = _builder(out, names, frozen, flags)
+            for name in names:
+                setattr(out, name, _stand_in(out, name, build))
     return out
 
 

@@ -17,6 +17,7 @@ and the nine top-level arrays are spliced into the result, wrapped in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import field
 
 from cxlemu.tools.common.log import Log
@@ -141,15 +142,38 @@ def _any_memdev(ctx: CxlContext, ident: str | None, serial: str | None, pred) ->
     return any(memdev_filter(md, ident, serial) and pred(md) for md in ctx.memdevs())
 
 
+def _self_and_endpoints(port: Port) -> Iterator[Port]:
+    """The port, then every endpoint below it, depth first."""
+    yield port
+    for ep in port.endpoints():
+        yield from _self_and_endpoints(ep)
+
+
 def _self_or_endpoints(port: Port, test) -> bool:
     """``test(port)``, else the same on every endpoint below, depth first."""
-    return test(port) or any(_self_or_endpoints(ep, test) for ep in port.endpoints())
+    return any(test(p) for p in _self_and_endpoints(port))
+
+
+def _bus_ports(bus: Bus) -> Iterator[Port]:
+    """The bus and its endpoints, then each port below it
+    (``cxl_port_foreach_all``) and its endpoints."""
+    yield from _self_and_endpoints(bus)
+    for p in bus.iter_all():
+        yield from _self_and_endpoints(p)
 
 
 def _bus_or_ports(bus: Bus, test) -> bool:
-    """:func:`_self_or_endpoints` on the bus, then on each port below it
-    (``cxl_port_foreach_all``)."""
-    return _self_or_endpoints(bus, test) or any(_self_or_endpoints(p, test) for p in bus.iter_all())
+    return any(test(p) for p in _bus_ports(bus))
+
+
+def _kept(ctx: CxlContext, key: tuple, compute):
+    """``compute()``, kept on the context under ``key`` until the library
+    next writes to sysfs.  A per-memdev filter that walks every port's
+    decoders asks the same question for each of thousands of memdevs."""
+    hit = ctx.memo.get(key)
+    if hit is None or hit[0] != ctx.io.writes:
+        hit = ctx.memo[key] = (ctx.io.writes, compute())
+    return hit[1]
 
 
 def endpoint_filter(ep: Endpoint, ident: str | None) -> bool:
@@ -276,13 +300,16 @@ def dport_filter_by_memdev(d: Dport, ident: str | None, serial: str | None) -> b
 
 
 def memdev_filter_by_decoder(md: Memdev, ident: str | None) -> bool:
+    """``util_cxl_memdev_filter_by_decoder()``: some decoder that passes
+    :func:`decoder_filter`, on any port of any bus, targets ``md``."""
     if ident is None:
         return True
+    ctx = md.ctx
 
-    def decodes(port: Port) -> bool:
-        return any(decoder_filter(dec, ident) and dec.target_by_memdev(md) is not None
-                   for dec in port.decoders())
-    return any(_bus_or_ports(bus, decodes) for bus in md.ctx.buses())
+    decoders = _kept(ctx, ("decoders", ident), lambda: [
+        dec for bus in ctx.buses() for port in _bus_ports(bus) for dec in port.decoders()
+        if decoder_filter(dec, ident)])
+    return any(dec.target_by_memdev(md) is not None for dec in decoders)
 
 
 def _routes_memdev(md: Memdev, ident: str | None):

@@ -37,6 +37,9 @@ class CxlContext:
         self._memdev_list: list[Memdev] | None = None
         self._memdev_by_name: dict[str, Memdev] | None = None
         self._bus_list: list[Bus] | None = None
+        # results of the command's filters that walk the whole topology, kept per question
+        # until the library next writes (tools/cxl/filter.py _kept)
+        self.memo: dict[tuple, tuple[int, Any]] = {}
 
     # ---- logging ---------------------------------------------------------------
     def set_log_priority(self, priority: int) -> None:

@@ -182,8 +182,11 @@ class SysfsIO:
     def write_attr(self, path: str, text: str, quiet: bool = False) -> None:
         """``sysfs_write_attr()``: writes ``text`` plus its NUL terminator;
         raises ``OSError(errno)`` on failure."""
-        data = text.encode() + b"\0"
         self.writes += 1
+        self._write(path, text, quiet)
+
+    def _write(self, path: str, text: str, quiet: bool) -> None:
+        data = text.encode() + b"\0"
         try:
             self.backend.write(self._canon(path), data)
         except OSError as e:
@@ -196,7 +199,9 @@ class SysfsIO:
     def flush(self) -> None:
         """``cxl_flush()`` (``cxl_wait_probe()``): errors are ignored."""
         try:
-            self.write_attr("/sys/bus/cxl/flush", "1\n", quiet=True)
+            # (not counted in ``writes``: it waits for probing, it changes nothing a
+            # library keeps, and libcxl flushes before every scan)
+            self._write("/sys/bus/cxl/flush", "1\n", quiet=True)
         except OSError:
             pass
 
